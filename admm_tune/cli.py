@@ -1,0 +1,54 @@
+"""The ``admm-tune`` command line.
+
+Exit codes: 0 success, 1 the run failed, 2 bad usage or a malformed problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .errors import ProblemError, RunError
+from .problem import load_problem
+from .runner import fit
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``admm-tune``."""
+    parser = argparse.ArgumentParser(prog="admm-tune", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="search a problem file and print the chosen pipeline")
+    run.add_argument("problem", help="problem YAML file")
+    run.add_argument("--budget", help="evaluations (200) or a duration (60s, 5m); overrides the file")
+    run.add_argument("--seed", type=int, help="seed (overrides the file)")
+    run.add_argument("--out", help="run directory for the journal (default ./admm_runs/NAME-TIME)")
+    run.add_argument("--n-jobs", type=int, default=1, help="candidates evaluated in parallel")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress line")
+    validate = sub.add_parser("validate", help="check a problem file; exit 2 with the field on error")
+    validate.add_argument("problem")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "validate":
+            problem = load_problem(args.problem)
+            print(f"{args.problem}: ok ({problem.name}, {len(problem.space.modules)} modules, "
+                  f"{len(problem.constraints)} constraints, budget {problem.budget})")
+            return 0
+        result = fit(args.problem, budget=args.budget, seed=args.seed, run_dir=args.out, n_jobs=args.n_jobs,
+                     progress=not args.no_progress)
+    except ProblemError as exc:
+        print(f"admm-tune: invalid problem: {exc}", file=sys.stderr)
+        return 2
+    except RunError as exc:
+        print(f"admm-tune: run failed: {exc}", file=sys.stderr)
+        return 1
+    print(result.summary())
+    if len(result.trace):
+        cols = ["iteration", "structure", "new_evaluations", "rho", "primal_residual", "violation", "best_loss"]
+        print("\nADMM trace")
+        print(result.trace[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

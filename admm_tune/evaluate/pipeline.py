@@ -1,0 +1,160 @@
+"""The ML part of a candidate: config → scikit-learn ``Pipeline`` → CV loss.
+
+:func:`build_pipeline` turns a config into an unfitted pipeline (the fixed
+categorical front first, when the data needs it); :class:`MLEvaluator`
+scores it by k-fold cross-validation (stratified for classification) and
+caches results by the ML configuration.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import time
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from ..data import CLASSIFICATION, Dataset
+from ..errors import ProblemError
+from ..observation import COMPLETE, Observation
+from ..problem import Objective
+from ..space import Config, Float, SearchSpace, param_key
+
+ALLOWED_PREFIXES = ("sklearn.", "admm_tune.")
+"""Modules a search space may name classes from (a problem file cannot run arbitrary code)."""
+
+
+def resolve_class(dotted: str, path: str = "class") -> type:
+    """Import the class at ``dotted``, only from :data:`ALLOWED_PREFIXES`."""
+    if not dotted.startswith(ALLOWED_PREFIXES):
+        raise ProblemError(path, f"{dotted!r} is outside the allowed modules {list(ALLOWED_PREFIXES)}")
+    module_name, _, name = dotted.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError):
+        raise ProblemError(path, f"cannot import {dotted!r}") from None
+    if not isinstance(cls, type):
+        raise ProblemError(path, f"{dotted!r} is not a class")
+    return cls
+
+
+def front(data: Dataset) -> ColumnTransformer | None:
+    """Imputer + one-hot for categorical columns, median imputer for the rest; None if not needed."""
+    if not data.needs_front:
+        return None
+    numeric = [c for c in data.X.columns if c not in data.categorical]
+    parts = []
+    if numeric:
+        parts.append(("numeric", SimpleImputer(strategy="median"), numeric))
+    if data.categorical:
+        parts.append(("categorical", make_pipeline(
+            SimpleImputer(strategy="most_frequent"),
+            OneHotEncoder(handle_unknown="ignore", sparse_output=False)), list(data.categorical)))
+    return ColumnTransformer(parts, verbose_feature_names_out=False)
+
+
+def build_pipeline(config: Mapping[str, Any], space: SearchSpace, data: Dataset, seed: int | None = None) -> Pipeline:
+    """An unfitted scikit-learn pipeline for ``config``.
+
+    Parameters
+    ----------
+    config : mapping
+        A complete config of ``space``.
+    space : SearchSpace
+    data : Dataset
+        Decides the front and resolves ``relative_to: n_features``.
+    seed : int, optional
+        Passed as ``random_state`` to every step that takes one.
+    """
+    steps: list[tuple[str, BaseEstimator]] = []
+    pre = front(data)
+    if pre is not None:
+        steps.append(("front", pre))
+    for module_name, _, algo in space.active(config):
+        if algo.estimator is None:
+            continue
+        cls = resolve_class(algo.estimator, f"search_space.{module_name}.{algo.name}.class")
+        kwargs: dict[str, Any] = dict(algo.fixed)
+        for p in algo.params:
+            value = config[param_key(module_name, algo.name, p.name)]
+            if isinstance(p, Float) and p.relative_to == "n_features":
+                value = int(max(1, min(data.n_features, round(value * data.n_features))))
+            kwargs[p.name] = value
+        if "random_state" in inspect.signature(cls).parameters and "random_state" not in kwargs:
+            kwargs["random_state"] = seed
+        steps.append((module_name, cls(**kwargs)))
+    if not steps or space.module_names[-1] not in dict(steps):
+        raise ProblemError("search_space", "the last module must choose an estimator (it has no class)")
+    return Pipeline(steps)
+
+
+class MLEvaluator:
+    """Scores ML configs by cross-validation, with a cache keyed by the config.
+
+    Parameters
+    ----------
+    space : SearchSpace
+    data : Dataset
+    objective : Objective
+    seed : int, optional
+        Seeds the folds and every estimator, so a config always gets the same loss.
+    """
+
+    def __init__(self, space: SearchSpace, data: Dataset, objective: Objective, seed: int | None = None) -> None:
+        self.space = space
+        self.data = data
+        self.objective = objective
+        self.seed = seed
+        self.cache: dict[str, Observation] = {}
+
+    def folds(self) -> KFold | StratifiedKFold:
+        """The CV splitter (shuffled, seeded; stratified for classification)."""
+        cls = StratifiedKFold if self.data.task == CLASSIFICATION else KFold
+        return cls(n_splits=self.objective.cv, shuffle=True, random_state=self.seed or 0)
+
+    def __call__(self, config: Config) -> Observation:
+        """Evaluate one config; a crash becomes a failed observation."""
+        key = json.dumps(config, sort_keys=True, default=str)
+        if key in self.cache:
+            cached = self.cache[key]
+            return Observation(cached.status, cached.loss, dict(cached.metrics), cached.reason, 0.0,
+                               {**cached.attrs, "cache_hit": True})
+        start = time.perf_counter()
+        try:
+            pipeline = build_pipeline(config, self.space, self.data, self.seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                scores = cross_validate(pipeline, self.data.X, self.data.y, cv=self.folds(),
+                                        scoring=self.objective.scoring, error_score="raise", n_jobs=1)
+        except Exception as exc:  # any failure of a candidate is recorded, never fatal
+            obs = Observation.failed(f"error: {type(exc).__name__}: {exc}"[:500], time.perf_counter() - start)
+        else:
+            test = np.asarray(scores["test_score"], dtype=float)
+            if not np.all(np.isfinite(test)):
+                obs = Observation.failed("error: non-finite CV score", time.perf_counter() - start)
+            else:
+                metrics = {"cv_score": float(test.mean()), "cv_score_std": float(test.std()),
+                           "fit_time_s": float(np.mean(scores["fit_time"])),
+                           "score_time_s": float(np.mean(scores["score_time"]))}
+                obs = Observation(COMPLETE, self.objective.loss(metrics["cv_score"]), metrics,
+                                  duration_s=time.perf_counter() - start)
+        obs.attrs["cache_hit"] = False
+        self.cache[key] = obs
+        return obs
+
+    def refit(self, config: Config) -> Pipeline:
+        """The pipeline of ``config`` fitted on all training data."""
+        pipeline = build_pipeline(config, self.space, self.data, self.seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pipeline.fit(self.data.X, self.data.y)

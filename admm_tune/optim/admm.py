@@ -1,0 +1,457 @@
+"""The ADMM loop (``../shared/DESIGN.md`` §2) and its state.
+
+Variables: the algorithm choice ``z`` (with categorical values), continuous
+parameters ``θᶜ``, relaxed integers ``θ̃ᵈ`` and their integer copies ``δ``,
+constraint slacks ``u``; duals ``λ`` (integer consensus) and ``μ``
+(constraints); penalty ``ρ``.  The run starts by evaluating a few bandit draws at their default parameters
+(``initial_pulls``); the best becomes z⁰.  One iteration:
+
+1. θ-step: a Bayesian-optimisation solver proposes ``I_t`` points for the
+   active algorithms (z fixed), minimising the observed objective plus the
+   constraint terms plus the analytic consensus term ``ρ/2 ‖θ̃ᵈ − δ + λ/ρ‖²``.
+   Integers are evaluated rounded; since the objective is constant on each
+   rounding cell, the relaxed iterate is the exact minimiser of the consensus
+   term on the best point's cell.  When the best point sits in another cell
+   than the integer copy, the copy moves there and its dual restarts at 0
+   (the old ones describe a cell the search has left).
+2. u-step: ``u = clip(1 − ĝ − μ/ρ, 0, 1)`` at the iterate.
+3. δ-step: ``δ = round(Π(θ̃ᵈ + λ/ρ))``.
+4. z-step: Thompson-sampling pulls evaluated with θ fixed; z becomes the
+   candidate (current z included) with the lowest augmented Lagrangian.
+5. Duals: ``λ ← λ + ρ(θ̃ᵈ − δ)``, ``μ ← μ + ρ(ĝ − 1 + u)``; ρ grows by
+   ``rho_growth`` when the iterate's constraint violation did not at least
+   halve since the last iteration.  (The integer residual needs no growth:
+   the exact cell projection of step 1 drives it to 0 within two iterations
+   once δ settles, and a large ρ would freeze the integers.)
+
+Units: integer residuals are measured in units of each parameter's range,
+constraints in units of their bound, and the objective in units of its
+observed spread (median minus best loss), so ρ and μ mean the same on any
+problem.  The
+optimiser sees only the space and a black-box ``evaluate`` callable: it
+knows nothing of scikit-learn pipelines or ONNX.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..observation import Observation
+from ..problem import Budget, Constraint, OptimizerSettings
+from ..space import Config, Float, Int, SearchSpace
+from .bandit import ThompsonBandit, reward
+from .bayes import ThetaTask, make_solver
+from .constraints import ConstraintTerms
+
+
+@dataclass
+class Candidate:
+    """A point the optimiser asks to evaluate."""
+
+    config: Config
+    step: str
+    iteration: int
+    relaxed: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Record:
+    """An evaluated candidate, as the optimiser remembers it."""
+
+    candidate: Candidate
+    observation: Observation
+    violations: np.ndarray
+
+    @property
+    def config(self) -> Config:
+        """The evaluated config."""
+        return self.candidate.config
+
+    @property
+    def feasible(self) -> bool:
+        """Completed and every constraint holds."""
+        return self.observation.ok and bool(np.all(self.violations <= 0.0))
+
+    @property
+    def violation(self) -> float:
+        """Worst normalised violation (inf when failed)."""
+        return ConstraintTerms.violation(self.violations) if self.observation.ok else math.inf
+
+
+@dataclass
+class ADMMState:
+    """Everything the loop carries from one iteration to the next (JSON-able)."""
+
+    iteration: int = 0
+    z: Config = field(default_factory=dict)
+    theta: dict[str, float] = field(default_factory=dict)
+    delta: dict[str, int] = field(default_factory=dict)
+    lam: dict[str, float] = field(default_factory=dict)
+    u: list[float] = field(default_factory=list)
+    mu: list[float] = field(default_factory=list)
+    rho: float = 1.0
+    inner: int = 2
+    f_scale: float = 1.0
+    infeasibility: float = math.inf
+
+    def to_json(self) -> str:
+        """Serialise for the journal."""
+        return json.dumps(asdict(self), default=_json_default)
+
+
+EvaluateFn = Callable[[list[Candidate]], list[Observation]]
+IterationFn = Callable[[dict[str, Any]], None]
+
+
+class ADMM:
+    """ADMM over a search space with black-box constraints.
+
+    Parameters
+    ----------
+    space : SearchSpace
+    constraints : sequence of Constraint
+    settings : OptimizerSettings
+    budget : Budget
+    seed : int, optional
+        Makes a run with an evaluation budget reproducible.
+    batch_size : int
+        Points evaluated together (the number of parallel workers).
+    """
+
+    def __init__(self, space: SearchSpace, constraints: Sequence[Constraint], settings: OptimizerSettings,
+                 budget: Budget, seed: int | None = None, batch_size: int = 1) -> None:
+        self.space = space
+        self.terms = ConstraintTerms(constraints)
+        self.settings = settings
+        self.budget = budget
+        self.batch_size = max(1, batch_size)
+        self.rng = np.random.default_rng(seed)
+        self.solver = make_solver(settings.theta_solver)
+        self.bandit = ThompsonBandit(space)
+        k = len(self.terms)
+        self.state = ADMMState(rho=settings.rho, inner=settings.inner_budget, u=[0.0] * k, mu=[0.0] * k)
+        self.records: list[Record] = []
+        self.trace: list[dict[str, Any]] = []
+        self._seen: set[str] = set()
+        self._start = time.monotonic()
+        self._stalled = 0
+
+    # -- public ----------------------------------------------------------------
+    def run(self, evaluate: EvaluateFn, on_iteration: IterationFn | None = None) -> list[Record]:
+        """Iterate until the budget is spent or progress stalls; return every record."""
+        self._evaluate = evaluate
+        self._start = time.monotonic()
+        if not self.records:
+            self._initialise()
+        while not self._exhausted():
+            entry = self.iterate()
+            if on_iteration is not None:
+                on_iteration(entry)
+            if self._converged(entry):
+                break
+        return self.records
+
+    def _initialise(self) -> None:
+        """Evaluate ``initial_pulls`` distinct bandit draws at their defaults; z⁰ is the best."""
+        batch: list[Candidate] = []
+        for _ in range(20 * self.settings.initial_pulls):
+            if len(batch) == self.settings.initial_pulls:
+                break
+            config = self.space.complete(self.bandit.sample(self.rng))
+            if all(_key(c.config) != _key(config) for c in batch):
+                batch.append(Candidate(config, "init", 0))
+        records = self._eval(batch)
+        first = min(records, key=self._merit) if records else None
+        self.state.z = self.space.choice_of(first.config if first else batch[0].config)
+
+    def best(self) -> Record | None:
+        """Best feasible record by loss, else the least-violating one."""
+        return best_record(self.records)
+
+    # -- one iteration -------------------------------------------------------------
+    def iterate(self) -> dict[str, Any]:
+        """One ADMM iteration; returns its trace entry."""
+        s = self.state
+        t = s.iteration
+        n_before = len(self.records)
+        s.f_scale = self._loss_scale()
+        iterate = self._theta_step(t)
+        g_hat = self._g_hat(iterate)
+        mu = np.array(s.mu)
+        u = self.terms.slack(g_hat, mu, s.rho) if len(self.terms) else np.zeros(0)
+        s.u = u.tolist()
+        ints = self._int_keys(s.z)
+        for key, p in ints:
+            s.delta[key] = p.cast(s.theta[key] + s.lam.get(key, 0.0) * _span(p) / s.rho)
+        residual = self._residual(ints)
+        for key, p in ints:
+            s.lam[key] = s.lam.get(key, 0.0) + s.rho * (s.theta[key] - s.delta[key]) / _span(p)
+        if len(self.terms):
+            s.mu = self.terms.dual_update(mu, g_hat, u, s.rho).tolist()
+        z_before = dict(s.z)
+        self._z_step(t, iterate)
+        best = self.best()
+        entry = {
+            "iteration": t,
+            "z": json.dumps(z_before, sort_keys=True, default=_json_default),
+            "z_next": json.dumps(s.z, sort_keys=True, default=_json_default),
+            "structure": "/".join(self.space.structure_of(z_before)),
+            "evaluations": len(self.records),
+            "new_evaluations": len(self.records) - n_before,
+            "inner_budget": s.inner,
+            "rho": s.rho,
+            "f_scale": s.f_scale,
+            "primal_residual": residual,
+            "violation": iterate.violation if iterate is not None else math.inf,
+            "iterate_loss": _loss(iterate),
+            "best_loss": _loss(best),
+            "best_feasible": bool(best is not None and best.feasible),
+            "delta": json.dumps({k: s.delta[k] for k, _ in ints}),
+            "lam": json.dumps({k: s.lam[k] for k, _ in ints}),
+            "u": json.dumps(s.u),
+            "mu": json.dumps(s.mu),
+            "state": s.to_json(),
+        }
+        self.trace.append(entry)
+        infeasibility = iterate.violation if iterate is not None else 0.0
+        if infeasibility > 1e-9 and infeasibility > 0.5 * s.infeasibility:
+            s.rho = min(s.rho * self.settings.rho_growth, self.settings.rho_max)
+        s.infeasibility = infeasibility
+        s.inner = min(s.inner + self.settings.inner_growth, self.settings.inner_max)
+        s.iteration += 1
+        return entry
+
+    # -- θ-step ------------------------------------------------------------------
+    def _theta_step(self, t: int) -> Record | None:
+        s = self.state
+        keys = self.space.numeric_params(s.z)
+        zkey = _key(s.z)
+        for key, p in keys:
+            s.theta.setdefault(key, float(p.initial()))
+        if not keys:
+            return self._best_of_choice(zkey)
+        center = np.array([p.to_unit(s.theta[key]) for key, p in keys])
+        remaining = s.inner
+        while remaining > 0 and not self._exhausted():
+            task = self._theta_task(zkey, keys, center)
+            n = min(self.batch_size, remaining, self._left())
+            points = self.solver.propose(task, n, self.rng)
+            if len(points) == 0:
+                break
+            batch = []
+            for x in points:
+                relaxed = {key: p.from_unit(v) for (key, p), v in zip(keys, x)}
+                config = self.space.complete(s.z, relaxed)
+                batch.append(Candidate(config, "theta", t, {k: v for (k, p), v in zip(keys, relaxed.values())
+                                                            if isinstance(p, Int)}))
+            remaining -= len(self._eval(batch))
+        best = self._best_of_choice(zkey, keys)
+        if best is not None:
+            for key, p in keys:
+                value = self._relaxed(best, key)
+                if isinstance(p, Int):
+                    n_star = p.cast(value)
+                    if s.delta.get(key, n_star) != n_star:
+                        # The incumbent moved to another integer: the old copy and its dual are stale.
+                        s.delta[key], s.lam[key] = n_star, 0.0
+                    target = n_star - s.lam.get(key, 0.0) * _span(p) / s.rho
+                    value = float(np.clip(target, max(p.low, n_star - 0.5), min(p.high, n_star + 0.5 - 1e-9)))
+                s.theta[key] = value
+        return best
+
+    def _theta_task(self, zkey: str, keys: list[tuple[str, Float]], center: np.ndarray) -> ThetaTask:
+        history = [r for r in self.records if _key(self.space.choice_of(r.config)) == zkey]
+        k = len(self.terms)
+        X = np.array([[p.to_unit(self._relaxed(r, key)) for key, p in keys] for r in history]).reshape(-1, len(keys))
+        worst = self._worst()
+        f = np.array([r.observation.loss if r.observation.ok else worst for r in history], dtype=float)
+        ok = np.array([r.observation.ok for r in history], dtype=bool)
+        G = np.array([r.violations if r.observation.ok else np.full(k, -1.0) for r in history]).reshape(len(history), k)
+        mu, rho = np.array(self.state.mu), self.state.rho
+
+        def merit(f_values: np.ndarray, violations: np.ndarray) -> np.ndarray:
+            return f_values / self.state.f_scale + self.terms.penalty(1.0 + violations, mu, rho)
+
+        steps = np.array([_unit_step(p, self.state.theta[key]) if isinstance(p, Int) else 0.0 for key, p in keys])
+        return ThetaTask(X, f, G, ok, merit, self._consensus(keys), self._valid(keys), center, steps)
+
+    def _consensus(self, keys: list[tuple[str, Float]]) -> Callable[[np.ndarray], np.ndarray]:
+        s = self.state
+        ints = [(i, key, p) for i, (key, p) in enumerate(keys) if isinstance(p, Int)]
+
+        def penalty(X: np.ndarray) -> np.ndarray:
+            X = np.atleast_2d(X)
+            total = np.zeros(len(X))
+            for i, key, p in ints:
+                relaxed = np.array([p.from_unit(v) for v in X[:, i]])
+                delta = s.delta.get(key, p.cast(s.theta[key]))
+                e = (relaxed - delta) / _span(p) + s.lam.get(key, 0.0) / s.rho
+                total += s.rho / 2.0 * e**2
+            return total
+
+        return penalty
+
+    def _valid(self, keys: list[tuple[str, Float]]) -> Callable[[np.ndarray], bool]:
+        z = self.state.z
+
+        def valid(x: np.ndarray) -> bool:
+            config = self.space.complete(z, {key: p.from_unit(v) for (key, p), v in zip(keys, x)})
+            return self.space.allowed(config) and _key(config) not in self._seen
+
+        return valid
+
+    # -- z-step ------------------------------------------------------------------
+    def _z_step(self, t: int, iterate: Record | None) -> Record | None:
+        s = self.state
+        fixed = {**s.theta, **s.delta}
+        batch: list[Candidate] = []
+        for _ in range(self.settings.z_pulls):
+            for _attempt in range(20):
+                choice = self.bandit.sample(self.rng)
+                config = self.space.complete(choice, fixed)
+                if _key(config) not in self._seen and all(_key(c.config) != _key(config) for c in batch):
+                    batch.append(Candidate(config, "z", t, {}))
+                    break
+        batch = batch[: self._left()]
+        pulled = self._eval(batch) if batch else []
+        options = ([iterate] if iterate is not None else []) + pulled
+        if not options:
+            return iterate
+        chosen = min(options, key=self._merit)
+        s.z = self.space.choice_of(chosen.config)
+        return chosen
+
+    # -- evaluation and bookkeeping -----------------------------------------------------
+    def _eval(self, batch: list[Candidate]) -> list[Record]:
+        batch = batch[: self._left()]
+        if not batch:
+            return []
+        observations = self._evaluate(batch)
+        records = []
+        for cand, obs in zip(batch, observations):
+            viol = self.terms.violations(obs.metrics) if obs.ok else np.full(len(self.terms), np.inf)
+            record = Record(cand, obs, viol)
+            self.records.append(record)
+            self._seen.add(_key(cand.config))
+            records.append(record)
+        merits = [self._merit(r) for r in self.records]
+        for record in records:
+            self.bandit.update(self.space.choice_of(record.config), reward(self._merit(record), merits), self.rng)
+        return records
+
+    def _merit(self, record: Record) -> float:
+        """Observed objective plus constraint terms; failures count as the worst seen."""
+        if not record.observation.ok or record.observation.loss is None:
+            return self._worst()
+        return float(record.observation.loss) / self.state.f_scale + self.terms.penalty(
+            1.0 + record.violations, np.array(self.state.mu), self.state.rho)
+
+    def _worst(self) -> float:
+        losses = [r.observation.loss for r in self.records if r.observation.ok and r.observation.loss is not None]
+        if not losses:
+            return 1.0
+        return float(max(losses) / self.state.f_scale + self.terms.penalty(np.full(len(self.terms), 1.0 + 1.0),
+                                                      np.array(self.state.mu), self.state.rho))
+
+    def _loss_scale(self) -> float:
+        """Typical size of an improvement: median minus best observed loss.
+
+        The objective enters the augmented Lagrangian divided by this, so ρ
+        and μ mean the same whether losses are near 0.03 or near 100.
+        """
+        losses = np.array([r.observation.loss for r in self.records if r.observation.ok], dtype=float)
+        if len(losses) < 2:
+            return self.state.f_scale
+        spread = float(np.median(losses) - losses.min()) or float(np.std(losses))
+        return spread if spread > 1e-12 else self.state.f_scale
+
+    def _g_hat(self, record: Record | None) -> np.ndarray:
+        if record is None or not record.observation.ok:
+            return np.full(len(self.terms), 2.0)
+        return 1.0 + record.violations
+
+    def _best_of_choice(self, zkey: str, keys: list[tuple[str, Float]] | None = None) -> Record | None:
+        history = [r for r in self.records if _key(self.space.choice_of(r.config)) == zkey]
+        if not history:
+            return None
+        penalty = self._consensus(keys) if keys else None
+
+        def value(r: Record) -> float:
+            v = self._merit(r)
+            if penalty is not None:
+                v += float(penalty(np.array([[p.to_unit(self._relaxed(r, k)) for k, p in keys]]))[0])
+            return v
+
+        return min(history, key=value)
+
+    @staticmethod
+    def _relaxed(record: Record, key: str) -> float:
+        return float(record.candidate.relaxed.get(key, record.config[key]))
+
+    def _int_keys(self, z: Config) -> list[tuple[str, Int]]:
+        return [(k, p) for k, p in self.space.numeric_params(z) if isinstance(p, Int)]
+
+    def _residual(self, ints: list[tuple[str, Int]]) -> float:
+        s = self.state
+        return float(math.sqrt(sum(((s.theta[k] - s.delta[k]) / _span(p)) ** 2 for k, p in ints)))
+
+    def _left(self) -> int:
+        if self.budget.evaluations is None:
+            return 1 << 30
+        return max(0, self.budget.evaluations - len(self.records))
+
+    def _exhausted(self) -> bool:
+        if self._left() == 0:
+            return True
+        return self.budget.seconds is not None and time.monotonic() - self._start >= self.budget.seconds
+
+    def _converged(self, entry: dict[str, Any]) -> bool:
+        if self.budget.patience is None or len(self.trace) < 2:
+            return False
+        improved = entry["best_loss"] != self.trace[-2]["best_loss"] or (
+            entry["best_feasible"] and not self.trace[-2]["best_feasible"])
+        self._stalled = 0 if improved else self._stalled + 1
+        return self._stalled >= self.budget.patience and entry["primal_residual"] < 1e-6
+
+
+def best_record(records: Sequence[Record]) -> Record | None:
+    """Best feasible record by loss, else the least-violating completed one."""
+    feasible = [r for r in records if r.feasible]
+    if feasible:
+        return min(feasible, key=lambda r: r.observation.loss)
+    done = [r for r in records if r.observation.ok]
+    return min(done, key=lambda r: (r.violation, r.observation.loss)) if done else None
+
+
+def _unit_step(p: Int, value: float) -> float:
+    """Unit-cube distance of one integer step up from ``value`` (log scales make it uneven)."""
+    n = p.cast(value)
+    up = min(n + 1, int(p.high)) if n < p.high else max(n - 1, int(p.low))
+    return abs(p.to_unit(up) - p.to_unit(n))
+
+
+def _span(p: Float) -> float:
+    return float(p.high - p.low) or 1.0
+
+
+def _loss(record: Record | None) -> float:
+    if record is None or record.observation.loss is None:
+        return math.nan
+    return float(record.observation.loss)
+
+
+def _key(config: Config) -> str:
+    return json.dumps(config, sort_keys=True, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")

@@ -1,0 +1,368 @@
+"""The :class:`Problem`: data, objective, search space, constraints, budget.
+
+A problem is written in YAML (see ``docs/problem-format.md``), given as a
+dict, or built from Python objects.  :func:`load_problem` validates every
+field and raises :class:`~admm_tune.errors.ProblemError` whose message names
+the exact field path and the reason::
+
+    constraints[1].max: expected a number, got 'fast'
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Union
+
+from . import _fields as F
+from .data import CLASSIFICATION, REGRESSION, TASKS, Dataset, load_dataset
+from .errors import ProblemError
+from .space import Config, SearchSpace, read_yaml
+
+ML_METRICS = {
+    "fit_time_s": "mean wall time to fit the pipeline on one CV training fold (s)",
+    "score_time_s": "mean wall time to score one CV validation fold (s)",
+    "cv_score_std": "standard deviation of the CV score across folds",
+}
+"""Metrics the ML evaluator measures for every candidate, usable in constraints."""
+
+DEFAULT_SCORING = {CLASSIFICATION: "balanced_accuracy", REGRESSION: "r2"}
+
+THETA_SOLVERS = ("gp", "tpe", "random")
+"""Solvers of the continuous sub-problem (see :mod:`admm_tune.optim.bayes`)."""
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A black-box constraint ``metric <= bound`` (``max``) or ``>= bound`` (``min``).
+
+    Values are normalised so that constraints in ms and kB are comparable:
+    :meth:`violation` is ``(value - bound) / scale`` for ``max`` (and the
+    mirror for ``min``), with ``scale = |bound|`` (1 when the bound is 0);
+    a candidate satisfies the constraint when it is ``<= 0``.
+    """
+
+    metric: str
+    bound: float
+    sense: str = "max"
+
+    @property
+    def scale(self) -> float:
+        """Unit of the normalised violation."""
+        return abs(self.bound) or 1.0
+
+    def violation(self, value: float) -> float:
+        """Normalised violation (positive when the constraint is broken)."""
+        if value is None or not math.isfinite(value):
+            return math.inf
+        signed = value - self.bound if self.sense == "max" else self.bound - value
+        return signed / self.scale
+
+    def __str__(self) -> str:
+        return f"{self.metric} {'<=' if self.sense == 'max' else '>='} {self.bound:g}"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """When a run stops: evaluations, seconds, or a stall of ``patience`` iterations."""
+
+    evaluations: int | None = None
+    seconds: float | None = None
+    patience: int | None = None
+
+    def __str__(self) -> str:
+        parts = []
+        if self.evaluations is not None:
+            parts.append(f"{self.evaluations} evaluations")
+        if self.seconds is not None:
+            parts.append(f"{self.seconds:g} s")
+        return " / ".join(parts) or "unbounded"
+
+
+@dataclass(frozen=True)
+class Objective:
+    """Cross-validated scoring of a pipeline: loss = 1 - score (or -score for ``neg_*``)."""
+
+    scoring: str
+    cv: int = 5
+
+    def loss(self, score: float) -> float:
+        """Turn a scikit-learn score (greater is better) into a loss."""
+        return -score if self.scoring.startswith("neg_") else 1.0 - score
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """Knobs of the ADMM optimiser (see ``docs/problem-format.md``).
+
+    Parameters
+    ----------
+    theta_solver : {"gp", "tpe", "random"}
+        Solver of the continuous sub-problem.
+    rho, rho_growth, rho_max : float
+        Initial augmented-Lagrangian penalty, its growth factor (applied when
+        the constraint violation did not halve in an iteration), cap.
+    inner_budget, inner_growth, inner_max : int
+        Evaluations of the first θ-step, growth per iteration, cap (AdADMM).
+    z_pulls : int
+        Bandit pulls (evaluations) of each z-step.
+    initial_pulls : int
+        Distinct bandit draws evaluated at their defaults before the first
+        iteration (the best one becomes z⁰).
+    """
+
+    theta_solver: str = "gp"
+    rho: float = 1.0
+    rho_growth: float = 2.0
+    rho_max: float = 1e4
+    inner_budget: int = 2
+    inner_growth: int = 1
+    inner_max: int = 8
+    z_pulls: int = 1
+    initial_pulls: int = 4
+
+
+ObjectiveFn = Callable[[Config], Union[float, Mapping[str, float], tuple]]
+
+
+@dataclass
+class Problem:
+    """Everything a run needs, validated.
+
+    Either ``data`` (scored by ``objective``, an :class:`Objective`) or a
+    plain Python callable ``objective`` over the space (for synthetic
+    problems: it takes a config and returns a loss, a ``(loss, metrics)``
+    pair or a mapping with ``loss`` and metrics).  ``source`` keeps the
+    fields the problem was loaded from.
+    """
+
+    space: SearchSpace
+    objective: Objective | ObjectiveFn
+    data: Dataset | None = None
+    constraints: tuple[Constraint, ...] = ()
+    budget: Budget = field(default_factory=lambda: Budget(evaluations=50))
+    optimizer: OptimizerSettings = field(default_factory=OptimizerSettings)
+    seed: int | None = None
+    name: str = "problem"
+    source: dict[str, Any] | None = None
+
+    @property
+    def task(self) -> str | None:
+        """``classification``/``regression`` for data problems, else None."""
+        return self.data.task if self.data is not None else None
+
+    def with_budget(self, budget: Budget) -> Problem:
+        """A copy with another budget."""
+        return replace(self, budget=budget)
+
+
+def load_problem(source: Problem | Mapping[str, Any] | str | Path) -> Problem:
+    """Build a validated :class:`Problem` from a YAML path, a dict or a Problem.
+
+    Raises
+    ------
+    ProblemError
+        Naming the first malformed field and the reason.
+    """
+    if isinstance(source, Problem):
+        return source
+    base_dir = None
+    if isinstance(source, (str, Path)):
+        file = Path(source)
+        if not file.is_file():
+            raise ProblemError("", f"problem file {str(file)!r} does not exist")
+        raw = read_yaml(file, "")
+        if not isinstance(raw, Mapping):
+            raise ProblemError("", f"{file} must hold a mapping of fields, got {F.describe(raw)}")
+        base_dir = file.resolve().parent
+        raw = dict(raw)
+        raw.setdefault("name", file.stem)
+    else:
+        raw = dict(F.mapping(source, "problem"))
+    return _from_dict(raw, base_dir)
+
+
+_FIELDS = ("name", "description", "task", "data", "objective", "search_space", "restrict",
+           "constraints", "budget", "optimizer", "seed")
+
+
+def _from_dict(raw: dict[str, Any], base_dir: Path | None) -> Problem:
+    F.only_keys(raw, _FIELDS, "")
+    name = F.string(raw.get("name", "problem"), "name")
+    seed = None if raw.get("seed") is None else F.integer(raw["seed"], "seed", minimum=0)
+    task = raw.get("task")
+    if task is not None:
+        task = F.string(task, "task", choices=TASKS)
+    space = _space(raw.get("search_space"), raw, task, base_dir)
+    objective_raw = raw.get("objective", {})
+    data = None
+    if callable(objective_raw):
+        objective: Objective | ObjectiveFn = objective_raw
+        if "data" in raw:
+            raise ProblemError("data", "a callable objective takes no data")
+    else:
+        if "data" not in raw:
+            raise ProblemError("data", "missing (or give a callable objective)")
+        data = load_dataset(raw["data"], "data", base_dir, task, seed)
+        objective = _objective(objective_raw, data)
+    constraints = tuple(_constraint(c, f"constraints[{i}]", data is not None)
+                        for i, c in enumerate(F.sequence(raw.get("constraints", []) or [], "constraints")))
+    _check_contradictions(constraints)
+    budget = parse_budget(raw.get("budget", {"evaluations": 50}), "budget")
+    optimizer = _optimizer(raw.get("optimizer", {}) or {}, "optimizer")
+    return Problem(space, objective, data, constraints, budget, optimizer, seed, name, raw)
+
+
+def _space(spec: Any, raw: Mapping[str, Any], task: str | None, base_dir: Path | None) -> SearchSpace:
+    if spec is None:
+        if callable(raw.get("objective")):
+            raise ProblemError("search_space", "missing")
+        data_task = task
+        if data_task is None:
+            src = raw.get("data")
+            src = src.get("source") if isinstance(src, Mapping) else src
+            name = str(src)[len("sklearn:"):] if isinstance(src, str) and src.startswith("sklearn:") else None
+            from .data import BUNDLED
+
+            data_task = BUNDLED[name][1] if name in BUNDLED else CLASSIFICATION
+        spec = data_task
+    if isinstance(spec, SearchSpace):
+        space = spec
+    elif isinstance(spec, Mapping):
+        space = SearchSpace.from_dict(spec, "search_space")
+    elif isinstance(spec, (str, Path)):
+        file = Path(spec)
+        if file.suffix in (".yaml", ".yml") and not file.is_absolute() and base_dir is not None:
+            file = base_dir / file
+            spec = str(file)
+        space = SearchSpace.load(spec, "search_space")
+    else:
+        raise ProblemError("search_space", f"expected a bundled name, a .yaml path or a mapping, got {F.describe(spec)}")
+    restrict = raw.get("restrict")
+    if restrict is not None:
+        restrict = F.mapping(restrict, "restrict")
+        for mod, names in restrict.items():
+            path = F.join("restrict", mod)
+            if mod not in space.module_names:
+                raise ProblemError(path, f"unknown module; expected one of {list(space.module_names)}")
+            names = F.sequence(names, path)
+            if not names:
+                raise ProblemError(path, "keeps no algorithm")
+            for i, n in enumerate(names):
+                if n not in space.module(mod).names:
+                    raise ProblemError(F.join(path, i),
+                                       f"unknown algorithm {n!r}; expected one of {list(space.module(mod).names)}")
+        space = space.restricted(restrict)
+    return space
+
+
+def _objective(raw: Any, data: Dataset) -> Objective:
+    raw = F.mapping(raw if raw is not None else {}, "objective")
+    F.only_keys(raw, ("scoring", "cv"), "objective")
+    scoring = F.string(raw.get("scoring", DEFAULT_SCORING[data.task]), "objective.scoring")
+    from sklearn.metrics import get_scorer_names
+
+    if scoring not in get_scorer_names():
+        close = [s for s in get_scorer_names() if scoring.split("_")[0] in s][:5]
+        raise ProblemError("objective.scoring", f"unknown scikit-learn scorer {scoring!r}"
+                           + (f"; did you mean one of {close}?" if close else ""))
+    cv = F.integer(raw.get("cv", 5), "objective.cv", minimum=2)
+    if cv > len(data.y):
+        raise ProblemError("objective.cv", f"{cv} folds but only {len(data.y)} training rows")
+    if data.task == CLASSIFICATION:
+        import numpy as np
+
+        smallest = int(np.unique(data.y, return_counts=True)[1].min())
+        if smallest < cv:
+            raise ProblemError("objective.cv", f"{cv} folds but the rarest class has {smallest} rows")
+    return Objective(scoring, cv)
+
+
+def _constraint(raw: Any, path: str, data_problem: bool) -> Constraint:
+    raw = F.mapping(raw, path)
+    F.only_keys(raw, ("metric", "max", "min"), path)
+    metric = F.string(raw.get("metric"), F.join(path, "metric"))
+    if data_problem and metric not in ML_METRICS:
+        raise ProblemError(F.join(path, "metric"),
+                           f"unknown metric {metric!r}; measurable here: {sorted(ML_METRICS)}")
+    if ("max" in raw) == ("min" in raw):
+        raise ProblemError(path, "give exactly one of max or min")
+    sense = "max" if "max" in raw else "min"
+    bound = F.number(raw[sense], F.join(path, sense))
+    return Constraint(metric, bound, sense)
+
+
+def _check_contradictions(constraints: tuple[Constraint, ...]) -> None:
+    for i, a in enumerate(constraints):
+        for j, b in enumerate(constraints[:i]):
+            if a.metric == b.metric and a.sense != b.sense:
+                lo, hi = (a, b) if a.sense == "min" else (b, a)
+                if lo.bound > hi.bound:
+                    raise ProblemError(f"constraints[{i}]",
+                                       f"contradicts constraints[{j}]: {lo} and {hi} cannot both hold")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)\s*$")
+
+
+def parse_budget(raw: Any, path: str = "budget") -> Budget:
+    """Read a budget: a mapping, an evaluation count, or ``"90s"``/``"5m"``/``"1h"``.
+
+    Examples
+    --------
+    >>> parse_budget("200"), parse_budget("60s").seconds
+    (Budget(evaluations=200, seconds=None, patience=None), 60.0)
+    """
+    if isinstance(raw, Budget):
+        return raw
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text.isdigit():
+            raw = {"evaluations": int(text)}
+        else:
+            match = _DURATION.match(text)
+            if not match:
+                raise ProblemError(path, f"expected an evaluation count or a duration like '60s', got {raw!r}")
+            value, unit = float(match.group(1)), match.group(2)
+            raw = {"seconds": value * {"s": 1, "m": 60, "h": 3600}[unit]}
+    elif isinstance(raw, int) and not isinstance(raw, bool):
+        raw = {"evaluations": raw}
+    raw = F.mapping(raw, path)
+    F.only_keys(raw, ("evaluations", "seconds", "patience"), path)
+    evals = None if raw.get("evaluations") is None else F.integer(raw["evaluations"], F.join(path, "evaluations"),
+                                                                  minimum=1)
+    seconds = None if raw.get("seconds") is None else F.number(raw["seconds"], F.join(path, "seconds"),
+                                                               minimum=0, exclusive=True)
+    patience = None if raw.get("patience") is None else F.integer(raw["patience"], F.join(path, "patience"),
+                                                                  minimum=1)
+    if evals is None and seconds is None:
+        raise ProblemError(path, "needs evaluations or seconds")
+    return Budget(evals, seconds, patience)
+
+
+def _optimizer(raw: Any, path: str) -> OptimizerSettings:
+    raw = F.mapping(raw, path)
+    defaults = OptimizerSettings()
+    F.only_keys(raw, defaults.__dataclass_fields__, path)
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        fpath = F.join(path, key)
+        if key == "theta_solver":
+            values[key] = F.string(value, fpath, choices=THETA_SOLVERS)
+        elif key in ("inner_budget", "inner_max", "z_pulls", "initial_pulls"):
+            values[key] = F.integer(value, fpath, minimum=1)
+        elif key == "inner_growth":
+            values[key] = F.integer(value, fpath, minimum=0)
+        elif key == "rho_growth":
+            values[key] = F.number(value, fpath, minimum=1)
+        else:
+            values[key] = F.number(value, fpath, minimum=0, exclusive=True)
+    settings = replace(defaults, **values)
+    if settings.inner_max < settings.inner_budget:
+        raise ProblemError(F.join(path, "inner_max"), "must be >= inner_budget")
+    if settings.rho_max < settings.rho:
+        raise ProblemError(F.join(path, "rho_max"), "must be >= rho")
+    return settings

@@ -1,0 +1,110 @@
+"""The outcome of a run, read from its journal."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .problem import Problem
+from .space import Config
+
+
+@dataclass
+class Best:
+    """The chosen candidate: its config, loss, metrics and feasibility."""
+
+    config: Config
+    loss: float
+    metrics: dict[str, float]
+    feasible: bool
+    violation: float
+    trial: int
+
+
+@dataclass
+class Result:
+    """What :func:`admm_tune.fit` returns.
+
+    Attributes
+    ----------
+    problem : Problem
+    best : Best
+        The best feasible candidate by measured constraints, or the
+        least-violating one (``best.feasible`` is then False).
+    pipeline : sklearn.pipeline.Pipeline or None
+        The best config refit on all training data (None for a callable objective).
+    trials : pandas.DataFrame
+        One row per evaluation.
+    trace : pandas.DataFrame
+        One row per ADMM iteration.
+    storage : str
+        Where the journal lives.
+    run_dir : Path or None
+    """
+
+    problem: Problem
+    best: Best
+    pipeline: Any
+    trials: pd.DataFrame
+    trace: pd.DataFrame
+    storage: str
+    run_dir: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_frames(cls, problem: Problem, trials: pd.DataFrame, trace: pd.DataFrame, storage: str,
+                    run_dir: Path | None, pipeline: Any = None) -> Result:
+        """Pick the best row of ``trials`` and wrap everything up."""
+        return cls(problem, best_of(trials), pipeline, trials, trace, storage, run_dir)
+
+    @property
+    def n_evaluations(self) -> int:
+        """Number of evaluations in the journal."""
+        return len(self.trials)
+
+    def summary(self) -> str:
+        """A few lines for people: the pipeline, its score, the search."""
+        b = self.best
+        lines = [f"problem      {self.problem.name}",
+                 f"best         {_describe(self.best.config)}",
+                 f"loss         {b.loss:.6g}" + ("" if b.feasible else f"  (INFEASIBLE: violation {b.violation:.3g})")]
+        if "cv_score" in b.metrics and hasattr(self.problem.objective, "scoring"):
+            lines.append(f"cv {self.problem.objective.scoring:<9} {b.metrics['cv_score']:.4f}")
+        for c in self.problem.constraints:
+            lines.append(f"constraint   {c}: measured {b.metrics.get(c.metric, float('nan')):.4g}")
+        failed = int((self.trials["state"] == "fail").sum()) if len(self.trials) else 0
+        lines.append(f"evaluations  {self.n_evaluations} ({failed} failed) in {len(self.trace)} ADMM iterations")
+        if len(self.trace):
+            last = self.trace.iloc[-1]
+            lines.append(f"ADMM         final rho {last['rho']:.3g}, integer residual {last['primal_residual']:.2g}, "
+                         f"structures tried {self.trials['structure'].nunique() if 'structure' in self.trials else '-'}")
+        lines.append(f"journal      {self.storage}")
+        return "\n".join(lines)
+
+
+def best_of(trials: pd.DataFrame) -> Best:
+    """Best feasible completed row by loss, else the least-violating completed row."""
+    done = trials[trials["state"] == "complete"]
+    feasible = done[done["feasible"].astype(bool)]
+    if len(feasible):
+        row = feasible.loc[feasible["loss"].idxmin()]
+    else:
+        row = done.sort_values(["violation", "loss"]).iloc[0]
+    config = json.loads(row["config"])
+    metrics = {k[len("metric:"):]: float(v) for k, v in row.items() if k.startswith("metric:") and pd.notna(v)}
+    violation = float(row["violation"]) if pd.notna(row["violation"]) else float("inf")
+    return Best(config, float(row["loss"]), metrics, bool(row["feasible"]), violation, int(row["number"]))
+
+
+def _describe(config: Config) -> str:
+    modules = [k for k in config if "." not in k]
+    parts = []
+    for m in modules:
+        params = {k.split(".", 2)[2]: v for k, v in config.items() if k.startswith(f"{m}.{config[m]}.")}
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+        parts.append(f"{config[m]}({shown})" if shown else str(config[m]))
+    return " -> ".join(parts)

@@ -1,0 +1,131 @@
+"""``fit``: wires problem → optimiser → evaluator → journal → result."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from joblib import Parallel, delayed
+
+from .errors import RunError
+from .evaluate import FunctionEvaluator, MLEvaluator
+from .journal import Journal
+from .observation import Observation
+from .optim import ADMM, Candidate
+from .problem import Budget, Problem, load_problem, parse_budget
+from .progress import Progress
+from .result import Result
+
+
+def fit(problem: Problem | Mapping[str, Any] | str | Path, *, budget: Budget | Mapping[str, Any] | int | str | None = None,
+        seed: int | None = None, storage: str | None = None, n_jobs: int = 1, progress: bool = True,
+        run_dir: str | Path | None = None) -> Result:
+    """Search the problem's space by ADMM and return the best feasible pipeline.
+
+    Parameters
+    ----------
+    problem : Problem, dict or path
+        A :class:`~admm_tune.problem.Problem`, its dict form or a YAML file.
+    budget : optional
+        Overrides the problem's budget: a mapping (``{"evaluations": 25}``),
+        an evaluation count, or a duration string (``"90s"``).
+    seed : int, optional
+        Overrides the problem's seed; with an evaluation budget the trial
+        sequence is then reproducible.
+    storage : str, optional
+        SQLAlchemy URL of the journal; default ``sqlite:///RUN_DIR/journal.db``.
+    n_jobs : int
+        Candidates evaluated in parallel (joblib processes).
+    progress : bool
+        Show a progress line on stderr.
+    run_dir : path, optional
+        Where the journal goes when ``storage`` is not given; default
+        ``./admm_runs/<problem>-<time>``.
+
+    Returns
+    -------
+    Result
+
+    Raises
+    ------
+    ProblemError
+        The problem is malformed (the message names the field).
+    RunError
+        No candidate completed; the message summarises the failure reasons.
+    """
+    problem = load_problem(problem)
+    if budget is not None:
+        problem = problem.with_budget(parse_budget(budget))
+    if seed is not None:
+        problem.seed = seed
+    if storage is None:
+        run_path = Path(run_dir) if run_dir is not None else Path("admm_runs") / f"{problem.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_path.mkdir(parents=True, exist_ok=True)
+        storage = f"sqlite:///{run_path / 'journal.db'}"
+    else:
+        run_path = Path(run_dir) if run_dir is not None else None
+    evaluator = (MLEvaluator(problem.space, problem.data, problem.objective, problem.seed)
+                 if problem.data is not None else FunctionEvaluator(problem.objective))
+    journal = Journal(storage, problem.name, problem.space)
+    journal.set_attr("problem", _jsonable(problem.source or {"name": problem.name}))
+    journal.set_attr("seed", problem.seed)
+    optimiser = ADMM(problem.space, problem.constraints, problem.optimizer, problem.budget, problem.seed,
+                     batch_size=n_jobs)
+    bar = Progress(problem.budget.evaluations, problem.budget.seconds, progress)
+    workers = Parallel(n_jobs=n_jobs) if n_jobs != 1 else None
+
+    def evaluate(batch: list[Candidate]) -> list[Observation]:
+        trials = [journal.start(c.config, _attrs(problem, c)) for c in batch]
+        if workers is None:
+            observations = [evaluator(c.config) for c in batch]
+        else:
+            observations = workers(delayed(evaluator)(c.config) for c in batch)
+        for trial, obs in zip(trials, observations):
+            journal.finish(trial, obs, _violation(problem, obs))
+        best = optimiser.best()
+        bar.update(len(optimiser.records) + len(batch), None if best is None else best.observation.loss,
+                   bool(best and best.feasible))
+        return observations
+
+    def on_iteration(entry: dict[str, Any]) -> None:
+        journal.record_iteration(entry)
+        bar.iteration(int(entry["iteration"]) + 1)
+
+    try:
+        optimiser.run(evaluate, on_iteration)
+    finally:
+        bar.close()
+    best = optimiser.best()
+    if best is None:
+        reasons = Counter(r.observation.reason[:120] for r in optimiser.records)
+        summary = "; ".join(f"{n}× {reason}" for reason, n in reasons.most_common(5))
+        raise RunError(f"every one of the {len(optimiser.records)} candidates failed: {summary}")
+    pipeline = evaluator.refit(best.config) if isinstance(evaluator, MLEvaluator) else None
+    return Result.from_frames(problem, journal.trials(), journal.trace(), storage, run_path, pipeline)
+
+
+def _attrs(problem: Problem, candidate: Candidate) -> dict[str, Any]:
+    return {"step": candidate.step, "iteration": candidate.iteration,
+            "structure": "/".join(problem.space.structure_of(candidate.config)),
+            "config": json.dumps(candidate.config, default=_scalar),
+            "relaxed": json.dumps(candidate.relaxed)}
+
+
+def _violation(problem: Problem, obs: Observation) -> float:
+    if not obs.ok:
+        return math.inf
+    worst = max((c.violation(obs.metrics.get(c.metric, math.nan)) for c in problem.constraints), default=0.0)
+    return max(0.0, worst)
+
+
+def _scalar(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=lambda v: f"<{type(v).__name__}>"))

@@ -1,0 +1,116 @@
+"""The ADMM optimiser on synthetic problems with known optima (no scikit-learn pipelines)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from admm_tune import SearchSpace
+from admm_tune.observation import Observation
+from admm_tune.optim import ADMM
+from admm_tune.optim.bandit import ThompsonBandit, reward
+from admm_tune.problem import Budget, Constraint, OptimizerSettings
+
+from synthetic import QUADRATIC_OPTIMUM, QUADRATIC_SPACE, quadratic
+
+TOLERANCE = 0.6
+"""Stated tolerance on the constrained quadratic: best loss <= optimum + 0.6 within 80 evaluations.
+
+The lattice has a feasible local optimum at n1=1 (loss 2.0) whose neighbour
+n1=2 is only better together with a move of x1 to the boundary; a seed that
+settles there still lands within this tolerance.
+"""
+
+
+def run_quadratic(seed: int, evaluations: int = 80, solver: str = "gp") -> ADMM:
+    opt = ADMM(SearchSpace.from_dict(QUADRATIC_SPACE), [Constraint("g", 2.0, "max")],
+               OptimizerSettings(theta_solver=solver), Budget(evaluations=evaluations), seed=seed)
+    opt.run(lambda batch: [Observation("complete", *quadratic(c.config)) for c in batch])
+    return opt
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_constrained_quadratic_reaches_the_known_optimum(seed):
+    opt = run_quadratic(seed)
+    best = opt.best()
+    assert len(opt.records) == 80
+    assert best.feasible
+    assert best.observation.loss <= QUADRATIC_OPTIMUM + TOLERANCE
+    assert best.observation.metrics["g"] <= 2.0
+    residuals = [t["primal_residual"] for t in opt.trace]
+    assert residuals[-1] <= 1e-6 or min(residuals[-3:]) <= 1e-6
+
+
+def test_constraint_cuts_off_the_unconstrained_optimum():
+    opt = run_quadratic(0, evaluations=40)
+    unconstrained = [r for r in opt.records if r.observation.loss < QUADRATIC_OPTIMUM - 0.25]
+    assert unconstrained, "the search should visit the infeasible region near the unconstrained optimum"
+    assert all(not r.feasible for r in unconstrained)
+    assert all(r.feasible or r is not opt.best() for r in opt.records)
+
+
+@pytest.mark.parametrize("solver", ["tpe", "random"])
+def test_other_theta_solvers_run_behind_the_same_protocol(solver):
+    opt = run_quadratic(1, evaluations=30, solver=solver)
+    assert len(opt.records) == 30 and opt.best().feasible
+
+
+def test_integer_residual_shrinks_to_zero():
+    opt = run_quadratic(3, evaluations=60)
+    residuals = np.array([t["primal_residual"] for t in opt.trace])
+    assert residuals.max() > 0 or len(residuals) > 3
+    assert residuals[-1] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_same_seed_same_sequence():
+    a, b = run_quadratic(7, evaluations=25), run_quadratic(7, evaluations=25)
+    assert [r.config for r in a.records] == [r.config for r in b.records]
+    c = run_quadratic(8, evaluations=25)
+    assert [r.config for r in a.records] != [r.config for r in c.records]
+
+
+def test_multipliers_grow_while_the_constraint_is_violated():
+    opt = run_quadratic(0, evaluations=40)
+    mus = [float(eval(t["mu"])[0]) for t in opt.trace]
+    assert max(mus) > 0.0
+
+
+def test_bandit_concentrates_on_the_best_arm(rng):
+    space = SearchSpace.from_dict({"modules": [{"name": "arm", "algorithms": [{"name": n} for n in "abcde"]}]})
+    bandit = ThompsonBandit(space)
+    means = {"a": 0.2, "b": 0.4, "c": 0.9, "d": 0.5, "e": 0.1}
+    counts = dict.fromkeys(means, 0)
+    for _ in range(300):
+        arm = bandit.sample(rng)["arm"]
+        counts[arm] += 1
+        bandit.update({"arm": arm}, means[arm], rng)
+    assert max(counts, key=counts.get) == "c"
+    assert counts["c"] > 0.6 * 300
+    assert bandit.means()["arm"]["c"] == max(bandit.means()["arm"].values())
+
+
+def test_reward_is_relative_to_best_and_median():
+    seen = [0.03, 0.05, 0.04, 0.5]
+    assert reward(0.03, seen) == 1.0
+    assert reward(0.5, seen) == 0.0
+    assert 0.0 < reward(0.035, seen) < 1.0
+
+
+def test_failed_evaluations_are_bad_observations_and_the_run_goes_on():
+    space = SearchSpace.from_dict(QUADRATIC_SPACE)
+
+    def evaluate(batch):
+        out = []
+        for c in batch:
+            if c.config["f.q.n2"] > 8:
+                out.append(Observation.failed("error: boom"))
+            else:
+                out.append(Observation("complete", *quadratic(c.config)))
+        return out
+
+    opt = ADMM(space, [], OptimizerSettings(), Budget(evaluations=30), seed=0)
+    opt.run(evaluate)
+    assert len(opt.records) == 30
+    assert opt.best().observation.ok
+
+
