@@ -17,7 +17,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/admm-tune run problems/breast_cancer.yaml --budget 40 --seed 0 --out runs/breast_cancer
+	$(BIN)/admm-tune run problems/breast_cancer.yaml --budget 50 --seed 0
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -26,4 +26,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/search_quality.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) admm_runs .pytest_cache

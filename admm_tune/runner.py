@@ -64,7 +64,7 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *, budget: Budget | M
     if seed is not None:
         problem.seed = seed
     if storage is None:
-        run_path = Path(run_dir) if run_dir is not None else Path("admm_runs") / f"{problem.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_path = Path(run_dir) if run_dir is not None else _fresh_dir(Path("admm_runs"), problem.name)
         run_path.mkdir(parents=True, exist_ok=True)
         storage = f"sqlite:///{run_path / 'journal.db'}"
     else:
@@ -107,6 +107,16 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *, budget: Budget | M
         raise RunError(f"every one of the {len(optimiser.records)} candidates failed: {summary}")
     pipeline = evaluator.refit(best.config) if isinstance(evaluator, MLEvaluator) else None
     return Result.from_frames(problem, journal.trials(), journal.trace(), storage, run_path, pipeline)
+
+
+def _fresh_dir(parent: Path, name: str) -> Path:
+    """``parent/NAME-YYYYmmdd-HHMMSS``, suffixed ``-2``, ``-3``... if taken."""
+    base = parent / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 def _attrs(problem: Problem, candidate: Candidate) -> dict[str, Any]:
