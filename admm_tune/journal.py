@@ -12,7 +12,6 @@ default, or any SQLAlchemy URL.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -135,7 +134,3 @@ class Journal:
         """The run's stored facts."""
         return {k: v for k, v in self.study.user_attrs.items() if not k.startswith(ITERATION_PREFIX)}
 
-
-def dumps(value: Any) -> str:
-    """JSON text of a config or state (numpy scalars allowed)."""
-    return json.dumps(value, sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,6 @@ class Result:
     trace: pd.DataFrame
     storage: str
     run_dir: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_frames(cls, problem: Problem, trials: pd.DataFrame, trace: pd.DataFrame, storage: str,

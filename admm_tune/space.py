@@ -94,7 +94,7 @@ class Float:
 
     def initial(self) -> float:
         """Value tried first: the default, else the middle of the range."""
-        return self.cast(self.default) if self.default is not None else self.from_unit(0.5)
+        return self.cast(self.default if self.default is not None else self.from_unit(0.5))
 
     def sample(self, rng: np.random.Generator) -> float:
         """Draw uniformly (on the log scale where asked)."""
@@ -183,10 +183,7 @@ class Algorithm:
 
     def param(self, name: str) -> Param:
         """Return the hyper-parameter called ``name``."""
-        for p in self.params:
-            if p.name == name:
-                return p
-        raise KeyError(name)
+        return _by_name(self.params, name)
 
 
 @dataclass(frozen=True)
@@ -198,10 +195,7 @@ class Module:
 
     def algorithm(self, name: str) -> Algorithm:
         """Return the algorithm called ``name``."""
-        for a in self.algorithms:
-            if a.name == name:
-                return a
-        raise KeyError(name)
+        return _by_name(self.algorithms, name)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -227,6 +221,13 @@ class Forbidden:
         return all(k in config and config[k] in v for k, v in self.when.items())
 
 
+def _by_name(items: Iterable[Any], name: str) -> Any:
+    for item in items:
+        if item.name == name:
+            return item
+    raise KeyError(name)
+
+
 def param_key(module: str, algorithm: str, param: str) -> str:
     """Key of a hyper-parameter in a flat config."""
     return f"{module}.{algorithm}.{param}"
@@ -243,10 +244,7 @@ class SearchSpace:
     # -- structure ---------------------------------------------------------
     def module(self, name: str) -> Module:
         """Return the module called ``name``."""
-        for m in self.modules:
-            if m.name == name:
-                return m
-        raise KeyError(name)
+        return _by_name(self.modules, name)
 
     @property
     def module_names(self) -> tuple[str, ...]:

@@ -87,3 +87,17 @@ def test_progress_line_shows_best_and_feasibility(tmp_path, fast_problem_dict, c
     admm_tune.fit(fast_problem_dict, budget=5, run_dir=tmp_path, progress=True)
     err = capsys.readouterr().err
     assert "5/5 evals" in err and "(feasible)" in err and "best loss" in err
+
+
+def test_any_sqlalchemy_url_as_storage(tmp_path, fast_problem_dict):
+    url = f"sqlite:///{tmp_path / 'elsewhere.sqlite3'}"
+    result = admm_tune.fit(fast_problem_dict, budget=6, storage=url, progress=False)
+    assert result.storage == url and result.run_dir is None
+    assert len(optuna.load_study(study_name="fast", storage=url).trials) == 6
+    with pytest.raises(RunError, match="already holds a run named 'fast'"):
+        admm_tune.fit(fast_problem_dict, budget=6, storage=url, progress=False)
+
+
+def test_parallel_workers_record_the_whole_budget(tmp_path, fast_problem_dict):
+    result = admm_tune.fit(fast_problem_dict, budget=8, n_jobs=2, run_dir=tmp_path, progress=False)
+    assert len(result.trials) == 8 and (result.trials["state"] == "complete").all()

@@ -114,3 +114,22 @@ def test_failed_evaluations_are_bad_observations_and_the_run_goes_on():
     assert opt.best().observation.ok
 
 
+
+
+def test_patience_stops_a_stalled_run_and_seconds_bound_the_time():
+    space = SearchSpace.from_dict({"modules": [{"name": "m", "algorithms": [
+        {"name": "a", "params": {"n": {"type": "int", "low": 0, "high": 3}}}]}]})
+    opt = ADMM(space, [], OptimizerSettings(), Budget(evaluations=500, patience=2), seed=0)
+    opt.run(lambda batch: [Observation("complete", float(c.config["m.a.n"] ** 2)) for c in batch])
+    assert len(opt.records) < 500 and opt.best().observation.loss == 0.0
+    timed = ADMM(SearchSpace.from_dict(QUADRATIC_SPACE), [], OptimizerSettings(), Budget(seconds=1.0), seed=0)
+    timed.run(lambda batch: [Observation("complete", *quadratic(c.config)) for c in batch])
+    assert 0 < len(timed.records) < 500
+
+
+def test_an_exhausted_space_ends_the_run():
+    space = SearchSpace.from_dict({"modules": [{"name": "m", "algorithms": [
+        {"name": "a", "params": {"n": {"type": "int", "low": 0, "high": 3}}}, {"name": "b"}]}]})
+    opt = ADMM(space, [], OptimizerSettings(), Budget(evaluations=100), seed=0)
+    opt.run(lambda batch: [Observation("complete", 1.0) for c in batch])
+    assert len(opt.records) == 5

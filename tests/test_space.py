@@ -89,3 +89,8 @@ def test_malformed_spaces_name_the_field(raw, field):
     with pytest.raises(ProblemError) as err:
         SearchSpace.from_dict(raw)
     assert err.value.field == field
+
+
+def test_initial_values_are_admissible():
+    assert Int("n", 0, 3).initial() == 2 and isinstance(Int("n", 0, 3).initial(), int)
+    assert Float("x", 0.0, 1.0).initial() == 0.5

@@ -16,7 +16,8 @@ constraint slacks ``u``; duals ``λ`` (integer consensus) and ``μ``
    (the old ones describe a cell the search has left).
 2. u-step: ``u = clip(1 − ĝ − μ/ρ, 0, 1)`` at the iterate.
 3. δ-step: ``δ = round(Π(θ̃ᵈ + λ/ρ))``.
-4. z-step: Thompson-sampling pulls evaluated with θ fixed; z becomes the
+4. z-step: Thompson-sampling pulls evaluated with θ fixed (with random
+   parameters when that point was evaluated already); z becomes the
    candidate (current z included) with the lowest augmented Lagrangian.
 5. Duals: ``λ ← λ + ρ(θ̃ᵈ − δ)``, ``μ ← μ + ρ(ĝ − 1 + u)``; ρ grows by
    ``rho_growth`` when the iterate's constraint violation did not at least
@@ -150,11 +151,13 @@ class ADMM:
         self._start = time.monotonic()
         if not self.records:
             self._initialise()
+        empty = 0
         while not self._exhausted():
             entry = self.iterate()
             if on_iteration is not None:
                 on_iteration(entry)
-            if self._converged(entry):
+            empty = empty + 1 if entry["new_evaluations"] == 0 else 0
+            if self._converged(entry) or empty >= 3:  # three iterations found nothing new: space exhausted
                 break
         return self.records
 
@@ -316,6 +319,9 @@ class ADMM:
             for _attempt in range(20):
                 choice = self.bandit.sample(self.rng)
                 config = self.space.complete(choice, fixed)
+                if _key(config) in self._seen:  # θ fixed gives a known point: draw its parameters instead
+                    config = self.space.complete(choice, {k: p.sample(self.rng)
+                                                          for k, p in self.space.numeric_params(choice)})
                 if _key(config) not in self._seen and all(_key(c.config) != _key(config) for c in batch):
                     batch.append(Candidate(config, "z", t, {}))
                     break
