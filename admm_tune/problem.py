@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from . import _fields as F
 from .data import CLASSIFICATION, REGRESSION, TASKS, Dataset, load_dataset
@@ -120,12 +120,12 @@ class OptimizerSettings:
     rho_max: float = 1e4
     inner_budget: int = 2
     inner_growth: int = 1
-    inner_max: int = 8
-    z_pulls: int = 1
-    initial_pulls: int = 4
+    inner_max: int = 5
+    z_pulls: int = 2
+    initial_pulls: int = 8
 
 
-ObjectiveFn = Callable[[Config], Union[float, Mapping[str, float], tuple]]
+ObjectiveFn = Callable[[Config], float | Mapping[str, float] | tuple]
 
 
 @dataclass
@@ -240,7 +240,8 @@ def _space(spec: Any, raw: Mapping[str, Any], task: str | None, base_dir: Path |
             spec = str(file)
         space = SearchSpace.load(spec, "search_space")
     else:
-        raise ProblemError("search_space", f"expected a bundled name, a .yaml path or a mapping, got {F.describe(spec)}")
+        raise ProblemError("search_space",
+                           f"expected a bundled name, a .yaml path or a mapping, got {F.describe(spec)}")
     restrict = raw.get("restrict")
     if restrict is not None:
         restrict = F.mapping(restrict, "restrict")

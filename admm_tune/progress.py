@@ -46,7 +46,8 @@ class Progress:
         width = 20
         bar = "#" * int(round(fraction * width))
         count = f"{done}/{self.total}" if self.total else str(done)
-        best = "best -" if best_loss is None else f"best loss {best_loss:.4g} ({'feasible' if feasible else 'infeasible'})"
+        state = "feasible" if feasible else "infeasible"
+        best = "best -" if best_loss is None else f"best loss {best_loss:.4g} ({state})"
         left = f", ~{_clock(elapsed / fraction - elapsed)} left" if 0 < fraction < 1 else ""
         self._line = (f"[{bar:<{width}}] {count} evals | iter {self._iteration} | {best} | "
                       f"{_clock(elapsed)}{left}")
@@ -76,4 +77,6 @@ class Progress:
 
 def _clock(seconds: float) -> str:
     seconds = int(max(0, seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    if seconds < 3600:
+        return f"{seconds // 60}:{seconds % 60:02d}"
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -80,7 +80,7 @@ class Result:
         if len(self.trace):
             last = self.trace.iloc[-1]
             lines.append(f"ADMM         final rho {last['rho']:.3g}, integer residual {last['primal_residual']:.2g}, "
-                         f"structures tried {self.trials['structure'].nunique() if 'structure' in self.trials else '-'}")
+                         f"structures tried {self.trials['structure'].nunique()}")
         lines.append(f"journal      {self.storage}")
         return "\n".join(lines)
 

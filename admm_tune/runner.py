@@ -22,8 +22,9 @@ from .progress import Progress
 from .result import Result
 
 
-def fit(problem: Problem | Mapping[str, Any] | str | Path, *, budget: Budget | Mapping[str, Any] | int | str | None = None,
-        seed: int | None = None, storage: str | None = None, n_jobs: int = 1, progress: bool = True,
+def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
+        budget: Budget | Mapping[str, Any] | int | str | None = None, seed: int | None = None,
+        storage: str | None = None, n_jobs: int = 1, progress: bool = True,
         run_dir: str | Path | None = None) -> Result:
     """Search the problem's space by ADMM and return the best feasible pipeline.
 

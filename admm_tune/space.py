@@ -27,7 +27,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import yaml
@@ -150,7 +150,7 @@ class Categorical:
         return any(value == c and type(value) is type(c) for c in self.choices)
 
 
-Param = Union[Float, Int, Categorical]
+Param = Float | Int | Categorical
 
 
 @dataclass(frozen=True)

@@ -74,12 +74,14 @@ def test_forbidden_clause_is_never_sampled(rng):
 
 @pytest.mark.parametrize("raw, field", [
     ({"modules": []}, "search_space.modules"),
-    ({"modules": [{"name": "m", "algorithms": [{"name": "a", "params": {"p": {"type": "float", "low": 2, "high": 1}}}]}]},
+    ({"modules": [{"name": "m", "algorithms": [{"name": "a", "params": {"p": {"type": "float", "low": 2,
+                                                                              "high": 1}}}]}]},
      "search_space.modules[0].algorithms[0].params.p.low"),
     ({"modules": [{"name": "m", "algorithms": [{"name": "a", "params": {"p": {"type": "int", "low": 0, "high": 3,
                                                                               "log": True}}}]}]},
      "search_space.modules[0].algorithms[0].params.p.low"),
-    ({"modules": [{"name": "m", "algorithms": [{"name": "a"}, {"name": "a"}]}]}, "search_space.modules[0].algorithms[1]"),
+    ({"modules": [{"name": "m", "algorithms": [{"name": "a"}, {"name": "a"}]}]},
+     "search_space.modules[0].algorithms[1]"),
     ({"modules": [{"name": "m", "algorithms": [{"name": "a", "params": {"p": {"type": "weird"}}}]}]},
      "search_space.modules[0].algorithms[0].params.p.type"),
     ({"modules": [{"name": "m", "algorithms": [{"name": "a"}]}], "forbidden": [{"when": {"m": "zzz"}}]},

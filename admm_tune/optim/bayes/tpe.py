@@ -29,8 +29,8 @@ class TPESolver(ThetaSolver):
         d = task.dim
         names = [f"x{i}" for i in range(d)]
         dists = {name: FloatDistribution(0.0, 1.0) for name in names}
-        sampler = optuna.samplers.TPESampler(n_startup_trials=self.n_startup_trials, multivariate=True, constant_liar=True,
-                                             seed=int(rng.integers(2**31 - 1)))
+        sampler = optuna.samplers.TPESampler(n_startup_trials=self.n_startup_trials, multivariate=True,
+                                             constant_liar=True, seed=int(rng.integers(2**31 - 1)))
         study = optuna.create_study(sampler=sampler)
         for x, v in zip(task.X, task.objective()):
             study.add_trial(optuna.trial.create_trial(params=dict(zip(names, map(float, x))),
