@@ -80,17 +80,20 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     bar = Progress(problem.budget.evaluations, problem.budget.seconds, progress)
     workers = Parallel(n_jobs=n_jobs) if n_jobs != 1 else None
 
+    best: list[tuple[bool, float, float]] = []  # (infeasible, violation, loss) of the best so far
+
     def evaluate(batch: list[Candidate]) -> list[Observation]:
         trials = [journal.start(c.config, _attrs(problem, c)) for c in batch]
         if workers is None:
             observations = [evaluator(c.config) for c in batch]
         else:
             observations = workers(delayed(evaluator)(c.config) for c in batch)
-        for trial, obs in zip(trials, observations):
-            journal.finish(trial, obs, _violation(problem, obs))
-        best = optimiser.best()
-        bar.update(len(optimiser.records) + len(batch), None if best is None else best.observation.loss,
-                   bool(best and best.feasible))
+        for i, (trial, obs) in enumerate(zip(trials, observations)):
+            violation = _violation(problem, obs)
+            journal.finish(trial, obs, violation)
+            if obs.ok:
+                best[:] = sorted(best + [(violation > 0, violation if violation > 0 else 0.0, obs.loss)])[:1]
+            bar.update(len(optimiser.records) + i + 1, best[0][2] if best else None, bool(best) and not best[0][0])
         return observations
 
     def on_iteration(entry: dict[str, Any]) -> None:

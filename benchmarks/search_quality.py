@@ -138,7 +138,7 @@ def markdown(frame: pd.DataFrame) -> str:
             needed = []
             for _, row in rows.iterrows():
                 curve = np.array([float(v) for v in row["curve"].split()])
-                hit = np.flatnonzero(curve <= targets.get(row["seed"], np.inf) + 1e-12)
+                hit = np.flatnonzero(curve <= targets.get(row["seed"], np.inf) + 1e-8)  # curves are stored to 10 digits
                 needed.append(hit[0] + 1 if hit.size else np.nan)
             reached = f"{np.nanmedian(needed):.0f} ({int(np.isfinite(needed).sum())}/{len(needed)} reached)"
             lines.append(f"| {name} | {method} | {rows['best_loss'].mean():.4f} ± {rows['best_loss'].std():.4f} "

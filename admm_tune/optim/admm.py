@@ -4,7 +4,10 @@ Variables: the algorithm choice ``z`` (with categorical values), continuous
 parameters ``θᶜ``, relaxed integers ``θ̃ᵈ`` and their integer copies ``δ``,
 constraint slacks ``u``; duals ``λ`` (integer consensus) and ``μ``
 (constraints); penalty ``ρ``.  The run starts by evaluating a few bandit draws at their default parameters
-(``initial_pulls``); the best becomes z⁰.  One iteration:
+(``initial_pulls``); the best becomes z⁰.  The bandit is credited once per
+pull and once per θ-step (with the θ-step's best point): crediting every
+θ-step evaluation would let the structure being tuned out-vote the others.
+One iteration:
 
 1. θ-step: a Bayesian-optimisation solver proposes ``I_t`` points for the
    active algorithms (z fixed), minimising the observed objective plus the
@@ -162,10 +165,16 @@ class ADMM:
         return self.records
 
     def _initialise(self) -> None:
-        """Evaluate ``initial_pulls`` distinct bandit draws at their defaults; z⁰ is the best."""
+        """Evaluate distinct bandit draws at their defaults; z⁰ is the best.
+
+        ``initial_pulls`` of them, but at most a quarter of an evaluation budget.
+        """
+        n = self.settings.initial_pulls
+        if self.budget.evaluations is not None:
+            n = min(n, max(1, self.budget.evaluations // 4))
         batch: list[Candidate] = []
-        for _ in range(20 * self.settings.initial_pulls):
-            if len(batch) == self.settings.initial_pulls:
+        for _ in range(20 * n):
+            if len(batch) == n:
                 break
             config = self.space.complete(self.bandit.sample(self.rng))
             if all(_key(c.config) != _key(config) for c in batch):
@@ -194,12 +203,12 @@ class ADMM:
         for key, p in ints:
             s.delta[key] = p.cast(s.theta[key] + s.lam.get(key, 0.0) * _span(p) / s.rho)
         residual = self._residual(ints)
+        z_before = dict(s.z)
+        self._z_step(t, iterate)
         for key, p in ints:
             s.lam[key] = s.lam.get(key, 0.0) + s.rho * (s.theta[key] - s.delta[key]) / _span(p)
         if len(self.terms):
             s.mu = self.terms.dual_update(mu, g_hat, u, s.rho).tolist()
-        z_before = dict(s.z)
-        self._z_step(t, iterate)
         best = self.best()
         entry = {
             "iteration": t,
@@ -254,9 +263,10 @@ class ADMM:
                 config = self.space.complete(s.z, relaxed)
                 batch.append(Candidate(config, "theta", t, {k: v for (k, p), v in zip(keys, relaxed.values())
                                                             if isinstance(p, Int)}))
-            remaining -= len(self._eval(batch))
+            remaining -= len(self._eval(batch, credit=False))
         best = self._best_of_choice(zkey, keys)
         if best is not None:
+            self._credit([best])
             for key, p in keys:
                 value = self._relaxed(best, key)
                 if isinstance(p, Int):
@@ -311,7 +321,8 @@ class ADMM:
         return valid
 
     # -- z-step ------------------------------------------------------------------
-    def _z_step(self, t: int, iterate: Record | None) -> Record | None:
+    def _z_step(self, t: int, iterate: Record | None) -> None:
+        """Bandit pulls with θ fixed; z becomes the best of them and the current iterate."""
         s = self.state
         fixed = {**s.theta, **s.delta}
         batch: list[Candidate] = []
@@ -328,14 +339,12 @@ class ADMM:
         batch = batch[: self._left()]
         pulled = self._eval(batch) if batch else []
         options = ([iterate] if iterate is not None else []) + pulled
-        if not options:
-            return iterate
-        chosen = min(options, key=self._merit)
-        s.z = self.space.choice_of(chosen.config)
-        return chosen
+        if options:
+            s.z = self.space.choice_of(min(options, key=self._merit).config)
 
     # -- evaluation and bookkeeping -----------------------------------------------------
-    def _eval(self, batch: list[Candidate]) -> list[Record]:
+    def _eval(self, batch: list[Candidate], credit: bool = True) -> list[Record]:
+        """Evaluate a batch; bandit pulls (``credit``) update the arms they pulled."""
         batch = batch[: self._left()]
         if not batch:
             return []
@@ -347,10 +356,14 @@ class ADMM:
             self.records.append(record)
             self._seen.add(_key(cand.config))
             records.append(record)
+        if credit:
+            self._credit(records)
+        return records
+
+    def _credit(self, records: list[Record]) -> None:
         merits = [self._merit(r) for r in self.records]
         for record in records:
             self.bandit.update(self.space.choice_of(record.config), reward(self._merit(record), merits), self.rng)
-        return records
 
     def _merit(self, record: Record) -> float:
         """Observed objective plus constraint terms; failures count as the worst seen."""
