@@ -20,6 +20,7 @@ from typing import Any
 from . import _fields as F
 from .data import CLASSIFICATION, REGRESSION, TASKS, Dataset, load_dataset
 from .errors import ProblemError
+from .registry import resolve_class
 from .space import Config, SearchSpace, read_yaml
 
 ML_METRICS = {
@@ -257,7 +258,17 @@ def _space(spec: Any, raw: Mapping[str, Any], task: str | None, base_dir: Path |
                     raise ProblemError(F.join(path, i),
                                        f"unknown algorithm {n!r}; expected one of {list(space.module(mod).names)}")
         space = space.restricted(restrict)
+    if raw.get("data") is not None:
+        _check_classes(space)
     return space
+
+
+def _check_classes(space: SearchSpace) -> None:
+    """Every class the space names imports from an allowed module."""
+    for i, module in enumerate(space.modules):
+        for j, algo in enumerate(module.algorithms):
+            if algo.estimator is not None:
+                resolve_class(algo.estimator, f"search_space.modules[{i}].algorithms[{j}].class")
 
 
 def _objective(raw: Any, data: Dataset) -> Objective:

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from admm_tune import ProblemError, SearchSpace, load_problem
-from admm_tune.evaluate.pipeline import MLEvaluator, build_pipeline, resolve_class
+from admm_tune.evaluate.pipeline import MLEvaluator, build_pipeline
+from admm_tune.registry import resolve_class
 
 SPACES = {"classification": "sklearn:breast_cancer", "regression": "sklearn:diabetes"}
 

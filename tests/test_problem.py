@@ -49,6 +49,11 @@ MALFORMED = [
     (mutate(search_space={"modules": [{"name": "m", "algorithms": [
         {"name": "a", "params": {"p": {"type": "float", "low": 5, "high": 1}}}]}]}),
      "search_space.modules[0].algorithms[0].params.p.low", "greater than high"),
+    (mutate(search_space={"modules": [{"name": "m", "algorithms": [
+        {"name": "a", "class": "sklearn.ensemble.RandomForrestClassifier"}]}]}),
+     "search_space.modules[0].algorithms[0].class", "cannot import"),
+    (mutate(search_space={"modules": [{"name": "m", "algorithms": [{"name": "a", "class": "os.system"}]}]}),
+     "search_space.modules[0].algorithms[0].class", "outside the allowed modules"),
     (mutate(optimizer={"theta_solver": "cmaes"}), "optimizer.theta_solver", "unknown value"),
     (mutate(optimizer={"rho": 0}), "optimizer.rho", "must be > 0"),
     (mutate(seed=-1), "seed", "must be >= 0"),

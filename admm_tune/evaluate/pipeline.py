@@ -8,7 +8,6 @@ caches results by the ML configuration.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import time
@@ -29,24 +28,8 @@ from ..data import CLASSIFICATION, Dataset
 from ..errors import ProblemError
 from ..observation import COMPLETE, Observation
 from ..problem import Objective
+from ..registry import resolve_class
 from ..space import Config, Float, SearchSpace, param_key
-
-ALLOWED_PREFIXES = ("sklearn.", "admm_tune.")
-"""Modules a search space may name classes from (a problem file cannot run arbitrary code)."""
-
-
-def resolve_class(dotted: str, path: str = "class") -> type:
-    """Import the class at ``dotted``, only from :data:`ALLOWED_PREFIXES`."""
-    if not dotted.startswith(ALLOWED_PREFIXES):
-        raise ProblemError(path, f"{dotted!r} is outside the allowed modules {list(ALLOWED_PREFIXES)}")
-    module_name, _, name = dotted.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError):
-        raise ProblemError(path, f"cannot import {dotted!r}") from None
-    if not isinstance(cls, type):
-        raise ProblemError(path, f"{dotted!r} is not a class")
-    return cls
 
 
 def front(data: Dataset) -> ColumnTransformer | None:
