@@ -40,19 +40,17 @@ class Journal:
     study_name : str
     space : SearchSpace
         Gives each parameter its Optuna distribution.
-    resume : bool
-        Reopen an existing study instead of refusing to overwrite it.
     """
 
-    def __init__(self, storage: str, study_name: str, space: SearchSpace, resume: bool = False) -> None:
+    def __init__(self, storage: str, study_name: str, space: SearchSpace) -> None:
         self.storage = storage
         self.space = space
         try:
             self.study = optuna.create_study(storage=storage, study_name=study_name, direction="minimize",
-                                             sampler=optuna.samplers.RandomSampler(seed=0), load_if_exists=resume)
+                                             sampler=optuna.samplers.RandomSampler(seed=0))
         except optuna.exceptions.DuplicatedStudyError:
             raise RunError(f"the storage {storage!r} already holds a run named {study_name!r}; "
-                           "resume it or choose another storage") from None
+                           "choose another run directory (--out) or storage, or delete that one") from None
 
     # -- writing -----------------------------------------------------------------------
     def set_attr(self, key: str, value: Any) -> None:
@@ -129,8 +127,3 @@ class Journal:
         attrs = self.study.user_attrs
         rows = [attrs[k] for k in sorted(attrs) if k.startswith(ITERATION_PREFIX)]
         return pd.DataFrame(rows)
-
-    def attrs(self) -> dict[str, Any]:
-        """The run's stored facts."""
-        return {k: v for k, v in self.study.user_attrs.items() if not k.startswith(ITERATION_PREFIX)}
-

@@ -7,16 +7,18 @@ import math
 import time
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 
-from .errors import RunError
+from .errors import ProblemError, RunError
 from .evaluate import FunctionEvaluator, MLEvaluator
 from .journal import Journal
 from .observation import Observation
 from .optim import ADMM, Candidate
+from .optim.constraints import ConstraintTerms
 from .problem import Budget, Problem, load_problem, parse_budget
 from .progress import Progress
 from .result import Result
@@ -41,7 +43,7 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     storage : str, optional
         SQLAlchemy URL of the journal; default ``sqlite:///RUN_DIR/journal.db``.
     n_jobs : int
-        Candidates evaluated in parallel (joblib processes).
+        Candidates evaluated in parallel (joblib processes; -1: one per core).
     progress : bool
         Show a progress line on stderr.
     run_dir : path, optional
@@ -63,7 +65,8 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     if budget is not None:
         problem = problem.with_budget(parse_budget(budget))
     if seed is not None:
-        problem.seed = seed
+        problem = replace(problem, seed=seed)
+    workers_n = _workers(n_jobs)
     if storage is None:
         run_path = Path(run_dir) if run_dir is not None else _fresh_dir(Path("admm_runs"), problem.name)
         run_path.mkdir(parents=True, exist_ok=True)
@@ -76,11 +79,11 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     journal.set_attr("problem", _jsonable(problem.source or {"name": problem.name}))
     journal.set_attr("seed", problem.seed)
     optimiser = ADMM(problem.space, problem.constraints, problem.optimizer, problem.budget, problem.seed,
-                     batch_size=n_jobs)
+                     batch_size=workers_n)
+    terms = ConstraintTerms(problem.constraints)
     bar = Progress(problem.budget.evaluations, problem.budget.seconds, progress)
-    workers = Parallel(n_jobs=n_jobs) if n_jobs != 1 else None
-
-    best: list[tuple[bool, float, float]] = []  # (infeasible, violation, loss) of the best so far
+    workers = Parallel(n_jobs=workers_n) if workers_n > 1 else None
+    leader: list[tuple[bool, float, float]] = []  # (infeasible, violation, loss) of the best so far
 
     def evaluate(batch: list[Candidate]) -> list[Observation]:
         trials = [journal.start(c.config, _attrs(problem, c)) for c in batch]
@@ -89,11 +92,16 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         else:
             observations = workers(delayed(evaluator)(c.config) for c in batch)
         for i, (trial, obs) in enumerate(zip(trials, observations)):
-            violation = _violation(problem, obs)
+            missing = [c.metric for c in problem.constraints if c.metric not in obs.metrics]
+            if obs.ok and missing:
+                observations[i] = obs = Observation.failed(
+                    f"error: the constrained metric {missing[0]!r} was not measured", obs.duration_s)
+            violation = terms.violation(terms.violations(obs.metrics)) if obs.ok else math.inf
             journal.finish(trial, obs, violation)
             if obs.ok:
-                best[:] = sorted(best + [(violation > 0, violation if violation > 0 else 0.0, obs.loss)])[:1]
-            bar.update(len(optimiser.records) + i + 1, best[0][2] if best else None, bool(best) and not best[0][0])
+                leader[:] = sorted(leader + [(violation > 0, violation, obs.loss)])[:1]
+            bar.update(len(optimiser.records) + i + 1, leader[0][2] if leader else None,
+                       bool(leader) and not leader[0][0])
         return observations
 
     def on_iteration(entry: dict[str, Any]) -> None:
@@ -130,11 +138,11 @@ def _attrs(problem: Problem, candidate: Candidate) -> dict[str, Any]:
             "relaxed": json.dumps(candidate.relaxed)}
 
 
-def _violation(problem: Problem, obs: Observation) -> float:
-    if not obs.ok:
-        return math.inf
-    worst = max((c.violation(obs.metrics.get(c.metric, math.nan)) for c in problem.constraints), default=0.0)
-    return max(0.0, worst)
+def _workers(n_jobs: int) -> int:
+    """Number of parallel evaluations for joblib's ``n_jobs`` (-1: every core)."""
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
+        raise ProblemError("n_jobs", f"expected a non-zero integer (-1: every core), got {n_jobs!r}")
+    return int(effective_n_jobs(n_jobs))
 
 
 def _scalar(value: Any) -> Any:

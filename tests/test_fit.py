@@ -101,3 +101,20 @@ def test_any_sqlalchemy_url_as_storage(tmp_path, fast_problem_dict):
 def test_parallel_workers_record_the_whole_budget(tmp_path, fast_problem_dict):
     result = admm_tune.fit(fast_problem_dict, budget=8, n_jobs=2, run_dir=tmp_path, progress=False)
     assert len(result.trials) == 8 and (result.trials["state"] == "complete").all()
+
+
+def test_a_constrained_metric_that_is_never_measured_fails_clearly(tmp_path, quadratic_problem):
+    from admm_tune.problem import Constraint
+
+    quadratic_problem.constraints = (Constraint("latency", 1.0, "max"),)
+    with pytest.raises(RunError, match="the constrained metric 'latency' was not measured"):
+        admm_tune.fit(quadratic_problem, budget=4, run_dir=tmp_path, progress=False)
+
+
+def test_bad_n_jobs_and_the_callers_problem_is_left_alone(tmp_path, quadratic_problem):
+    from admm_tune import ProblemError
+
+    with pytest.raises(ProblemError, match="n_jobs"):
+        admm_tune.fit(quadratic_problem, budget=4, n_jobs=0, run_dir=tmp_path, progress=False)
+    admm_tune.fit(quadratic_problem, budget=4, seed=5, run_dir=tmp_path / "r", progress=False)
+    assert quadratic_problem.seed is None

@@ -142,3 +142,42 @@ def test_an_exhausted_space_ends_the_run():
     opt = ADMM(space, [], OptimizerSettings(), Budget(evaluations=100), seed=0)
     opt.run(lambda batch: [Observation("complete", 1.0) for c in batch])
     assert len(opt.records) == 5
+
+
+def test_min_constraint_slack_does_not_punish_being_well_inside():
+    from admm_tune.optim.constraints import ConstraintTerms
+
+    terms = ConstraintTerms([Constraint("throughput_rps", 100.0, "min")])
+    mu, rho = np.zeros(1), 4.0
+    inside_far = 1.0 + terms.violations({"throughput_rps": 500.0})
+    assert terms.penalty(inside_far, mu, rho) == 0.0
+    u = terms.slack(inside_far, mu, rho)
+    assert terms.dual_update(mu, inside_far, u, rho)[0] >= 0.0
+    broken = 1.0 + terms.violations({"throughput_rps": 50.0})
+    assert terms.penalty(broken, mu, rho) > 0.0
+
+
+def test_bandit_never_proposes_a_forbidden_combination(rng):
+    space = SearchSpace.from_dict({"modules": [
+        {"name": "scaler", "algorithms": [{"name": "none"}, {"name": "s"}]},
+        {"name": "est", "algorithms": [{"name": "svc"}, {"name": "rf"}, {"name": "nb"}]}],
+        "forbidden": [{"when": {"scaler": "none", "est": ["svc", "rf"]}}]})
+    bandit = ThompsonBandit(space)
+    for _ in range(200):
+        choice = bandit.sample(rng)
+        assert space.allowed(choice)
+        bandit.update(choice, 1.0 if choice["scaler"] == "none" else 0.0, rng)
+
+
+def test_a_seconds_budget_bounds_the_initial_draws_too():
+    import time
+
+    def slow(batch):
+        time.sleep(0.2)
+        return [Observation("complete", *quadratic(c.config)) for c in batch]
+
+    opt = ADMM(SearchSpace.from_dict(QUADRATIC_SPACE), [], OptimizerSettings(initial_pulls=8), Budget(seconds=0.5),
+               seed=0)
+    start = time.monotonic()
+    opt.run(slow)
+    assert time.monotonic() - start < 1.5

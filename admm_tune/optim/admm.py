@@ -14,9 +14,8 @@ One iteration:
    constraint terms plus the analytic consensus term ``ρ/2 ‖θ̃ᵈ − δ + λ/ρ‖²``.
    Integers are evaluated rounded; since the objective is constant on each
    rounding cell, the relaxed iterate is the exact minimiser of the consensus
-   term on the best point's cell.  When the best point sits in another cell
-   than the integer copy, the copy moves there and its dual restarts at 0
-   (the old ones describe a cell the search has left).
+   term on the best point's cell (on the cell's edge when the integer copy
+   lies in another cell, which leaves a residual for the duals to close).
 2. u-step: ``u = clip(1 − ĝ − μ/ρ, 0, 1)`` at the iterate.
 3. δ-step: ``δ = round(Π(θ̃ᵈ + λ/ρ))``.
 4. z-step: Thompson-sampling pulls evaluated with θ fixed (with random
@@ -24,9 +23,11 @@ One iteration:
    candidate (current z included) with the lowest augmented Lagrangian.
 5. Duals: ``λ ← λ + ρ(θ̃ᵈ − δ)``, ``μ ← μ + ρ(ĝ − 1 + u)``; ρ grows by
    ``rho_growth`` when the iterate's constraint violation did not at least
-   halve since the last iteration.  (The integer residual needs no growth:
-   the exact cell projection of step 1 drives it to 0 within two iterations
-   once δ settles, and a large ρ would freeze the integers.)
+   halve since the last iteration.  Only the constraint block's penalty
+   grows: the integer consensus keeps the initial ρ (ADMM allows one
+   penalty per block), because a stiff consensus term freezes the integers
+   near their copy whenever a constraint stays violated, and the exact cell
+   projection of step 1 drives the residual to 0 without it.
 
 Units: integer residuals are measured in units of each parameter's range,
 constraints in units of their bound, and the objective in units of its
@@ -141,6 +142,7 @@ class ADMM:
         self.bandit = ThompsonBandit(space)
         k = len(self.terms)
         self.state = ADMMState(rho=settings.rho, inner=settings.inner_budget, u=[0.0] * k, mu=[0.0] * k)
+        self.rho_int = settings.rho  # the consensus block keeps the initial penalty (see the module docstring)
         self.records: list[Record] = []
         self.trace: list[dict[str, Any]] = []
         self._seen: set[str] = set()
@@ -201,12 +203,12 @@ class ADMM:
         s.u = u.tolist()
         ints = self._int_keys(s.z)
         for key, p in ints:
-            s.delta[key] = p.cast(s.theta[key] + s.lam.get(key, 0.0) * _span(p) / s.rho)
+            s.delta[key] = p.cast(s.theta[key] + s.lam.get(key, 0.0) * _span(p) / self.rho_int)
         residual = self._residual(ints)
         z_before = dict(s.z)
         self._z_step(t, iterate)
         for key, p in ints:
-            s.lam[key] = s.lam.get(key, 0.0) + s.rho * (s.theta[key] - s.delta[key]) / _span(p)
+            s.lam[key] = s.lam.get(key, 0.0) + self.rho_int * (s.theta[key] - s.delta[key]) / _span(p)
         if len(self.terms):
             s.mu = self.terms.dual_update(mu, g_hat, u, s.rho).tolist()
         best = self.best()
@@ -251,6 +253,7 @@ class ADMM:
             return self._best_of_choice(zkey)
         center = np.array([p.to_unit(s.theta[key]) for key, p in keys])
         remaining = s.inner
+        new: list[Record] = []
         while remaining > 0 and not self._exhausted():
             task = self._theta_task(zkey, keys, center)
             n = min(self.batch_size, remaining, self._left())
@@ -263,18 +266,17 @@ class ADMM:
                 config = self.space.complete(s.z, relaxed)
                 batch.append(Candidate(config, "theta", t, {k: v for (k, p), v in zip(keys, relaxed.values())
                                                             if isinstance(p, Int)}))
-            remaining -= len(self._eval(batch, credit=False))
+            new += self._eval(batch, credit=False)
+            remaining -= len(batch)
+        if new:
+            self._credit([min(new, key=self._merit)])
         best = self._best_of_choice(zkey, keys)
         if best is not None:
-            self._credit([best])
             for key, p in keys:
                 value = self._relaxed(best, key)
                 if isinstance(p, Int):
                     n_star = p.cast(value)
-                    if s.delta.get(key, n_star) != n_star:
-                        # The incumbent moved to another integer: the old copy and its dual are stale.
-                        s.delta[key], s.lam[key] = n_star, 0.0
-                    target = n_star - s.lam.get(key, 0.0) * _span(p) / s.rho
+                    target = s.delta.get(key, n_star) - s.lam.get(key, 0.0) * _span(p) / self.rho_int
                     value = float(np.clip(target, max(p.low, n_star - 0.5), min(p.high, n_star + 0.5 - 1e-9)))
                 s.theta[key] = value
         return best
@@ -283,10 +285,10 @@ class ADMM:
         history = [r for r in self.records if _key(self.space.choice_of(r.config)) == zkey]
         k = len(self.terms)
         X = np.array([[p.to_unit(self._relaxed(r, key)) for key, p in keys] for r in history]).reshape(-1, len(keys))
-        worst = self._worst()
+        worst = self._worst_loss()
         f = np.array([r.observation.loss if r.observation.ok else worst for r in history], dtype=float)
         ok = np.array([r.observation.ok for r in history], dtype=bool)
-        G = np.array([r.violations if r.observation.ok else np.full(k, -1.0) for r in history]).reshape(len(history), k)
+        G = np.array([r.violations if r.observation.ok else np.full(k, 1.0) for r in history]).reshape(len(history), k)
         mu, rho = np.array(self.state.mu), self.state.rho
 
         def merit(f_values: np.ndarray, violations: np.ndarray) -> np.ndarray:
@@ -305,8 +307,8 @@ class ADMM:
             for i, key, p in ints:
                 relaxed = np.array([p.from_unit(v) for v in X[:, i]])
                 delta = s.delta.get(key, p.cast(s.theta[key]))
-                e = (relaxed - delta) / _span(p) + s.lam.get(key, 0.0) / s.rho
-                total += s.rho / 2.0 * e**2
+                e = (relaxed - delta) / _span(p) + s.lam.get(key, 0.0) / self.rho_int
+                total += self.rho_int / 2.0 * e**2
             return total
 
         return penalty
@@ -336,26 +338,28 @@ class ADMM:
                 if _key(config) not in self._seen and all(_key(c.config) != _key(config) for c in batch):
                     batch.append(Candidate(config, "z", t, {}))
                     break
-        batch = batch[: self._left()]
-        pulled = self._eval(batch) if batch else []
+        pulled = self._eval(batch)
         options = ([iterate] if iterate is not None else []) + pulled
         if options:
             s.z = self.space.choice_of(min(options, key=self._merit).config)
 
     # -- evaluation and bookkeeping -----------------------------------------------------
     def _eval(self, batch: list[Candidate], credit: bool = True) -> list[Record]:
-        """Evaluate a batch; bandit pulls (``credit``) update the arms they pulled."""
-        batch = batch[: self._left()]
-        if not batch:
-            return []
-        observations = self._evaluate(batch)
-        records = []
-        for cand, obs in zip(batch, observations):
-            viol = self.terms.violations(obs.metrics) if obs.ok else np.full(len(self.terms), np.inf)
-            record = Record(cand, obs, viol)
-            self.records.append(record)
-            self._seen.add(_key(cand.config))
-            records.append(record)
+        """Evaluate ``batch`` in chunks of ``batch_size`` while the budget lasts.
+
+        Bandit pulls (``credit``) update the arms they pulled.
+        """
+        records: list[Record] = []
+        for start in range(0, len(batch), self.batch_size):
+            if self._exhausted():
+                break
+            chunk = batch[start:start + self.batch_size][: self._left()]
+            for cand, obs in zip(chunk, self._evaluate(chunk)):
+                viol = self.terms.violations(obs.metrics) if obs.ok else np.full(len(self.terms), np.inf)
+                record = Record(cand, obs, viol)
+                self.records.append(record)
+                self._seen.add(_key(cand.config))
+                records.append(record)
         if credit:
             self._credit(records)
         return records
@@ -366,18 +370,15 @@ class ADMM:
             self.bandit.update(self.space.choice_of(record.config), reward(self._merit(record), merits), self.rng)
 
     def _merit(self, record: Record) -> float:
-        """Observed objective plus constraint terms; failures count as the worst seen."""
-        if not record.observation.ok or record.observation.loss is None:
-            return self._worst()
-        return float(record.observation.loss) / self.state.f_scale + self.terms.penalty(
-            1.0 + record.violations, np.array(self.state.mu), self.state.rho)
+        """Objective plus constraint terms; a failure counts as the worst loss seen plus one spread."""
+        violations = record.violations if record.observation.ok else np.full(len(self.terms), 1.0)
+        loss = record.observation.loss if record.observation.ok else self._worst_loss()
+        return float(loss) / self.state.f_scale + self.terms.penalty(
+            1.0 + violations, np.array(self.state.mu), self.state.rho)
 
-    def _worst(self) -> float:
+    def _worst_loss(self) -> float:
         losses = [r.observation.loss for r in self.records if r.observation.ok and r.observation.loss is not None]
-        if not losses:
-            return 1.0
-        return float(max(losses) / self.state.f_scale + self.terms.penalty(np.full(len(self.terms), 1.0 + 1.0),
-                                                      np.array(self.state.mu), self.state.rho))
+        return float(max(losses) + self.state.f_scale) if losses else 1.0
 
     def _loss_scale(self) -> float:
         """Typical size of an improvement: median minus best observed loss.

@@ -10,7 +10,7 @@ Bernoulli draw (success with probability ``r``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -55,17 +55,27 @@ class ThompsonBandit:
                         self.arms[param_key(module.name, algo.name, p.name)] = {_label(c): [1.0, 1.0]
                                                                                for c in p.choices}
 
-    def sample(self, rng: np.random.Generator) -> Config:
-        """One pull: the best Thompson draw per block, never a forbidden combination."""
-        choice: Config = {}
-        for module in self.space.modules:
-            choice[module.name] = self._draw(module.name, module.names, choice, rng)
-            algo = module.algorithm(choice[module.name])
-            for p in algo.params:
-                if isinstance(p, Categorical):
-                    key = param_key(module.name, algo.name, p.name)
-                    choice[key] = self._draw(key, p.choices, choice, rng)
-        return choice
+    def sample(self, rng: np.random.Generator, tries: int = 100) -> Config:
+        """One pull: the best Thompson draw per block, never a forbidden combination.
+
+        Blocks are drawn in pipeline order, skipping values that a forbidden
+        clause would hit given the blocks drawn so far; a pull that reaches a
+        block with no allowed value is drawn again.
+        """
+        for _ in range(tries):
+            choice: Config = {}
+            try:
+                for module in self.space.modules:
+                    choice[module.name] = self._draw(module.name, module.names, choice, rng)
+                    algo = module.algorithm(choice[module.name])
+                    for p in algo.params:
+                        if isinstance(p, Categorical):
+                            key = param_key(module.name, algo.name, p.name)
+                            choice[key] = self._draw(key, p.choices, choice, rng)
+            except LookupError:
+                continue
+            return choice
+        raise RuntimeError(f"the forbidden clauses excluded all of {tries} bandit draws")
 
     def _draw(self, block: str, values: Sequence[Any], partial: Config, rng: np.random.Generator) -> Any:
         arms = self.arms[block]
@@ -73,7 +83,7 @@ class ThompsonBandit:
         for i in np.argsort(draws)[::-1]:
             if self.space.allowed({**partial, block: values[i]}):
                 return values[i]
-        return values[int(np.argmax(draws))]
+        raise LookupError(block)
 
     def update(self, choice: Mapping[str, Any], r: float, rng: np.random.Generator) -> None:
         """Bernoulli draw with probability ``r``; credit every arm of ``choice``."""
@@ -87,21 +97,6 @@ class ThompsonBandit:
     def means(self) -> dict[str, dict[str, float]]:
         """Posterior mean of every arm (for the trace and tests)."""
         return {b: {v: a / (a + b_) for v, (a, b_) in arms.items()} for b, arms in self.arms.items()}
-
-    def pulls(self) -> dict[str, dict[str, int]]:
-        """How often each arm was credited."""
-        return {b: {v: int(a + b_ - 2) for v, (a, b_) in arms.items()} for b, arms in self.arms.items()}
-
-    def state(self) -> dict[str, dict[str, list[float]]]:
-        """JSON-able posterior parameters."""
-        return {b: {v: list(ab) for v, ab in arms.items()} for b, arms in self.arms.items()}
-
-    def load_state(self, state: Mapping[str, Mapping[str, Iterable[float]]]) -> None:
-        """Restore posterior parameters saved by :meth:`state`."""
-        for block, arms in state.items():
-            for value, ab in arms.items():
-                if block in self.arms and value in self.arms[block]:
-                    self.arms[block][value] = list(ab)
 
 
 def _label(value: Any) -> str:

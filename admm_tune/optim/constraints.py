@@ -2,12 +2,18 @@
 
 Each black-box constraint ``g_m <= ε_m`` is normalised to ``ĝ_m = g_m / ε_m``
 (see :meth:`admm_tune.problem.Constraint.violation`), so the bound becomes
-``ĝ_m <= 1`` and the slack ``u_m`` lives in ``[0, 1]``.  The terms of
-``../shared/DESIGN.md`` §2 then read::
+``ĝ_m <= 1``.  The terms of ``../shared/DESIGN.md`` §2 then read::
 
     L_m = μ_m (ĝ_m − 1 + u_m) + ρ/2 (ĝ_m − 1 + u_m)²
-    u-step:  u_m = clip(1 − ĝ_m − μ_m/ρ, 0, 1)
-    dual:    μ_m ← μ_m + ρ (ĝ_m − 1 + u_m)
+    u-step:  u_m = max(1 − ĝ_m − μ_m/ρ, 0)
+    dual:    μ_m ← μ_m + ρ (ĝ_m − 1 + u_m)          (stays >= 0)
+
+DESIGN bounds the slack by ``ε_m`` (1 here).  That bound assumes ``g_m >= 0``;
+a ``min`` constraint (throughput ≥ 100) normalises to ``ĝ < 0`` for values
+well above the bound, and a capped slack would then penalise candidates for
+being *too* feasible and drive μ negative.  The slack is therefore only
+bounded below, which is the classic augmented Lagrangian
+``ρ/2 max(0, ĝ − 1 + μ/ρ)²`` of an inequality.
 """
 
 from __future__ import annotations
@@ -50,10 +56,6 @@ class ConstraintTerms:
             out[i] = MAX_VIOLATION if not math.isfinite(v) else min(v, MAX_VIOLATION)
         return out
 
-    def g_hat(self, metrics: Mapping[str, float]) -> np.ndarray:
-        """Normalised constraint values ``ĝ`` (the bound is 1)."""
-        return 1.0 + self.violations(metrics)
-
     @staticmethod
     def violation(metrics_violations: np.ndarray) -> float:
         """Worst violation, 0 when every constraint holds."""
@@ -61,8 +63,8 @@ class ConstraintTerms:
 
     @staticmethod
     def slack(g_hat: np.ndarray, mu: np.ndarray, rho: float) -> np.ndarray:
-        """The u-step: ``u = clip(1 − ĝ − μ/ρ, 0, 1)``."""
-        return np.clip(1.0 - g_hat - mu / rho, 0.0, 1.0)
+        """The u-step: ``u = max(1 − ĝ − μ/ρ, 0)``."""
+        return np.maximum(1.0 - g_hat - mu / rho, 0.0)
 
     def penalty(self, g_hat: np.ndarray, mu: np.ndarray, rho: float) -> np.ndarray | float:
         """``ρ/2 Σ (ĝ − 1 + u + μ/ρ)²`` at the slack the u-step would choose for ``ĝ``.

@@ -102,9 +102,13 @@ class GPSolver(ThetaSolver):
         preds = [m.predict(candidates, return_std=True) for m in models]
         pen = task.penalty(candidates)
         k = task.G.shape[1]
-        if len(preds) == 1 and k == 0:
+        if k == 0:  # the merit is then affine in f: closed-form EI in merit units
             mu, sigma = preds[0]
-            return _expected_improvement(mu + pen, sigma, best, self.xi * max(float(np.std(task.f)), 1e-9))
+            zero = np.zeros((len(mu), 0))
+            offset = task.merit(np.zeros(len(mu)), zero)
+            slope = task.merit(np.ones(len(mu)), zero) - offset
+            spread = max(float(np.std(task.objective())), 1e-9)
+            return _expected_improvement(task.merit(mu, zero) + pen, sigma * slope, best, self.xi * spread)
         q, s = len(candidates), z.shape[0]
         f = preds[0][0][:, None] + preds[0][1][:, None] * z[None, :, 0]
         if len(preds) > 1:
