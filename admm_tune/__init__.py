@@ -1,10 +1,12 @@
 """admm_tune: configure an ML pipeline and its deployment together, under constraints, by ADMM.
 
 Public API: :func:`fit`, :class:`Problem`, :func:`load_problem`,
-:class:`Result`, :class:`SearchSpace`, :class:`ProblemError`.
+:class:`Result`, :class:`SearchSpace`, :class:`ProblemError`,
+:func:`backends` (which inference backends run on this machine).
 """
 
 from .errors import ProblemError, RunError
+from .evaluate.backends import backends
 from .problem import Budget, Constraint, Objective, OptimizerSettings, Problem, load_problem
 from .result import Best, Result
 from .runner import fit
@@ -13,4 +15,5 @@ from .space import Categorical, Float, Int, SearchSpace
 __version__ = "0.1.0"
 
 __all__ = ["Best", "Budget", "Categorical", "Constraint", "Float", "Int", "Objective", "OptimizerSettings",
-           "Problem", "ProblemError", "Result", "RunError", "SearchSpace", "fit", "load_problem"]
+           "Problem", "ProblemError", "Result", "RunError", "SearchSpace", "backends", "fit",
+           "load_problem"]

@@ -7,7 +7,8 @@ raises :class:`~admm_tune.errors.ProblemError` naming that path.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from .errors import ProblemError
@@ -98,3 +99,10 @@ def boolean(value: Any, path: str) -> bool:
     if not isinstance(value, bool):
         raise ProblemError(path, f"expected true or false, got {describe(value)}")
     return value
+
+
+def settings(raw: Any, defaults: Any, path: str, read: Callable[[str, Any, str], Any]) -> Any:
+    """A copy of the dataclass ``defaults`` with the fields ``raw`` gives, each read by ``read(key, value, path)``."""
+    raw = mapping(raw, path)
+    only_keys(raw, defaults.__dataclass_fields__, path)
+    return replace(defaults, **{key: read(key, value, join(path, key)) for key, value in raw.items()})

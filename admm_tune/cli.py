@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from .errors import ProblemError, RunError
+from .evaluate.backends import backends
 from .problem import load_problem
 from .runner import fit
 
@@ -27,12 +28,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--no-progress", action="store_true", help="hide the progress line")
     validate = sub.add_parser("validate", help="check a problem file; exit 2 with the field on error")
     validate.add_argument("problem")
+    sub.add_parser("backends", help="list the inference backends and whether they run on this machine")
     args = parser.parse_args(argv)
+    if args.command == "backends":
+        table = backends()
+        print(table.to_string(index=False))
+        return 0
     try:
         if args.command == "validate":
             problem = load_problem(args.problem)
             print(f"{args.problem}: ok ({problem.name}, {len(problem.space.modules)} modules, "
                   f"{len(problem.constraints)} constraints, budget {problem.budget})")
+            for note in problem.notes:
+                print(f"  note: {note}")
             return 0
         result = fit(args.problem, budget=args.budget, seed=args.seed, run_dir=args.out, n_jobs=args.n_jobs,
                      progress=not args.no_progress)

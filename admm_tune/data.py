@@ -114,6 +114,8 @@ def load_dataset(spec: Any, path: str = "data", base_dir: Path | None = None,
         name = source
     task = task or infer_task(y)
     categorical = _categorical(X, spec.get("categorical"), F.join(path, "categorical"))
+    X = as_categories(X, categorical)
+    X_test = None if X_test is None else as_categories(X_test, categorical)
     _check(X, y, task, path)
     if X_test is not None:
         if list(X_test.columns) != list(X.columns):
@@ -125,6 +127,25 @@ def load_dataset(spec: Any, path: str = "data", base_dir: Path | None = None,
             raise ProblemError(F.join(path, "test_size"), f"must be < 1, got {test_size:g}")
         X, X_test, y, y_test = _split(X, y, test_size, task, seed, F.join(path, "test_size"))
     return Dataset(X, y, task, name, X_test, y_test, categorical)
+
+
+MISSING = "<missing>"
+"""The category that stands for a missing value in a categorical column."""
+
+
+def as_categories(X: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
+    """Categorical columns as strings, missing values as the category :data:`MISSING`.
+
+    Done once when the data are loaded, so the Python pipeline and the
+    exported ONNX graph (string inputs) see the same categories.
+    """
+    if not categorical:
+        return X
+    X = X.copy()
+    for column in categorical:
+        values = X[column]
+        X[column] = values.astype(object).where(values.notna(), MISSING).astype(str)
+    return X
 
 
 def infer_task(y: np.ndarray) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 from . import _fields as F
 from .data import CLASSIFICATION, REGRESSION, TASKS, Dataset, load_dataset
+from .deployment import DEPLOY_METRICS, MISMATCH, Deployment, load_deployment, with_deployment
 from .errors import ProblemError
 from .registry import resolve_class
 from .space import Config, SearchSpace, read_yaml
@@ -137,7 +138,9 @@ class Problem:
     plain Python callable ``objective`` over the space (for synthetic
     problems: it takes a config and returns a loss, a ``(loss, metrics)``
     pair or a mapping with ``loss`` and metrics).  ``source`` keeps the
-    fields the problem was loaded from.
+    fields the problem was loaded from.  With a ``deployment``, ``space``
+    is the joint space (exportable ML algorithms, then ``backend`` and
+    ``precision``) and ``notes`` says what was left out on this machine.
     """
 
     space: SearchSpace
@@ -149,6 +152,8 @@ class Problem:
     seed: int | None = None
     name: str = "problem"
     source: dict[str, Any] | None = None
+    deployment: Deployment | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def task(self) -> str | None:
@@ -187,7 +192,7 @@ def load_problem(source: Problem | Mapping[str, Any] | str | Path) -> Problem:
 
 
 _FIELDS = ("name", "description", "task", "data", "objective", "search_space", "restrict",
-           "constraints", "budget", "optimizer", "seed")
+           "constraints", "budget", "optimizer", "seed", "deployment")
 
 
 def _from_dict(raw: dict[str, Any], base_dir: Path | None) -> Problem:
@@ -209,12 +214,23 @@ def _from_dict(raw: dict[str, Any], base_dir: Path | None) -> Problem:
             raise ProblemError("data", "missing (or give a callable objective)")
         data = load_dataset(raw["data"], "data", base_dir, task, seed)
         objective = _objective(objective_raw, data)
-    constraints = tuple(_constraint(c, f"constraints[{i}]", data is not None)
+    deployment, notes = None, ()
+    if raw.get("deployment") is not None:
+        if data is None:
+            raise ProblemError("deployment", "needs data: a callable objective has no pipeline to deploy")
+        deployment = load_deployment(raw["deployment"], "deployment", base_dir=base_dir,
+                                     needs_front=data.needs_front)
+        space, notes = with_deployment(space, deployment)
+        notes = deployment.notes + notes
+    measurable = None if data is None else {**ML_METRICS, **(DEPLOY_METRICS if deployment else {})}
+    constraints = tuple(_constraint(c, f"constraints[{i}]", measurable)
                         for i, c in enumerate(F.sequence(raw.get("constraints", []) or [], "constraints")))
+    if deployment is not None and all(c.metric != MISMATCH for c in constraints):
+        constraints += (Constraint(MISMATCH, 1.0, "max"),)
     _check_contradictions(constraints)
     budget = parse_budget(raw.get("budget", {"evaluations": 50}), "budget")
     optimizer = _optimizer(raw.get("optimizer", {}) or {}, "optimizer")
-    return Problem(space, objective, data, constraints, budget, optimizer, seed, name, raw)
+    return Problem(space, objective, data, constraints, budget, optimizer, seed, name, raw, deployment, notes)
 
 
 def _space(spec: Any, raw: Mapping[str, Any], task: str | None, base_dir: Path | None) -> SearchSpace:
@@ -293,13 +309,15 @@ def _objective(raw: Any, data: Dataset) -> Objective:
     return Objective(scoring, cv)
 
 
-def _constraint(raw: Any, path: str, data_problem: bool) -> Constraint:
+def _constraint(raw: Any, path: str, measurable: Mapping[str, str] | None) -> Constraint:
+    """One ``{metric, max|min}``; ``measurable`` lists the metrics of a data problem (None: any)."""
     raw = F.mapping(raw, path)
     F.only_keys(raw, ("metric", "max", "min"), path)
     metric = F.string(raw.get("metric"), F.join(path, "metric"))
-    if data_problem and metric not in ML_METRICS:
+    if measurable is not None and metric not in measurable:
+        hint = " (add a `deployment` to measure it)" if metric in DEPLOY_METRICS else ""
         raise ProblemError(F.join(path, "metric"),
-                           f"unknown metric {metric!r}; measurable here: {sorted(ML_METRICS)}")
+                           f"unknown metric {metric!r}{hint}; measurable here: {sorted(measurable)}")
     if ("max" in raw) == ("min" in raw):
         raise ProblemError(path, "give exactly one of max or min")
     sense = "max" if "max" in raw else "min"
@@ -356,25 +374,21 @@ def parse_budget(raw: Any, path: str = "budget") -> Budget:
 
 
 def _optimizer(raw: Any, path: str) -> OptimizerSettings:
-    raw = F.mapping(raw, path)
-    defaults = OptimizerSettings()
-    F.only_keys(raw, defaults.__dataclass_fields__, path)
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        fpath = F.join(path, key)
-        if key == "theta_solver":
-            values[key] = F.string(value, fpath, choices=THETA_SOLVERS)
-        elif key in ("inner_budget", "inner_max", "z_pulls", "initial_pulls"):
-            values[key] = F.integer(value, fpath, minimum=1)
-        elif key == "inner_growth":
-            values[key] = F.integer(value, fpath, minimum=0)
-        elif key == "rho_growth":
-            values[key] = F.number(value, fpath, minimum=1)
-        else:
-            values[key] = F.number(value, fpath, minimum=0, exclusive=True)
-    settings = replace(defaults, **values)
+    settings = F.settings(raw, OptimizerSettings(), path, _optimizer_field)
     if settings.inner_max < settings.inner_budget:
         raise ProblemError(F.join(path, "inner_max"), "must be >= inner_budget")
     if settings.rho_max < settings.rho:
         raise ProblemError(F.join(path, "rho_max"), "must be >= rho")
     return settings
+
+
+def _optimizer_field(key: str, value: Any, path: str) -> Any:
+    if key == "theta_solver":
+        return F.string(value, path, choices=THETA_SOLVERS)
+    if key in ("inner_budget", "inner_max", "z_pulls", "initial_pulls"):
+        return F.integer(value, path, minimum=1)
+    if key == "inner_growth":
+        return F.integer(value, path, minimum=0)
+    if key == "rho_growth":
+        return F.number(value, path, minimum=1)
+    return F.number(value, path, minimum=0, exclusive=True)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from .deployment import BACKEND, DEPLOY_METRICS, PRECISION, Deployment
+from .errors import RunError
 from .problem import Problem
 from .space import Config
 
@@ -44,6 +47,14 @@ class Result:
     storage : str
         Where the journal lives.
     run_dir : Path or None
+    onnx_path : Path or None
+        ``model.onnx`` of the chosen deployment, once :meth:`export` wrote it
+        (:func:`admm_tune.fit` does, into the run directory, when the best
+        candidate of a deployment problem is feasible).
+    exporter : callable or None
+        ``directory -> model path``: writes the chosen deployment's files.
+        :func:`admm_tune.fit` hands it over (the result reads the journal and
+        never imports the evaluator itself).
     """
 
     problem: Problem
@@ -53,12 +64,41 @@ class Result:
     trace: pd.DataFrame
     storage: str
     run_dir: Path | None = None
+    onnx_path: Path | None = None
+    exporter: Callable[[Path], Path] | None = field(default=None, repr=False)
 
     @classmethod
     def from_frames(cls, problem: Problem, trials: pd.DataFrame, trace: pd.DataFrame, storage: str,
                     run_dir: Path | None, pipeline: Any = None) -> Result:
         """Pick the best row of ``trials`` and wrap everything up."""
         return cls(problem, best_of(trials), pipeline, trials, trace, storage, run_dir)
+
+    @property
+    def deployment(self) -> dict[str, Any] | None:
+        """The chosen backend, precision, knobs, batch size and measured figures (None without deployment)."""
+        if self.problem.deployment is None:
+            return None
+        config = self.best.config
+        return {"backend": config[BACKEND], "precision": config[PRECISION], "knobs": Deployment.knobs(config),
+                "batch_size": self.problem.deployment.batch_size,
+                "measured": {k: v for k, v in self.best.metrics.items() if k in DEPLOY_METRICS}}
+
+    def export(self, directory: str | Path) -> Path:
+        """Write ``model.onnx``, ``deployment.json`` and a ``load_model.py`` example into ``directory``.
+
+        The graph is exported from :attr:`pipeline` (refit on all training
+        data); ``load_model.py`` compiles it on the chosen backend with the
+        chosen knobs and precision and runs it.  Returns the model's path.
+
+        Raises
+        ------
+        RunError
+            When the problem has no deployment.
+        """
+        if self.deployment is None or self.exporter is None:
+            raise RunError("this result has no deployment to export (the problem has no `deployment` field)")
+        self.onnx_path = self.exporter(Path(directory))
+        return self.onnx_path
 
     @property
     def n_evaluations(self) -> int:
@@ -75,6 +115,16 @@ class Result:
             lines.append(f"cv {self.problem.objective.scoring:<9} {b.metrics['cv_score']:.4f}")
         for c in self.problem.constraints:
             lines.append(f"constraint   {c}: measured {b.metrics.get(c.metric, float('nan')):.4g}")
+        deployment = self.deployment
+        if deployment is not None:
+            knobs = ", ".join(f"{k}={v}" for k, v in deployment["knobs"].items())
+            m = deployment["measured"]
+            lines.append(f"deployment   {deployment['backend']} {deployment['precision']} ({knobs}), "
+                         f"batch {deployment['batch_size']}: p50 {m.get('latency_p50_ms', float('nan')):.3g} ms, "
+                         f"p95 {m.get('latency_p95_ms', float('nan')):.3g} ms, "
+                         f"{m.get('model_size_kb', float('nan')):.1f} kB")
+            if self.onnx_path is not None:
+                lines.append(f"model        {self.onnx_path}")
         failed = int((self.trials["state"] == "fail").sum()) if len(self.trials) else 0
         lines.append(f"evaluations  {self.n_evaluations} ({failed} failed) in {len(self.trace)} ADMM iterations")
         if len(self.trace):

@@ -8,13 +8,16 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from joblib import Parallel, delayed, effective_n_jobs
 
 from .errors import ProblemError, RunError
-from .evaluate import FunctionEvaluator, MLEvaluator
+from .evaluate.deploy import DeploymentEvaluator, write_deployment
+from .evaluate.function import FunctionEvaluator
+from .evaluate.pipeline import MLEvaluator
 from .journal import Journal
 from .observation import Observation
 from .optim import ADMM, Candidate
@@ -73,8 +76,7 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         storage = f"sqlite:///{run_path / 'journal.db'}"
     else:
         run_path = Path(run_dir) if run_dir is not None else None
-    evaluator = (MLEvaluator(problem.space, problem.data, problem.objective, problem.seed)
-                 if problem.data is not None else FunctionEvaluator(problem.objective))
+    evaluator = _evaluator(problem)
     journal = Journal(storage, problem.name, problem.space)
     journal.set_attr("problem", _jsonable(problem.source or {"name": problem.name}))
     journal.set_attr("seed", problem.seed)
@@ -117,8 +119,24 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         reasons = Counter(r.observation.reason[:120] for r in optimiser.records)
         summary = "; ".join(f"{n}× {reason}" for reason, n in reasons.most_common(5))
         raise RunError(f"every one of the {len(optimiser.records)} candidates failed: {summary}")
-    pipeline = evaluator.refit(best.config) if isinstance(evaluator, MLEvaluator) else None
-    return Result.from_frames(problem, journal.trials(), journal.trace(), storage, run_path, pipeline)
+    pipeline = evaluator.refit(best.config) if problem.data is not None else None
+    result = Result.from_frames(problem, journal.trials(), journal.trace(), storage, run_path, pipeline)
+    if problem.deployment is not None:
+        batch = problem.deployment.batch_size
+        result.exporter = partial(write_deployment, pipeline=pipeline, X_sample=problem.data.X.iloc[:max(5, batch)],
+                                  config=result.best.config, metrics=result.deployment["measured"], batch_size=batch)
+        if run_path is not None and result.best.feasible:
+            result.export(run_path)
+    return result
+
+
+def _evaluator(problem: Problem) -> FunctionEvaluator | MLEvaluator | DeploymentEvaluator:
+    """The black box of a problem: a callable, CV of pipelines, or CV plus the deployment."""
+    if problem.data is None:
+        return FunctionEvaluator(problem.objective)
+    if problem.deployment is not None:
+        return DeploymentEvaluator(problem.space, problem.data, problem.objective, problem.deployment, problem.seed)
+    return MLEvaluator(problem.space, problem.data, problem.objective, problem.seed)
 
 
 def _fresh_dir(parent: Path, name: str) -> Path:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +34,16 @@ import yaml
 
 from . import _fields as F
 from .errors import ProblemError
+from .machine import cores
 
 Config = dict[str, Any]
 """A candidate: module → algorithm name, ``module.algorithm.param`` → value."""
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 """Folder of the bundled search spaces (``classification``, ``regression``)."""
+
+ONNX_OPS = ("standard", "ml")
+"""What an algorithm's exported graph is made of (see :class:`Algorithm`)."""
 
 RELATIVE_TO = ("n_features",)
 """Data quantities a :class:`Float` may be a fraction of."""
@@ -170,6 +174,9 @@ class Algorithm:
         Keyword arguments always passed to the class.
     exportable : bool
         Whether the fitted algorithm can be exported to ONNX.
+    onnx_ops : {"standard", "ml"}
+        Whether its exported graph is made of standard ONNX operators or
+        keeps ``ai.onnx.ml`` ones (which OpenVINO and TensorRT cannot run).
     note : str
         Why it is not exportable, or any remark for the user.
     """
@@ -180,6 +187,7 @@ class Algorithm:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     exportable: bool = True
     note: str = ""
+    onnx_ops: str = "standard"
 
     def param(self, name: str) -> Param:
         """Return the hyper-parameter called ``name``."""
@@ -188,10 +196,17 @@ class Algorithm:
 
 @dataclass(frozen=True)
 class Module:
-    """A stage of the pipeline with its algorithms (one is chosen)."""
+    """A stage of the pipeline with its algorithms (one is chosen).
+
+    ``group`` names the block of variables the module belongs to (``ml``, or
+    ``deployment`` for backend and precision): the optimiser varies one
+    group at a time in some of its moves, so a cheap block can move while an
+    expensive one (a refit) stays put.
+    """
 
     name: str
     algorithms: tuple[Algorithm, ...]
+    group: str = "ml"
 
     def algorithm(self, name: str) -> Algorithm:
         """Return the algorithm called ``name``."""
@@ -221,6 +236,25 @@ class Forbidden:
         return all(k in config and config[k] in v for k, v in self.when.items())
 
 
+@dataclass(frozen=True)
+class Limit:
+    """A white-box linear bound on integers: ``prod(config[k] for k in keys) <= max``.
+
+    Checked only when every key is present (the algorithms owning them are
+    chosen), e.g. OpenVINO's ``num_streams × inference_num_threads <= cores``.
+    """
+
+    keys: tuple[str, ...]
+    max: float
+    reason: str = ""
+
+    def violated(self, config: Mapping[str, Any]) -> bool:
+        """Whether ``config`` holds every key and breaks the bound."""
+        if not all(k in config for k in self.keys):
+            return False
+        return math.prod(float(config[k]) for k in self.keys) > self.max
+
+
 def _by_name(items: Iterable[Any], name: str) -> Any:
     for item in items:
         if item.name == name:
@@ -240,6 +274,7 @@ class SearchSpace:
     modules: tuple[Module, ...]
     forbidden: tuple[Forbidden, ...] = ()
     name: str = ""
+    limits: tuple[Limit, ...] = ()
 
     # -- structure ---------------------------------------------------------
     def module(self, name: str) -> Module:
@@ -255,10 +290,15 @@ class SearchSpace:
         """(module name, module, algorithm) for each module's chosen algorithm."""
         return [(m.name, m, m.algorithm(choice[m.name])) for m in self.modules]
 
-    def numeric_params(self, choice: Mapping[str, Any]) -> list[tuple[str, Float]]:
-        """Keys and specs of the continuous and integer parameters ``choice`` activates."""
-        return [(param_key(mn, a.name, p.name), p)
-                for mn, _, a in self.active(choice) for p in a.params if isinstance(p, Float)]
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """Module groups, in order of first appearance."""
+        return tuple(dict.fromkeys(m.group for m in self.modules))
+
+    def numeric_params(self, choice: Mapping[str, Any], group: str | None = None) -> list[tuple[str, Float]]:
+        """Keys and specs of the continuous and integer parameters ``choice`` activates (of one group)."""
+        return [(param_key(mn, a.name, p.name), p) for mn, m, a in self.active(choice)
+                if group is None or m.group == group for p in a.params if isinstance(p, Float)]
 
     def categorical_params(self, choice: Mapping[str, Any]) -> list[tuple[str, Categorical]]:
         """Keys and specs of the categorical parameters ``choice`` activates."""
@@ -277,8 +317,9 @@ class SearchSpace:
         return tuple(config[m] for m in self.module_names)
 
     def allowed(self, config: Mapping[str, Any]) -> bool:
-        """Whether a (possibly partial) config hits no forbidden clause."""
-        return not any(f.matches(config) for f in self.forbidden)
+        """Whether a (possibly partial) config hits no forbidden clause and breaks no limit."""
+        return not any(f.matches(config) for f in self.forbidden) and not any(
+            lim.violated(config) for lim in self.limits)
 
     # -- candidates ----------------------------------------------------------
     def complete(self, choice: Mapping[str, Any], values: Mapping[str, Any] | None = None) -> Config:
@@ -329,21 +370,38 @@ class SearchSpace:
             raise ProblemError(path, "combination is forbidden by the search space")
 
     def restricted(self, keep: Mapping[str, Iterable[str]]) -> SearchSpace:
-        """A copy keeping only the named algorithms of some modules."""
+        """A copy keeping only the named algorithms of some modules.
+
+        Rules that name a removed algorithm simply never match again.
+        """
         modules = []
         for m in self.modules:
             if m.name in keep:
                 names = set(keep[m.name])
-                m = Module(m.name, tuple(a for a in m.algorithms if a.name in names))
+                m = replace(m, algorithms=tuple(a for a in m.algorithms if a.name in names))
             modules.append(m)
-        return SearchSpace(tuple(modules), self.forbidden, self.name)
+        return replace(self, modules=tuple(modules))
+
+    def combined(self, other: SearchSpace, extra: Iterable[Forbidden] = ()) -> SearchSpace:
+        """This space followed by ``other``'s modules, with both rule sets and ``extra`` clauses.
+
+        Raises
+        ------
+        ProblemError
+            When a module name is in both.
+        """
+        clash = set(self.module_names) & set(other.module_names)
+        if clash:
+            raise ProblemError(f"search_space.modules.{sorted(clash)[0]}", f"is also a module of {other.name!r}")
+        return SearchSpace(self.modules + other.modules, self.forbidden + other.forbidden + tuple(extra),
+                           self.name, self.limits + other.limits)
 
     # -- loading ---------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Any, path: str = "search_space", name: str = "") -> SearchSpace:
         """Build and validate a space from its mapping form (see ``docs/problem-format.md``)."""
         data = F.mapping(data, path)
-        F.only_keys(data, ("name", "task", "modules", "forbidden"), path)
+        F.only_keys(data, ("name", "task", "modules", "forbidden", "limits"), path)
         raw_modules = F.sequence(data.get("modules"), F.join(path, "modules"))
         if not raw_modules:
             raise ProblemError(F.join(path, "modules"), "needs at least one module")
@@ -352,7 +410,9 @@ class SearchSpace:
         space = cls(tuple(modules), (), str(data.get("name", name)))
         forbidden = [_forbidden(raw, space, F.join(F.join(path, "forbidden"), i))
                      for i, raw in enumerate(F.sequence(data.get("forbidden", []), F.join(path, "forbidden")))]
-        return cls(space.modules, tuple(forbidden), space.name)
+        limits = [_limit(raw, space, F.join(F.join(path, "limits"), i))
+                  for i, raw in enumerate(F.sequence(data.get("limits", []), F.join(path, "limits")))]
+        return cls(space.modules, tuple(forbidden), space.name, tuple(limits))
 
     @classmethod
     def load(cls, source: str | Path, path: str = "search_space") -> SearchSpace:
@@ -410,7 +470,7 @@ def _module(raw: Any, path: str) -> Module:
 
 def _algorithm(raw: Any, path: str) -> Algorithm:
     raw = F.mapping(raw, path)
-    F.only_keys(raw, ("name", "class", "params", "fixed", "exportable", "note"), path)
+    F.only_keys(raw, ("name", "class", "params", "fixed", "exportable", "onnx_ops", "note"), path)
     name = F.string(raw.get("name"), F.join(path, "name"))
     if "." in name:
         raise ProblemError(F.join(path, "name"), "must not contain '.'")
@@ -425,7 +485,8 @@ def _algorithm(raw: Any, path: str) -> Algorithm:
         raise ProblemError(F.join(F.join(path, "fixed"), sorted(clash)[0]), "is also a searched parameter")
     exportable = F.boolean(raw.get("exportable", True), F.join(path, "exportable"))
     note = str(raw.get("note", ""))
-    return Algorithm(name, estimator, params, fixed, exportable, note)
+    onnx_ops = F.string(raw.get("onnx_ops", "standard"), F.join(path, "onnx_ops"), choices=ONNX_OPS)
+    return Algorithm(name, estimator, params, fixed, exportable, note, onnx_ops)
 
 
 def _param(name: str, raw: Any, path: str) -> Param:
@@ -445,8 +506,8 @@ def _param(name: str, raw: Any, path: str) -> Param:
         return Categorical(name, tuple(choices), default)
     F.only_keys(raw, ("type", "low", "high", "log", "default", "relative_to"), path)
     read = F.integer if kind == "int" else F.number
-    low = read(raw.get("low"), F.join(path, "low"))
-    high = read(raw.get("high"), F.join(path, "high"))
+    low = read(_symbol(raw.get("low"), kind), F.join(path, "low"))
+    high = read(_symbol(raw.get("high"), kind), F.join(path, "high"))
     if low > high:
         raise ProblemError(F.join(path, "low"), f"low ({low:g}) is greater than high ({high:g})")
     log = F.boolean(raw.get("log", False), F.join(path, "log"))
@@ -464,6 +525,30 @@ def _param(name: str, raw: Any, path: str) -> Param:
         F.string(relative_to, F.join(path, "relative_to"), choices=RELATIVE_TO)
     cls = Int if kind == "int" else Float
     return cls(name, low, high, log, default, relative_to)
+
+
+def _symbol(value: Any, kind: str) -> Any:
+    """``cores`` in an integer bound is the number of CPU cores of this machine."""
+    return cores() if kind == "int" and value == "cores" else value
+
+
+def _limit(raw: Any, space: SearchSpace, path: str) -> Limit:
+    raw = F.mapping(raw, path)
+    F.only_keys(raw, ("product", "max", "reason"), path)
+    keys = F.sequence(raw.get("product"), F.join(path, "product"))
+    if not keys:
+        raise ProblemError(F.join(path, "product"), "needs at least one parameter")
+    for i, key in enumerate(keys):
+        parts = str(key).split(".")
+        try:
+            p = space.module(parts[0]).algorithm(parts[1]).param(parts[2]) if len(parts) == 3 else None
+        except KeyError:
+            p = None
+        if not isinstance(p, Float):
+            raise ProblemError(F.join(F.join(path, "product"), i),
+                               f"{key!r} is not module.algorithm.param of an int or float parameter")
+    bound = F.number(_symbol(raw.get("max"), "int"), F.join(path, "max"), minimum=0, exclusive=True)
+    return Limit(tuple(str(k) for k in keys), bound, str(raw.get("reason", "")))
 
 
 def _forbidden(raw: Any, space: SearchSpace, path: str) -> Forbidden:

@@ -17,6 +17,13 @@ FORBIDDEN = {
     "result.py": ("admm_tune.optim", "admm_tune.evaluate", "admm_tune.runner", "admm_tune.cli"),
     "space.py": ("admm_tune.optim", "admm_tune.evaluate", "admm_tune.problem", "admm_tune.journal", "sklearn"),
     "problem.py": ("admm_tune.optim", "admm_tune.evaluate", "admm_tune.runner", "admm_tune.cli"),
+    # The problem loader checks deployment spaces against the backends' capabilities (a leaf layer) and
+    # reads timing settings; it never touches the evaluators.
+    "deployment.py": ("admm_tune.optim", "admm_tune.evaluate.pipeline", "admm_tune.evaluate.deploy",
+                      "admm_tune.evaluate.function", "admm_tune.evaluate.export", "admm_tune.journal",
+                      "admm_tune.runner", "admm_tune.result", "admm_tune.cli"),
+    "evaluate/backends": ("admm_tune.evaluate.deploy", "admm_tune.evaluate.pipeline", "admm_tune.problem",
+                          "admm_tune.deployment", "admm_tune.optim", "admm_tune.journal", "admm_tune.result"),
 }
 
 

@@ -1,6 +1,9 @@
-"""Black-box evaluation of candidates (knows nothing of ADMM)."""
+"""Black-box evaluation of candidates (knows nothing of ADMM).
 
-from .function import FunctionEvaluator
-from .pipeline import MLEvaluator, build_pipeline
-
-__all__ = ["FunctionEvaluator", "MLEvaluator", "build_pipeline"]
+Modules: :mod:`.pipeline` (config → scikit-learn pipeline → CV loss),
+:mod:`.function` (plain Python objectives), :mod:`.export` (ONNX),
+:mod:`.backends` (ONNX Runtime, OpenVINO, TensorRT), :mod:`.timing` (the
+latency harness) and :mod:`.deploy` (a candidate's deployment: export,
+compile, verify, time).  Nothing is imported here, so that the problem
+loader can read the backends' capabilities without importing evaluators.
+"""

@@ -13,6 +13,7 @@ import json
 import time
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 from threadpoolctl import threadpool_limits
 
@@ -33,7 +34,12 @@ from ..space import Config, Float, SearchSpace, param_key
 
 
 def front(data: Dataset) -> ColumnTransformer | None:
-    """Imputer + one-hot for categorical columns, median imputer for the rest; None if not needed."""
+    """One-hot for categorical columns, median imputer for the rest; None if not needed.
+
+    Missing categories are already the category ``<missing>``
+    (:func:`~admm_tune.data.as_categories`), so the front needs no
+    categorical imputer, which skl2onnx could not export for strings.
+    """
     if not data.needs_front:
         return None
     numeric = [c for c in data.X.columns if c not in data.categorical]
@@ -41,9 +47,8 @@ def front(data: Dataset) -> ColumnTransformer | None:
     if numeric:
         parts.append(("numeric", SimpleImputer(strategy="median"), numeric))
     if data.categorical:
-        parts.append(("categorical", make_pipeline(
-            SimpleImputer(strategy="most_frequent"),
-            OneHotEncoder(handle_unknown="ignore", sparse_output=False)), list(data.categorical)))
+        parts.append(("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                      list(data.categorical)))
     return ColumnTransformer(parts, verbose_feature_names_out=False)
 
 
@@ -82,6 +87,14 @@ def build_pipeline(config: Mapping[str, Any], space: SearchSpace, data: Dataset,
     return Pipeline(steps)
 
 
+@dataclass
+class Holdout:
+    """The pipeline fitted on the first CV fold's training rows, and that fold's held-out rows."""
+
+    pipeline: Pipeline
+    rows: np.ndarray
+
+
 class MLEvaluator:
     """Scores ML configs by cross-validation, with a cache keyed by the config.
 
@@ -92,14 +105,32 @@ class MLEvaluator:
     objective : Objective
     seed : int, optional
         Seeds the folds and every estimator, so a config always gets the same loss.
+    keep_fitted : bool
+        Keep each config's first-fold pipeline and held-out rows
+        (:attr:`holdouts`), for the deployment step to export and verify
+        without fitting again.
+
+    Attributes
+    ----------
+    n_fits : int
+        Pipelines fitted so far (one per fold of each evaluated config).
     """
 
-    def __init__(self, space: SearchSpace, data: Dataset, objective: Objective, seed: int | None = None) -> None:
+    def __init__(self, space: SearchSpace, data: Dataset, objective: Objective, seed: int | None = None,
+                 keep_fitted: bool = False) -> None:
         self.space = space
         self.data = data
         self.objective = objective
         self.seed = seed
+        self.keep_fitted = keep_fitted
         self.cache: dict[str, Observation] = {}
+        self.holdouts: dict[str, Holdout] = {}
+        self.n_fits = 0
+
+    @staticmethod
+    def key(config: Config) -> str:
+        """Cache key of an ML config."""
+        return json.dumps(config, sort_keys=True, default=str)
 
     def folds(self) -> KFold | StratifiedKFold:
         """The CV splitter (shuffled, seeded; stratified for classification)."""
@@ -108,7 +139,7 @@ class MLEvaluator:
 
     def __call__(self, config: Config) -> Observation:
         """Evaluate one config; a crash becomes a failed observation."""
-        key = json.dumps(config, sort_keys=True, default=str)
+        key = self.key(config)
         if key in self.cache:
             cached = self.cache[key]
             return Observation(cached.status, cached.loss, dict(cached.metrics), cached.reason, 0.0,
@@ -120,8 +151,10 @@ class MLEvaluator:
             # OpenMP/BLAS pools fighting over busy cores slow fits down by 10-100x.
             with warnings.catch_warnings(), threadpool_limits(1):
                 warnings.simplefilter("ignore")
+                self.n_fits += self.objective.cv
                 scores = cross_validate(pipeline, self.data.X, self.data.y, cv=self.folds(),
-                                        scoring=self.objective.scoring, error_score="raise", n_jobs=1)
+                                        scoring=self.objective.scoring, error_score="raise", n_jobs=1,
+                                        return_estimator=self.keep_fitted, return_indices=self.keep_fitted)
         except Exception as exc:  # any failure of a candidate is recorded, never fatal
             obs = Observation.failed(f"error: {type(exc).__name__}: {exc}"[:500], time.perf_counter() - start)
         else:
@@ -134,6 +167,8 @@ class MLEvaluator:
                            "score_time_s": float(np.mean(scores["score_time"]))}
                 obs = Observation(COMPLETE, self.objective.loss(metrics["cv_score"]), metrics,
                                   duration_s=time.perf_counter() - start)
+                if self.keep_fitted:
+                    self.holdouts[key] = Holdout(scores["estimator"][0], scores["indices"]["test"][0])
         obs.attrs["cache_hit"] = False
         self.cache[key] = obs
         return obs

@@ -245,34 +245,35 @@ class ADMM:
     # -- θ-step ------------------------------------------------------------------
     def _theta_step(self, t: int) -> Record | None:
         s = self.state
-        keys = self.space.numeric_params(s.z)
+        every = self.space.numeric_params(s.z)
         zkey = _key(s.z)
-        for key, p in keys:
+        for key, p in every:
             s.theta.setdefault(key, float(p.initial()))
-        if not keys:
+        if not every:
             return self._best_of_choice(zkey)
+        keys = self._theta_block(t, every)
+        fixed = {key: s.theta[key] for key, _ in every}
         center = np.array([p.to_unit(s.theta[key]) for key, p in keys])
         remaining = s.inner
         new: list[Record] = []
         while remaining > 0 and not self._exhausted():
-            task = self._theta_task(zkey, keys, center)
+            task = self._theta_task(zkey, keys, center, fixed)
             n = min(self.batch_size, remaining, self._left())
             points = self.solver.propose(task, n, self.rng)
             if len(points) == 0:
                 break
             batch = []
             for x in points:
-                relaxed = {key: p.from_unit(v) for (key, p), v in zip(keys, x)}
+                relaxed = {**fixed, **{key: p.from_unit(v) for (key, p), v in zip(keys, x)}}
                 config = self.space.complete(s.z, relaxed)
-                batch.append(Candidate(config, "theta", t, {k: v for (k, p), v in zip(keys, relaxed.values())
-                                                            if isinstance(p, Int)}))
+                batch.append(Candidate(config, "theta", t, {k: relaxed[k] for k, p in every if isinstance(p, Int)}))
             new += self._eval(batch, credit=False)
             remaining -= len(batch)
         if new:
             self._credit([min(new, key=self._merit)])
-        best = self._best_of_choice(zkey, keys)
+        best = self._best_of_choice(zkey, every)
         if best is not None:
-            for key, p in keys:
+            for key, p in every:
                 value = self._relaxed(best, key)
                 if isinstance(p, Int):
                     n_star = p.cast(value)
@@ -281,7 +282,25 @@ class ADMM:
                 s.theta[key] = value
         return best
 
-    def _theta_task(self, zkey: str, keys: list[tuple[str, Float]], center: np.ndarray) -> ThetaTask:
+    def _theta_block(self, t: int, every: list[tuple[str, Float]]) -> list[tuple[str, Float]]:
+        """The parameters the θ-step of iteration ``t`` moves.
+
+        With one module group, all of them.  With several (ML and
+        deployment), the groups take turns and the others stay at the
+        iterate (block coordinate descent), so a move of a cheap block (knobs)
+        reuses the expensive block's evaluation (the fitted pipeline).
+        """
+        groups = self.space.groups
+        if len(groups) < 2:
+            return every
+        for shift in range(len(groups)):
+            block = self.space.numeric_params(self.state.z, groups[(t + shift) % len(groups)])
+            if block:
+                return block
+        return every
+
+    def _theta_task(self, zkey: str, keys: list[tuple[str, Float]], center: np.ndarray,
+                    fixed: dict[str, float]) -> ThetaTask:
         history = [r for r in self.records if _key(self.space.choice_of(r.config)) == zkey]
         k = len(self.terms)
         X = np.array([[p.to_unit(self._relaxed(r, key)) for key, p in keys] for r in history]).reshape(-1, len(keys))
@@ -295,7 +314,7 @@ class ADMM:
             return f_values / self.state.f_scale + self.terms.penalty(1.0 + violations, mu, rho)
 
         steps = np.array([_unit_step(p, self.state.theta[key]) if isinstance(p, Int) else 0.0 for key, p in keys])
-        return ThetaTask(X, f, G, ok, merit, self._consensus(keys), self._valid(keys), center, steps)
+        return ThetaTask(X, f, G, ok, merit, self._consensus(keys), self._valid(keys, fixed), center, steps)
 
     def _consensus(self, keys: list[tuple[str, Float]]) -> Callable[[np.ndarray], np.ndarray]:
         s = self.state
@@ -313,29 +332,38 @@ class ADMM:
 
         return penalty
 
-    def _valid(self, keys: list[tuple[str, Float]]) -> Callable[[np.ndarray], bool]:
+    def _valid(self, keys: list[tuple[str, Float]], fixed: dict[str, float]) -> Callable[[np.ndarray], bool]:
         z = self.state.z
 
         def valid(x: np.ndarray) -> bool:
-            config = self.space.complete(z, {key: p.from_unit(v) for (key, p), v in zip(keys, x)})
+            config = self.space.complete(z, {**fixed, **{key: p.from_unit(v) for (key, p), v in zip(keys, x)}})
             return self.space.allowed(config) and _key(config) not in self._seen
 
         return valid
 
     # -- z-step ------------------------------------------------------------------
     def _z_step(self, t: int, iterate: Record | None) -> None:
-        """Bandit pulls with θ fixed; z becomes the best of them and the current iterate."""
+        """Bandit pulls with θ fixed; z becomes the best of them and the current iterate.
+
+        With several module groups, every pull after the first redraws one
+        group only (in turn) and keeps the others' choices and parameters.
+        """
         s = self.state
         fixed = {**s.theta, **s.delta}
+        groups = self.space.groups
         batch: list[Candidate] = []
-        for _ in range(self.settings.z_pulls):
+        for i in range(self.settings.z_pulls):
+            group = groups[(t + i) % len(groups)] if len(groups) > 1 and i > 0 else None
+            keep = {} if group is None else {k: v for k, v in s.z.items()
+                                             if self.space.module(k.split(".")[0]).group != group}
             for _attempt in range(20):
-                choice = self.bandit.sample(self.rng)
+                choice = self.bandit.sample(self.rng, fixed=keep)
                 config = self.space.complete(choice, fixed)
                 if _key(config) in self._seen:  # θ fixed gives a known point: draw its parameters instead
-                    config = self.space.complete(choice, {k: p.sample(self.rng)
-                                                          for k, p in self.space.numeric_params(choice)})
-                if _key(config) not in self._seen and all(_key(c.config) != _key(config) for c in batch):
+                    config = self.space.complete(choice, {**fixed, **{
+                        k: p.sample(self.rng) for k, p in self.space.numeric_params(choice, group)}})
+                if (_key(config) not in self._seen and self.space.allowed(config)
+                        and all(_key(c.config) != _key(config) for c in batch)):
                     batch.append(Candidate(config, "z", t, {}))
                     break
         pulled = self._eval(batch)

@@ -55,24 +55,30 @@ class ThompsonBandit:
                         self.arms[param_key(module.name, algo.name, p.name)] = {_label(c): [1.0, 1.0]
                                                                                for c in p.choices}
 
-    def sample(self, rng: np.random.Generator, tries: int = 100) -> Config:
+    def sample(self, rng: np.random.Generator, tries: int = 100, fixed: Mapping[str, Any] | None = None) -> Config:
         """One pull: the best Thompson draw per block, never a forbidden combination.
 
         Blocks are drawn in pipeline order, skipping values that a forbidden
         clause would hit given the blocks drawn so far; a pull that reaches a
-        block with no allowed value is drawn again.
+        block with no allowed value is drawn again.  Modules named in
+        ``fixed`` keep that algorithm (and its categorical values in ``fixed``).
         """
+        fixed = fixed or {}
         for _ in range(tries):
             choice: Config = {}
             try:
                 for module in self.space.modules:
-                    choice[module.name] = self._draw(module.name, module.names, choice, rng)
+                    keep = module.name in fixed
+                    choice[module.name] = fixed[module.name] if keep else self._draw(
+                        module.name, module.names, choice, rng)
                     algo = module.algorithm(choice[module.name])
                     for p in algo.params:
                         if isinstance(p, Categorical):
                             key = param_key(module.name, algo.name, p.name)
-                            choice[key] = self._draw(key, p.choices, choice, rng)
+                            choice[key] = fixed[key] if keep else self._draw(key, p.choices, choice, rng)
             except LookupError:
+                continue
+            if fixed and not self.space.allowed(choice):  # a kept module forbids what was drawn before it
                 continue
             return choice
         raise RuntimeError(f"the forbidden clauses excluded all of {tries} bandit draws")

@@ -1,0 +1,242 @@
+"""The deployment part of a problem: which backends, precisions and knobs, at what batch size.
+
+A problem's ``deployment`` field names a deployment space (``cpu``, ``gpu``
+or a YAML file whose modules are ``backend`` and ``precision``).  Loading it
+checks every name against what admm_tune knows (backends, precisions, each
+backend's knobs and their admissible ranges) and then fits it to this
+machine, by construction:
+
+- backends that are not available here are dropped (the reasons are kept in
+  :attr:`Deployment.notes`); none left is an error;
+- precisions that no remaining backend runs are dropped, and each backend is
+  kept away from the precisions it cannot run (forbidden clauses);
+- backends that need standard ONNX operators are kept away from algorithms
+  whose exported graphs keep ``ai.onnx.ml`` ones, and dropped when the data
+  needs the categorical front (imputer / one-hot are ``ai.onnx.ml`` too).
+
+:func:`with_deployment` then joins the ML space (exportable algorithms only)
+and the deployment space into the one space the optimiser searches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from . import _fields as F
+from .errors import ProblemError
+from .evaluate.backends import BACKENDS, PRECISIONS
+from .evaluate.timing import TimingSettings
+from .space import Categorical, Forbidden, Int, SearchSpace, read_yaml, resolve_space_file
+
+BACKEND, PRECISION = "backend", "precision"
+MODULES = (BACKEND, PRECISION)
+GROUP = "deployment"
+"""Module group of the deployment modules (see :class:`~admm_tune.space.Module`)."""
+
+DEPLOY_METRICS = {
+    "latency_p50_ms": "median latency of one call at the batch size (ms)",
+    "latency_p95_ms": "95th percentile latency of one call (ms)",
+    "latency_p99_ms": "99th percentile latency of one call (ms)",
+    "latency_mean_ms": "mean latency of one call (ms)",
+    "throughput_rps": "rows per second at the batch size (use with min)",
+    "model_size_kb": "size of the deployed ONNX graph (kB)",
+    "compile_time_s": "session creation / compilation time (s)",
+    "accuracy_drop": "accuracy (R² for regression) of the Python pipeline minus that of the deployed graph "
+                     "on held-out rows",
+    "label_agreement": "share of held-out rows whose deployed label equals the Python pipeline's",
+    "max_proba_diff": "largest absolute difference of deployed vs Python probabilities",
+    "max_output_diff": "regression: largest difference of deployed vs Python predictions, in target sd",
+    "output_mismatch": "verification figure: <= 1 when the deployed outputs agree within tolerance",
+}
+"""Metrics measured for every deployed candidate, usable in constraints."""
+
+MISMATCH = "output_mismatch"
+"""Implicit constraint ``output_mismatch <= 1`` of every deployment problem."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The deployment space of a problem and how candidates are run.
+
+    Attributes
+    ----------
+    space : SearchSpace
+        Modules ``backend`` and ``precision``, fitted to this machine.
+    batch_size : int
+        Rows per inference call when verifying and timing.
+    timing : TimingSettings
+    name : str
+        The deployment space's name (``deployment_cpu``).
+    notes : tuple of str
+        What was dropped for this machine, and why.
+    """
+
+    space: SearchSpace
+    batch_size: int = 1
+    timing: TimingSettings = field(default_factory=TimingSettings)
+    name: str = ""
+    notes: tuple[str, ...] = ()
+
+    @staticmethod
+    def split(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(ML part, deployment part)`` of a full config."""
+        ml, deploy = {}, {}
+        for key, value in config.items():
+            (deploy if key.split(".")[0] in MODULES else ml)[key] = value
+        return ml, deploy
+
+    @staticmethod
+    def knobs(config: Mapping[str, Any]) -> dict[str, Any]:
+        """The chosen backend's knob values in ``config``."""
+        prefix = f"{BACKEND}.{config[BACKEND]}."
+        return {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
+
+
+def load_deployment(raw: Any, path: str = "deployment", *, base_dir: Path | None = None,
+                    needs_front: bool = False) -> Deployment:
+    """Read a problem's ``deployment`` field (a space name, or a mapping with ``space``).
+
+    Raises
+    ------
+    ProblemError
+        Naming the field: unknown backend, precision or knob, a knob range
+        the backend does not accept, or no backend available here.
+    """
+    if isinstance(raw, (str, Path)):
+        raw = {"space": raw}
+    raw = F.mapping(raw, path)
+    F.only_keys(raw, ("space", "batch_size", "timing"), path)
+    spec = raw.get("space", "cpu")
+    spath = F.join(path, "space")
+    if isinstance(spec, Mapping):
+        data, name = spec, str(spec.get("name", "deployment"))
+    else:
+        source = F.string(str(spec) if isinstance(spec, Path) else spec, spath)
+        if source.endswith((".yaml", ".yml")) and base_dir is not None and not Path(source).is_absolute():
+            source = str(base_dir / source)
+        file = resolve_space_file(source if source.endswith((".yaml", ".yml")) else f"deployment_{source}", spath)
+        data, name = read_yaml(file, spath), file.stem
+    space = SearchSpace.from_dict(data, spath, name=name)
+    _check(space, spath)
+    space = replace(space, modules=tuple(replace(m, group=GROUP) for m in space.modules))
+    batch = F.integer(raw.get("batch_size", 1), F.join(path, "batch_size"), minimum=1)
+    timing = _timing(raw.get("timing", {}) or {}, F.join(path, "timing"))
+    space, notes = _fit_to_machine(space, spath, needs_front)
+    return Deployment(space, batch, timing, space.name, notes)
+
+
+def with_deployment(ml: SearchSpace, deployment: Deployment) -> tuple[SearchSpace, tuple[str, ...]]:
+    """The joint space: exportable ML algorithms, then the deployment modules, with cross-rules.
+
+    Returns the space and notes on what was removed.
+    """
+    notes = []
+    keep: dict[str, list[str]] = {}
+    for module in ml.modules:
+        names = [a.name for a in module.algorithms if a.exportable]
+        dropped = [a for a in module.algorithms if not a.exportable]
+        notes += [f"{module.name}.{a.name} left out: not exportable ({a.note or 'no ONNX converter'})"
+                  for a in dropped]
+        if not names:
+            raise ProblemError(f"search_space.{module.name}", "no algorithm of this module can be exported to ONNX")
+        keep[module.name] = names
+    ml = ml.restricted(keep)
+    extra = []
+    backends = deployment.space.module(BACKEND).names
+    for b in backends:
+        if BACKENDS[b].capabilities().standard_ops_only:
+            for module in ml.modules:
+                ml_ops = [a.name for a in module.algorithms if a.onnx_ops == "ml"]
+                if ml_ops:
+                    extra.append(Forbidden({BACKEND: frozenset([b]), module.name: frozenset(ml_ops)},
+                                           f"{b} runs only standard ONNX operators"))
+    return ml.combined(deployment.space, extra), tuple(notes)
+
+
+def _check(space: SearchSpace, path: str) -> None:
+    """Names of modules, backends, precisions and knobs, and the knobs' ranges."""
+    names = space.module_names
+    if tuple(sorted(names)) != tuple(sorted(MODULES)):
+        raise ProblemError(F.join(path, "modules"), f"a deployment space has exactly the modules {list(MODULES)}, "
+                                                    f"got {list(names)}")
+    for i, algo in enumerate(space.module(PRECISION).algorithms):
+        apath = f"{path}.modules[{names.index(PRECISION)}].algorithms[{i}]"
+        if algo.name not in PRECISIONS:
+            raise ProblemError(F.join(apath, "name"), f"unknown precision {algo.name!r}; expected one of "
+                                                      f"{list(PRECISIONS)}")
+        if algo.params or algo.estimator:
+            raise ProblemError(apath, "a precision takes no class and no params")
+    for i, algo in enumerate(space.module(BACKEND).algorithms):
+        apath = f"{path}.modules[{names.index(BACKEND)}].algorithms[{i}]"
+        if algo.name not in BACKENDS:
+            raise ProblemError(F.join(apath, "name"), f"unknown backend {algo.name!r}; expected one of "
+                                                      f"{sorted(BACKENDS)}")
+        if algo.estimator:
+            raise ProblemError(F.join(apath, "class"), "a backend takes no class")
+        knobs = BACKENDS[algo.name].capabilities().knobs
+        for p in algo.params:
+            ppath = F.join(F.join(apath, "params"), p.name)
+            knob = knobs.get(p.name)
+            if knob is None:
+                raise ProblemError(ppath, f"unknown knob of {algo.name}; known: {sorted(knobs)}")
+            if knob.kind == "int":
+                if not isinstance(p, Int):
+                    raise ProblemError(F.join(ppath, "type"), f"{p.name} is an integer knob (type: int)")
+                if knob.low is not None and p.low < knob.low:
+                    raise ProblemError(F.join(ppath, "low"), f"{p.name} must be >= {knob.low}, got {p.low:g}")
+                if knob.high is not None and p.high > knob.high:
+                    raise ProblemError(F.join(ppath, "high"), f"{p.name} must be <= {knob.high} on this machine "
+                                                              f"(write 'cores' for all cores), got {p.high:g}")
+            else:
+                if not isinstance(p, Categorical):
+                    raise ProblemError(F.join(ppath, "type"), f"{p.name} is a categorical knob (type: categorical)")
+                bad = [c for c in p.choices if c not in knob.choices]
+                if bad:
+                    raise ProblemError(F.join(ppath, "choices"), f"{bad[0]!r} is not a value of {p.name}; "
+                                                                 f"expected some of {list(knob.choices)}")
+
+
+def _fit_to_machine(space: SearchSpace, path: str, needs_front: bool) -> tuple[SearchSpace, tuple[str, ...]]:
+    notes: list[str] = []
+    kept, reasons = [], []
+    for algo in space.module(BACKEND).algorithms:
+        ok, reason = BACKENDS[algo.name].available()
+        if ok and needs_front and BACKENDS[algo.name].capabilities().standard_ops_only:
+            ok, reason = False, "the data needs the categorical front (ai.onnx.ml imputer / one-hot operators)"
+        if ok:
+            kept.append(algo.name)
+        else:
+            reasons.append(f"{algo.name}: {reason}")
+            notes.append(f"backend {algo.name} left out: {reason}")
+    if not kept:
+        raise ProblemError(path, "no backend of this deployment space can run here: " + "; ".join(reasons))
+    runs = {b: set(BACKENDS[b].capabilities().precisions) for b in kept}
+    precisions = [p for p in space.module(PRECISION).names if any(p in r for r in runs.values())]
+    notes += [f"precision {p} left out: none of {kept} runs it here"
+              for p in space.module(PRECISION).names if p not in precisions]
+    if not precisions:
+        raise ProblemError(F.join(path, PRECISION), f"none of these precisions runs on {kept} here")
+    space = space.restricted({BACKEND: kept, PRECISION: precisions})
+    extra = [Forbidden({BACKEND: frozenset([b]), PRECISION: frozenset(p for p in precisions if p not in r)},
+                       f"{b} does not run these precisions here")
+             for b, r in runs.items() if any(p not in r for p in precisions)]
+    return replace(space, forbidden=space.forbidden + tuple(extra)), tuple(notes)
+
+
+def _timing(raw: Any, path: str) -> TimingSettings:
+    settings = F.settings(raw, TimingSettings(), path, _timing_field)
+    if settings.max_runs < settings.min_runs:
+        raise ProblemError(F.join(path, "max_runs"), "must be >= min_runs")
+    return settings
+
+
+def _timing_field(key: str, value: Any, path: str) -> Any:
+    if key == "seconds":
+        return F.number(value, path, minimum=0, exclusive=True)
+    return F.integer(value, path, minimum=0 if key == "warmup" else 1)
+
+
+__all__ = ["DEPLOY_METRICS", "MISMATCH", "Deployment", "load_deployment", "with_deployment"]

@@ -1,0 +1,107 @@
+"""ONNX Runtime: CPU execution provider (and CUDA where ``onnxruntime-gpu`` and a GPU exist).
+
+Knobs: ``graph_optimization_level``, ``intra_op_num_threads``,
+``inter_op_num_threads``, ``execution_mode`` and ``allow_spinning``.  On
+small graphs measured here threads matter most, ``parallel`` execution never
+helped and the graph levels were within noise; the search learns that
+rather than having it hard-coded.  Precisions: ``fp32`` and dynamic ``int8``
+(weights of MatMul/Gemm quantised by :func:`~admm_tune.evaluate.export.quantize_int8`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ..export import for_precision
+from ...machine import cores
+from .base import BackendError, Capabilities, Knob, check_knobs
+
+LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+          "all": "ORT_ENABLE_ALL"}
+MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+class OrtSession:
+    """An ``onnxruntime.InferenceSession`` behind the :class:`~.base.Session` protocol."""
+
+    def __init__(self, session: Any, size_bytes: int) -> None:
+        self.session = session
+        self.size_bytes = size_bytes
+        self.output_names = [o.name for o in session.get_outputs()]
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Run the graph."""
+        return self.session.run(self.output_names, dict(feeds))
+
+
+class OnnxRuntimeBackend:
+    """ONNX Runtime on one device (``cpu`` or ``cuda``).
+
+    Parameters
+    ----------
+    device : {"cpu", "cuda"}
+    """
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+        self.name = "onnxruntime" if device == "cpu" else f"onnxruntime_{device}"
+
+    def available(self) -> tuple[bool, str]:
+        """Whether onnxruntime imports and offers this device's execution provider."""
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            return False, f"onnxruntime is not installed ({exc})"
+        provider = PROVIDERS[self.device]
+        if provider not in ort.get_available_providers():
+            return False, (f"{provider} is not in this onnxruntime build's providers "
+                           f"{ort.get_available_providers()} (needs onnxruntime-gpu and an NVIDIA GPU)")
+        return True, f"onnxruntime {ort.__version__}, {provider}"
+
+    def capabilities(self) -> Capabilities:
+        """Knobs of a CPU session; fp32 and int8."""
+        n = cores()
+        knobs = {
+            "graph_optimization_level": Knob("categorical", choices=tuple(LEVELS), doc="graph rewrites"),
+            "intra_op_num_threads": Knob("int", 1, n, doc="threads inside one operator"),
+            "inter_op_num_threads": Knob("int", 1, n, doc="threads across operators (parallel mode)"),
+            "execution_mode": Knob("categorical", choices=tuple(MODES), doc="operator scheduling"),
+            "allow_spinning": Knob("categorical", choices=(True, False), doc="busy-wait of idle threads"),
+        }
+        return Capabilities((self.device,), ("fp32", "int8"), knobs)
+
+    def compile(self, model: onnx.ModelProto, knobs: Mapping[str, Any], precision: str = "fp32") -> OrtSession:
+        """An inference session with the knobs applied."""
+        import onnxruntime as ort
+
+        try:
+            check_knobs(self, knobs)
+        except ValueError as exc:
+            raise BackendError(str(exc)) from None
+        if precision not in self.capabilities().precisions:
+            raise BackendError(f"{self.name} does not run {precision!r}")
+        model = for_precision(model, precision)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if "graph_optimization_level" in knobs:
+            options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
+                                                       LEVELS[knobs["graph_optimization_level"]])
+        if "execution_mode" in knobs:
+            options.execution_mode = getattr(ort.ExecutionMode, MODES[knobs["execution_mode"]])
+        options.intra_op_num_threads = int(knobs.get("intra_op_num_threads", 1))
+        options.inter_op_num_threads = int(knobs.get("inter_op_num_threads", 1))
+        if "allow_spinning" in knobs:
+            spin = "1" if knobs["allow_spinning"] else "0"
+            options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+            options.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        data = model.SerializeToString()
+        try:
+            session = ort.InferenceSession(data, options, providers=[PROVIDERS[self.device]])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise BackendError(f"onnxruntime: {type(exc).__name__}: {exc}".splitlines()[0][:400]) from None
+        return OrtSession(session, len(data))

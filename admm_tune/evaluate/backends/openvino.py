@@ -1,0 +1,99 @@
+"""OpenVINO on the CPU device.
+
+Knobs: ``performance_hint`` (LATENCY/THROUGHPUT), ``num_streams`` and
+``inference_num_threads``.  Precisions: ``fp32`` always, and ``bf16`` /
+``fp16`` where the CPU plugin reports them (``OPTIMIZATION_CAPABILITIES``),
+through ``INFERENCE_PRECISION_HINT``.  The plugin defaults to bf16 on CPUs
+that have it, so an fp32 candidate sets ``f32`` explicitly.
+
+OpenVINO reads ONNX but not the ``ai.onnx.ml`` operators, so it only gets
+graphs of standard operators (:attr:`Capabilities.standard_ops_only`).  It
+returned wrong results at batch >= 2 for some graphs that were right at
+batch 1; the evaluator therefore verifies agreement at the batch size it
+times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ...machine import cores
+from .base import BackendError, Capabilities, Knob, check_knobs
+
+HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+
+
+@lru_cache(maxsize=1)
+def _core() -> Any:
+    import openvino as ov
+
+    return ov.Core()
+
+
+class OvSession:
+    """A compiled OpenVINO model behind the :class:`~.base.Session` protocol."""
+
+    def __init__(self, compiled: Any, size_bytes: int) -> None:
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+        self.size_bytes = size_bytes
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Run one synchronous inference."""
+        result = self.request.infer(dict(feeds))
+        return [np.asarray(result[out]) for out in self.compiled.outputs]
+
+
+class OpenVinoBackend:
+    """OpenVINO's CPU plugin."""
+
+    name = "openvino"
+
+    def available(self) -> tuple[bool, str]:
+        """Whether openvino imports and has a CPU device."""
+        try:
+            import openvino as ov
+        except ImportError as exc:
+            return False, f"openvino is not installed ({exc})"
+        if "CPU" not in _core().available_devices:
+            return False, f"OpenVINO sees no CPU device (devices: {_core().available_devices})"
+        return True, f"openvino {ov.get_version().split('-')[0]}, CPU: {_core().get_property('CPU', 'FULL_DEVICE_NAME')}"
+
+    def capabilities(self) -> Capabilities:
+        """Knobs of the CPU plugin; fp32 plus bf16/fp16 where the CPU has them."""
+        caps = set(_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")) if self.available()[0] else set()
+        precisions = ("fp32",) + tuple(p for p in ("bf16", "fp16") if p.upper() in caps)
+        n = cores()
+        knobs = {
+            "performance_hint": Knob("categorical", choices=("LATENCY", "THROUGHPUT"), doc="PERFORMANCE_HINT"),
+            "num_streams": Knob("int", 1, n, doc="NUM_STREAMS: parallel inference streams"),
+            "inference_num_threads": Knob("int", 1, n, doc="INFERENCE_NUM_THREADS"),
+        }
+        return Capabilities(("cpu",), precisions, knobs, standard_ops_only=True)
+
+    def compile(self, model: onnx.ModelProto, knobs: Mapping[str, Any], precision: str = "fp32") -> OvSession:
+        """Read the ONNX graph and compile it for the CPU with the knobs."""
+        try:
+            check_knobs(self, knobs)
+        except ValueError as exc:
+            raise BackendError(str(exc)) from None
+        if precision not in self.capabilities().precisions:
+            raise BackendError(f"openvino on this CPU does not run {precision!r}")
+        config = {"INFERENCE_PRECISION_HINT": HINTS[precision]}
+        if "performance_hint" in knobs:
+            config["PERFORMANCE_HINT"] = str(knobs["performance_hint"])
+        if "num_streams" in knobs:
+            config["NUM_STREAMS"] = str(int(knobs["num_streams"]))
+        if "inference_num_threads" in knobs:
+            config["INFERENCE_NUM_THREADS"] = int(knobs["inference_num_threads"])
+        data = model.SerializeToString()
+        try:
+            compiled = _core().compile_model(_core().read_model(data, b""), "CPU", config)
+        except Exception as exc:  # OpenVINO raises RuntimeError/Exception with multi-line text
+            raise BackendError("openvino: " + " ".join(str(exc).split())[:400]) from None
+        return OvSession(compiled, len(data))

@@ -1,0 +1,243 @@
+"""Export of fitted scikit-learn pipelines to ONNX (skl2onnx) and graph rewrites.
+
+:func:`export` converts a fitted pipeline with ``zipmap`` off and float32
+input (one input per column when the categorical front is in the graph).
+Outputs are ``label`` + ``probabilities`` (or the decision scores of
+classifiers without ``predict_proba``) for classification and ``variable``
+for regression.
+
+OpenVINO (and TensorRT) reject the ``ai.onnx.ml`` operators that skl2onnx
+emits by default.  For those skl2onnx has standard-operator alternatives
+(:data:`STANDARD_ALTERNATIVES`, through its ``black_op`` option); the one
+``ai.onnx.ml`` operator left in linear models and the MLP is the
+``ArrayFeatureExtractor`` that maps the arg-max to a class label, which
+:func:`lower` rewrites into a standard ``Gather``.  :func:`export` first tries
+that standard form and falls back to the default one (tree ensembles, SVMs,
+...), so :func:`is_standard` tells which backends can run the graph.
+:func:`quantize_int8` makes the dynamic int8 variant for ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pandas as pd
+from onnx import helper
+
+ML_DOMAIN = "ai.onnx.ml"
+STANDARD_DOMAINS = ("", "ai.onnx")
+TARGET_OPSET = {"": 18, ML_DOMAIN: 3}
+"""Opsets of the exported graphs (supported by ONNX Runtime >= 1.15 and OpenVINO >= 2023)."""
+
+STANDARD_ALTERNATIVES = frozenset({"Scaler", "LinearClassifier", "LinearRegressor", "Normalizer"})
+"""``ai.onnx.ml`` operators that skl2onnx can replace by standard ones (``black_op``)."""
+
+
+class ExportError(RuntimeError):
+    """A fitted pipeline could not be converted to ONNX."""
+
+
+def export(pipeline: Any, X_sample: pd.DataFrame | np.ndarray) -> onnx.ModelProto:
+    """Convert a fitted pipeline, in standard operators where skl2onnx can.
+
+    Parameters
+    ----------
+    pipeline : sklearn.pipeline.Pipeline
+        Fitted.
+    X_sample : DataFrame or ndarray
+        A few training rows: they fix the input names and types (a DataFrame
+        with non-numeric columns gives one input per column).
+
+    Returns
+    -------
+    onnx.ModelProto
+
+    Raises
+    ------
+    ExportError
+        When skl2onnx has no converter for a step or the conversion fails.
+    """
+    from skl2onnx import to_onnx
+
+    from .converters import register
+
+    register()
+    X_sample = _numeric_as_float32(X_sample)
+    options = _options(pipeline)
+    errors = []
+    for black_op in (STANDARD_ALTERNATIVES, None):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = to_onnx(pipeline, X_sample, options=options, target_opset=dict(TARGET_OPSET),
+                                black_op=black_op)
+        except Exception as exc:  # skl2onnx raises many types for unsupported steps
+            errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+            continue
+        return lower(model) if black_op else model
+    raise ExportError(errors[-1])
+
+
+def _options(pipeline: Any) -> dict[int, dict[str, Any]]:
+    """``zipmap=False`` on the final classifier wherever its converter has the option.
+
+    Classifiers without ``predict_proba`` (SVC, RidgeClassifier) still get a
+    ZipMap of their scores by default.  LinearSVC's converter has no such
+    option, and inside a Pipeline skl2onnx 1.20 then fails asking for
+    ``zipmap`` anyway unless some option of the classifier is given
+    explicitly: it gets its default ``nocl=False``.
+    """
+    from skl2onnx._supported_operators import sklearn_operator_name_map
+    from skl2onnx.common._registration import get_converter
+
+    final = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
+    alias = sklearn_operator_name_map.get(type(final))
+    if alias is None or not hasattr(final, "classes_"):
+        return {}
+    allowed = get_converter(alias).get_allowed_options() or {}
+    return {id(final): {"zipmap": False} if "zipmap" in allowed else {"nocl": False}}
+
+
+def _numeric_as_float32(X: pd.DataFrame | np.ndarray) -> pd.DataFrame | np.ndarray:
+    if isinstance(X, pd.DataFrame):
+        if all(pd.api.types.is_numeric_dtype(t) for t in X.dtypes):
+            return X.to_numpy(dtype=np.float32)
+        return X.apply(lambda c: c.astype(np.float32) if pd.api.types.is_numeric_dtype(c) else c.astype(str))
+    return np.asarray(X, dtype=np.float32)
+
+
+def lower(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Rewrite a standard-operator export so that OpenVINO runs it right.
+
+    - ``ArrayFeatureExtractor(X, idx)`` picks ``X[..., idx]``; the only place
+      skl2onnx leaves it in standard-operator graphs is the label lookup
+      ``classes[argmax]``, reshaped right after: it becomes a ``Gather`` on
+      the last axis.
+    - ``Reduce*(keepdims=0)`` becomes ``Reduce*(keepdims=1)`` + ``Squeeze``:
+      OpenVINO 2026.4's CPU plugin returned wrong results at batch >= 3 for
+      the GaussianNB graph's ``ReduceSum``/``ReduceLogSumExp`` with
+      ``keepdims=0`` (right at batches 1 and 2); the rewritten graph agrees.
+
+    Agreement of the rewritten graph is still checked for every candidate
+    (verification).
+    """
+    nodes = []
+    for node in model.graph.node:
+        if node.domain == ML_DOMAIN and node.op_type == "ArrayFeatureExtractor":
+            flat = f"{node.output[0]}_flat_indices"
+            shape = f"{node.output[0]}_flat_shape"
+            nodes.append(helper.make_node("Constant", [], [shape], value=helper.make_tensor(
+                shape, onnx.TensorProto.INT64, [1], [-1])))
+            nodes.append(helper.make_node("Reshape", [node.input[1], shape], [flat]))
+            nodes.append(helper.make_node("Gather", [node.input[0], flat], list(node.output), axis=-1,
+                                          name=node.name))
+        elif node.op_type.startswith("Reduce") and _keepdims(node) == 0:
+            nodes += _reduce_keeping_dims(node)
+        else:
+            nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    if is_standard(model):
+        kept = [o for o in model.opset_import if o.domain != ML_DOMAIN]
+        del model.opset_import[:]
+        model.opset_import.extend(kept)
+    return model
+
+
+def _keepdims(node: onnx.NodeProto) -> int:
+    return next((a.i for a in node.attribute if a.name == "keepdims"), 1)
+
+
+def _reduce_keeping_dims(node: onnx.NodeProto) -> list[onnx.NodeProto]:
+    """``Reduce*(keepdims=0)`` as ``Reduce*(keepdims=1)`` followed by ``Squeeze`` of the same axes."""
+    kept = f"{node.output[0]}_kept"
+    reduce = onnx.NodeProto()
+    reduce.CopyFrom(node)
+    for attr in reduce.attribute:
+        if attr.name == "keepdims":
+            attr.i = 1
+    reduce.output[0] = kept
+    axes = list(node.input[1:2])
+    if not axes:  # older opsets give the axes as an attribute
+        values = next((list(a.ints) for a in node.attribute if a.name == "axes"), None)
+        if values is not None:
+            axes = [f"{node.output[0]}_axes"]
+            const = helper.make_node("Constant", [], axes, value=helper.make_tensor(
+                axes[0], onnx.TensorProto.INT64, [len(values)], values))
+            return [reduce, const, helper.make_node("Squeeze", [kept, *axes], [node.output[0]])]
+    return [reduce, helper.make_node("Squeeze", [kept, *axes], [node.output[0]])]
+
+
+def is_standard(model: onnx.ModelProto) -> bool:
+    """Whether every node of the graph is a standard ONNX operator."""
+    return all(node.domain in STANDARD_DOMAINS for node in model.graph.node)
+
+
+def operators(model: onnx.ModelProto) -> list[str]:
+    """``domain:op`` of every node type in the graph, sorted."""
+    return sorted({f"{n.domain or 'ai.onnx'}:{n.op_type}" for n in model.graph.node})
+
+
+def feeds(model: onnx.ModelProto, X: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
+    """The graph's input dict for the rows ``X``.
+
+    A single input takes the whole float32 matrix; one input per column
+    (graphs with the categorical front) takes each column as a ``(n, 1)``
+    array of its declared type.
+    """
+    inputs = model.graph.input
+    if len(inputs) == 1:
+        return {inputs[0].name: np.ascontiguousarray(np.asarray(X, dtype=np.float32))}
+    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
+    out = {}
+    for inp in inputs:
+        column = frame[inp.name]
+        if inp.type.tensor_type.elem_type == onnx.TensorProto.STRING:
+            out[inp.name] = column.astype(str).to_numpy(dtype=object).reshape(-1, 1)
+        else:
+            out[inp.name] = column.to_numpy(dtype=np.float32).reshape(-1, 1)
+    return out
+
+
+def for_precision(model: onnx.ModelProto, precision: str) -> onnx.ModelProto:
+    """The graph a backend runs at ``precision``: int8 is a graph transform, the rest are runtime hints."""
+    return quantize_int8(model) if precision == "int8" else model
+
+
+def quantize_int8(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Dynamic int8 quantisation of the graph's MatMul/Gemm weights (ONNX Runtime).
+
+    ``DefaultTensorType=FLOAT`` lets the quantiser handle tensors whose type
+    it cannot infer (the MLP graph); without it quantisation stops with an
+    error on those graphs.
+
+    Raises
+    ------
+    ExportError
+        When the graph has nothing to quantise (no MatMul or Gemm) or the
+        quantiser fails.
+    """
+    if not any(n.op_type in ("MatMul", "Gemm") for n in model.graph.node):
+        raise ExportError("int8: the graph has no MatMul/Gemm weights to quantise")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save_model(model, src)
+        logging.disable(logging.WARNING)  # the quantiser logs advice on the root logger for every graph
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                quantize_dynamic(src, dst, weight_type=QuantType.QInt8,
+                                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        except Exception as exc:  # the quantiser raises many types on graphs it cannot handle
+            raise ExportError(f"int8: {type(exc).__name__}: {exc}".splitlines()[0][:300]) from None
+        finally:
+            logging.disable(logging.NOTSET)
+        return onnx.load_model(dst)
