@@ -26,7 +26,7 @@ import optuna
 import pandas as pd
 
 import admm_tune
-from admm_tune.evaluate import MLEvaluator
+from admm_tune.evaluate.pipeline import MLEvaluator
 from admm_tune.problem import Objective, load_problem
 from admm_tune.space import Categorical, Int, SearchSpace, param_key
 
