@@ -161,7 +161,7 @@ def test_a_candidate_that_fails_to_convert_is_recorded_and_the_search_goes_on(ev
 
 
 def test_latency_constrained_fit_is_feasible_and_remeasures_within_the_bound(tmp_path):
-    bound = 0.25
+    bound = 0.05  # ms for 64 rows: linear models and naive Bayes pass, k-NN and 100-tree forests do not
     problem = deployed(constraints=[{"metric": "latency_p95_ms", "max": bound}], budget={"evaluations": 20})
     result = admm_tune.fit(problem, run_dir=tmp_path, progress=False)
     trials = result.trials
