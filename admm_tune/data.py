@@ -229,6 +229,8 @@ def _categorical(X: pd.DataFrame, given: Any, path: str) -> list[str]:
 def _check(X: pd.DataFrame, y: np.ndarray, task: str, path: str, suffix: str = "") -> None:
     if len(X) == 0 or X.shape[1] == 0:
         raise ProblemError(path, f"data{suffix} is empty ({X.shape[0]} rows, {X.shape[1]} columns)")
+    if not suffix and len(X) < 2:
+        raise ProblemError(path, f"needs at least 2 rows, got n_samples={len(X)}")
     if X.columns.duplicated().any():
         dup = X.columns[X.columns.duplicated()][0]
         raise ProblemError(path, f"duplicate column name {dup!r}")
@@ -243,7 +245,7 @@ def _check(X: pd.DataFrame, y: np.ndarray, task: str, path: str, suffix: str = "
         if pd.isna(pd.Series(y)).any():
             raise ProblemError(F.join(path, f"y{suffix}"), "the target has missing values")
         if not suffix and len(np.unique(y)) < 2:
-            raise ProblemError(F.join(path, "y"), "the target has a single class")
+            raise ProblemError(F.join(path, "y"), "the target has a single class (one class only)")
 
 
 def _split(X: pd.DataFrame, y: np.ndarray, test_size: float, task: str, seed: int | None,

@@ -28,6 +28,8 @@ from .space import Categorical, Config, Int, SearchSpace, param_key
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 ITERATION_PREFIX = "admm:"
+MEMORY = "memory"
+"""The ``storage`` value of a journal kept in memory only."""
 
 
 class Journal:
@@ -36,7 +38,8 @@ class Journal:
     Parameters
     ----------
     storage : str
-        SQLAlchemy URL (``sqlite:///run/journal.db``, ``postgresql://...``).
+        SQLAlchemy URL (``sqlite:///run/journal.db``, ``postgresql://...``),
+        or :data:`MEMORY` for a journal that lives only in this process.
     study_name : str
     space : SearchSpace
         Gives each parameter its Optuna distribution.
@@ -45,8 +48,9 @@ class Journal:
     def __init__(self, storage: str, study_name: str, space: SearchSpace) -> None:
         self.storage = storage
         self.space = space
+        backend = optuna.storages.InMemoryStorage() if storage == MEMORY else storage
         try:
-            self.study = optuna.create_study(storage=storage, study_name=study_name, direction="minimize",
+            self.study = optuna.create_study(storage=backend, study_name=study_name, direction="minimize",
                                              sampler=optuna.samplers.RandomSampler(seed=0))
         except optuna.exceptions.DuplicatedStudyError:
             raise RunError(f"the storage {storage!r} already holds a run named {study_name!r}; "

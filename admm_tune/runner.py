@@ -44,7 +44,8 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         Overrides the problem's seed; with an evaluation budget the trial
         sequence is then reproducible.
     storage : str, optional
-        SQLAlchemy URL of the journal; default ``sqlite:///RUN_DIR/journal.db``.
+        SQLAlchemy URL of the journal, or ``"memory"`` (nothing written to
+        disk); default ``sqlite:///RUN_DIR/journal.db``.
     n_jobs : int
         Candidates evaluated in parallel (joblib processes; -1: one per core).
     progress : bool

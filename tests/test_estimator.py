@@ -1,0 +1,89 @@
+"""The scikit-learn estimators: conformance, clone/pickle, model selection, deployment."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_breast_cancer
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from admm_tune import AutoPipelineClassifier, AutoPipelineRegressor
+
+FAST = {"search_space": {"modules": [
+    {"name": "scaler", "algorithms": [{"name": "none"}, {"name": "standard", "class": "sklearn.preprocessing.StandardScaler"}]},
+    {"name": "estimator", "algorithms": [
+        {"name": "logistic_regression", "class": "sklearn.linear_model.LogisticRegression",
+         "params": {"C": {"type": "float", "low": 0.01, "high": 100.0, "log": True, "default": 1.0}}},
+        {"name": "gaussian_nb", "class": "sklearn.naive_bayes.GaussianNB"}]}]}}
+"""A two-module space of fast classifiers for the workflow tests."""
+
+
+@parametrize_with_checks([AutoPipelineClassifier(max_evals=4, random_state=0),
+                          AutoPipelineRegressor(max_evals=4, random_state=0)])
+def test_scikit_learn_conformance(estimator, check):
+    # Every check of scikit-learn's suite runs; none is skipped (array-API checks skip themselves
+    # unless SCIPY_ARRAY_API is set).
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    return X.iloc[::2], y.iloc[::2]
+
+
+def test_parameters_are_stored_unchanged_and_clone_keeps_them():
+    est = AutoPipelineClassifier(constraints={"fit_time_s": 0.5}, max_evals=7, random_state=3)
+    params = clone(est).get_params()
+    assert params["constraints"] == {"fit_time_s": 0.5} and params["max_evals"] == 7
+    assert params["search_space"] == "default" and params["deployment"] is None
+
+
+def test_fit_predict_pickle_round_trip(data):
+    X, y = data
+    est = AutoPipelineClassifier(**FAST, max_evals=5, random_state=0).fit(X, y)
+    assert list(est.classes_) == [0, 1] and est.n_features_in_ == 30
+    assert list(est.feature_names_in_) == list(X.columns)
+    assert est.best_score_ > 0.9 and est.score(X, y) > 0.9
+    assert set(est.best_params_) >= {"scaler", "estimator"} and est.deployment_ is None
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(again.predict(X), est.predict(X))
+    np.testing.assert_allclose(again.predict_proba(X), est.predict_proba(X))
+    assert len(est.result_.trials) == 5
+
+
+def test_cross_val_score_and_grid_search(data):
+    X, y = data
+    scores = cross_val_score(AutoPipelineClassifier(**FAST, max_evals=3, random_state=0), X, y, cv=3)
+    assert scores.shape == (3,) and scores.min() > 0.85
+    grid = GridSearchCV(AutoPipelineClassifier(**FAST, max_evals=3, random_state=0), {"cv": [2, 3]}, cv=2).fit(X, y)
+    assert grid.best_params_["cv"] in (2, 3) and grid.score(X, y) > 0.85
+
+
+def test_deployment_constraints_and_onnx_export(data, tmp_path):
+    X, y = data
+    est = AutoPipelineClassifier(**FAST, deployment={"space": "cpu", "timing": {"seconds": 0.02, "min_runs": 10}},
+                                 constraints={"latency_p95_ms": 1.0}, max_evals=6, random_state=0).fit(X, y)
+    assert est.deployment_["backend"] in ("onnxruntime", "openvino")
+    assert est.deployment_["measured"]["latency_p95_ms"] <= 1.0
+    path = est.export_onnx(tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(path))
+    labels = session.run(None, {session.get_inputs()[0].name: X.to_numpy(np.float32)})[0]
+    assert (labels == est.predict(X)).mean() > 0.99
+
+
+def test_dataframes_with_categorical_columns():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"x": rng.normal(size=150), "colour": rng.choice(["red", "green", "blue"], 150)})
+    y = X["x"] * 2 + (X["colour"] == "red") * 3 + rng.normal(scale=0.1, size=150)
+    space = {"modules": [{"name": "estimator", "algorithms": [
+        {"name": "ridge", "class": "sklearn.linear_model.Ridge"}]}]}
+    est = AutoPipelineRegressor(search_space=space, max_evals=2, random_state=0).fit(X, y)
+    assert est.score(X, y) > 0.95
+    assert est.predict(X.iloc[:3]).shape == (3,)
