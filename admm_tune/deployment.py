@@ -47,11 +47,22 @@ DEPLOY_METRICS = {
     "accuracy_drop": "accuracy (R² for regression) of the Python pipeline minus that of the deployed graph "
                      "on held-out rows",
     "label_agreement": "share of held-out rows whose deployed label equals the Python pipeline's",
-    "max_proba_diff": "largest absolute difference of deployed vs Python probabilities",
+    "max_proba_diff": "largest absolute difference of deployed vs Python probabilities (classifiers that have "
+                      "them: constraining it rules out the others)",
     "max_output_diff": "regression: largest difference of deployed vs Python predictions, in target sd",
     "output_mismatch": "verification figure: <= 1 when the deployed outputs agree within tolerance",
 }
 """Metrics measured for every deployed candidate, usable in constraints."""
+
+TASK_METRICS = {"classification": ("label_agreement", "max_proba_diff"), "regression": ("max_output_diff",)}
+"""Deployment metrics measured only for one task (``max_proba_diff`` only for classifiers with probabilities)."""
+
+
+def deploy_metrics(task: str) -> dict[str, str]:
+    """The deployment metrics measured for a task."""
+    other = {m for t, names in TASK_METRICS.items() if t != task for m in names}
+    return {k: v for k, v in DEPLOY_METRICS.items() if k not in other}
+
 
 MISMATCH = "output_mismatch"
 """Implicit constraint ``output_mismatch <= 1`` of every deployment problem."""
@@ -131,6 +142,8 @@ def load_deployment(raw: Any, path: str = "deployment", *, base_dir: Path | None
 def with_deployment(ml: SearchSpace, deployment: Deployment) -> tuple[SearchSpace, tuple[str, ...]]:
     """The joint space: exportable ML algorithms, then the deployment modules, with cross-rules.
 
+    The ML space's ``not_exportable`` combinations become forbidden.
+
     Returns the space and notes on what was removed.
     """
     notes = []
@@ -153,7 +166,7 @@ def with_deployment(ml: SearchSpace, deployment: Deployment) -> tuple[SearchSpac
                 if ml_ops:
                     extra.append(Forbidden({BACKEND: frozenset([b]), module.name: frozenset(ml_ops)},
                                            f"{b} runs only standard ONNX operators"))
-    return ml.combined(deployment.space, extra), tuple(notes)
+    return ml.combined(deployment.space, extra + list(ml.not_exportable)), tuple(notes)
 
 
 def _check(space: SearchSpace, path: str) -> None:
@@ -239,4 +252,4 @@ def _timing_field(key: str, value: Any, path: str) -> Any:
     return F.integer(value, path, minimum=0 if key == "warmup" else 1)
 
 
-__all__ = ["DEPLOY_METRICS", "MISMATCH", "Deployment", "load_deployment", "with_deployment"]
+__all__ = ["DEPLOY_METRICS", "MISMATCH", "Deployment", "deploy_metrics", "load_deployment", "with_deployment"]

@@ -21,7 +21,7 @@ from sklearn.utils._available_if import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .data import CLASSIFICATION, REGRESSION
+from .data import CLASSIFICATION, REGRESSION, as_categories
 from .errors import ProblemError
 from .journal import MEMORY
 from .result import Result
@@ -123,9 +123,10 @@ class _AutoPipeline(BaseEstimator):
 
     # -- predicting ------------------------------------------------------------------
     def _rows(self, X: Any) -> pd.DataFrame:
+        """Rows to predict, prepared like the training data (categorical columns as strings)."""
         check_is_fitted(self, "best_pipeline_")
         checked = validate_data(self, X, dtype=None, ensure_all_finite="allow-nan", reset=False)
-        return self._frame(X, checked)
+        return as_categories(self._frame(X, checked), self.result_.problem.data.categorical)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predictions of the best pipeline."""

@@ -42,6 +42,11 @@ class Observation:
         """Whether the evaluation completed."""
         return self.status == COMPLETE
 
+    def replayed(self) -> Observation:
+        """A copy for a repeated request of a cached evaluation (no time spent, ``cache_hit``)."""
+        return Observation(self.status, self.loss, dict(self.metrics), self.reason, 0.0,
+                           {**self.attrs, "cache_hit": True})
+
     @classmethod
     def failed(cls, reason: str, duration_s: float = 0.0, **attrs: Any) -> Observation:
         """A failed observation with its reason."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import _fields as F
 from .data import CLASSIFICATION, REGRESSION, TASKS, Dataset, load_dataset
-from .deployment import DEPLOY_METRICS, MISMATCH, Deployment, load_deployment, with_deployment
+from .deployment import DEPLOY_METRICS, MISMATCH, Deployment, deploy_metrics, load_deployment, with_deployment
 from .errors import ProblemError
 from .registry import resolve_class
 from .space import Config, SearchSpace, read_yaml
@@ -222,7 +222,7 @@ def _from_dict(raw: dict[str, Any], base_dir: Path | None) -> Problem:
                                      needs_front=data.needs_front)
         space, notes = with_deployment(space, deployment)
         notes = deployment.notes + notes
-    measurable = None if data is None else {**ML_METRICS, **(DEPLOY_METRICS if deployment else {})}
+    measurable = None if data is None else {**ML_METRICS, **(deploy_metrics(data.task) if deployment else {})}
     constraints = tuple(_constraint(c, f"constraints[{i}]", measurable)
                         for i, c in enumerate(F.sequence(raw.get("constraints", []) or [], "constraints")))
     if deployment is not None and all(c.metric != MISMATCH for c in constraints):

@@ -39,7 +39,10 @@ class Result:
         The best feasible candidate by measured constraints, or the
         least-violating one (``best.feasible`` is then False).
     pipeline : sklearn.pipeline.Pipeline or None
-        The best config refit on all training data (None for a callable objective).
+        The best config refit on all training data (None for a callable
+        objective).  Data with categorical columns were read as strings with
+        missing values as ``<missing>``: prepare new rows the same way with
+        :func:`admm_tune.data.as_categories` (the estimators do it for you).
     trials : pandas.DataFrame
         One row per evaluation.
     trace : pandas.DataFrame
@@ -55,6 +58,9 @@ class Result:
         ``directory -> model path``: writes the chosen deployment's files.
         :func:`admm_tune.fit` hands it over (the result reads the journal and
         never imports the evaluator itself).
+    final : dict or None
+        The deployment of the refit pipeline, verified and timed again:
+        ``verification`` (the verdict) and ``measured`` (its figures).
     """
 
     problem: Problem
@@ -66,6 +72,7 @@ class Result:
     run_dir: Path | None = None
     onnx_path: Path | None = None
     exporter: Callable[[Path], Path] | None = field(default=None, repr=False)
+    final: dict[str, Any] | None = None
 
     @classmethod
     def from_frames(cls, problem: Problem, trials: pd.DataFrame, trace: pd.DataFrame, storage: str,
@@ -75,13 +82,18 @@ class Result:
 
     @property
     def deployment(self) -> dict[str, Any] | None:
-        """The chosen backend, precision, knobs, batch size and measured figures (None without deployment)."""
+        """The chosen backend, precision, knobs, batch size and figures (None without deployment).
+
+        ``measured`` holds the figures of the search's evaluation (first-fold
+        pipeline, held-out rows); ``final`` those of the refit pipeline's graph.
+        """
         if self.problem.deployment is None:
             return None
         config = self.best.config
         return {"backend": config[BACKEND], "precision": config[PRECISION], "knobs": Deployment.knobs(config),
                 "batch_size": self.problem.deployment.batch_size,
-                "measured": {k: v for k, v in self.best.metrics.items() if k in DEPLOY_METRICS}}
+                "measured": {k: v for k, v in self.best.metrics.items() if k in DEPLOY_METRICS},
+                "final": self.final}
 
     def export(self, directory: str | Path) -> Path:
         """Write ``model.onnx``, ``deployment.json`` and a ``load_model.py`` example into ``directory``.
@@ -123,6 +135,10 @@ class Result:
                          f"batch {deployment['batch_size']}: p50 {m.get('latency_p50_ms', float('nan')):.3g} ms, "
                          f"p95 {m.get('latency_p95_ms', float('nan')):.3g} ms, "
                          f"{m.get('model_size_kb', float('nan')):.1f} kB")
+            if self.final is not None:
+                f = self.final["measured"]
+                lines.append(f"refit graph  {self.final['verification']}"
+                             + (f"; p95 {f['latency_p95_ms']:.3g} ms" if "latency_p95_ms" in f else ""))
             if self.onnx_path is not None:
                 lines.append(f"model        {self.onnx_path}")
         failed = int((self.trials["state"] == "fail").sum()) if len(self.trials) else 0

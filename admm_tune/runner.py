@@ -15,7 +15,9 @@ from typing import Any
 from joblib import Parallel, delayed, effective_n_jobs
 
 from .errors import ProblemError, RunError
+from .evaluate.backends import BackendError
 from .evaluate.deploy import DeploymentEvaluator, write_deployment
+from .evaluate.export import ExportError
 from .evaluate.function import FunctionEvaluator
 from .evaluate.pipeline import MLEvaluator
 from .journal import Journal
@@ -122,13 +124,25 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         raise RunError(f"every one of the {len(optimiser.records)} candidates failed: {summary}")
     pipeline = evaluator.refit(best.config) if problem.data is not None else None
     result = Result.from_frames(problem, journal.trials(), journal.trace(), storage, run_path, pipeline)
-    if problem.deployment is not None:
-        batch = problem.deployment.batch_size
-        result.exporter = partial(write_deployment, pipeline=pipeline, X_sample=problem.data.X.iloc[:max(5, batch)],
-                                  config=result.best.config, metrics=result.deployment["measured"], batch_size=batch)
-        if run_path is not None and result.best.feasible:
-            result.export(run_path)
+    if isinstance(evaluator, DeploymentEvaluator):
+        _finalize(result, evaluator, run_path)
     return result
+
+
+def _finalize(result: Result, evaluator: DeploymentEvaluator, run_path: Path | None) -> None:
+    """Deploy the refit pipeline (verified and timed itself) and write its files into the run directory."""
+    config, batch = result.best.config, evaluator.deployment.batch_size
+    try:
+        final = evaluator.finalize(config, result.pipeline)
+    except (ExportError, BackendError) as exc:
+        result.final = {"verification": f"the refit pipeline could not be deployed: {exc}", "measured": {}}
+        return
+    result.final = {"verification": final.verification, "measured": final.metrics}
+    result.exporter = partial(write_deployment, deployed=final, config=config,
+                              search_metrics=result.deployment["measured"], batch_size=batch,
+                              X_sample=result.problem.data.X.iloc[:max(5, batch)])
+    if run_path is not None and result.best.feasible:
+        result.export(run_path)
 
 
 def _evaluator(problem: Problem) -> FunctionEvaluator | MLEvaluator | DeploymentEvaluator:

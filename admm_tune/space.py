@@ -269,12 +269,18 @@ def param_key(module: str, algorithm: str, param: str) -> str:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Modules (in pipeline order) and the white-box rules over them."""
+    """Modules (in pipeline order) and the white-box rules over them.
+
+    ``not_exportable`` lists combinations that cannot be exported to ONNX
+    (a parameter value without a converter); they become forbidden clauses
+    when the space is searched with a deployment.
+    """
 
     modules: tuple[Module, ...]
     forbidden: tuple[Forbidden, ...] = ()
     name: str = ""
     limits: tuple[Limit, ...] = ()
+    not_exportable: tuple[Forbidden, ...] = ()
 
     # -- structure ---------------------------------------------------------
     def module(self, name: str) -> Module:
@@ -394,25 +400,26 @@ class SearchSpace:
         if clash:
             raise ProblemError(f"search_space.modules.{sorted(clash)[0]}", f"is also a module of {other.name!r}")
         return SearchSpace(self.modules + other.modules, self.forbidden + other.forbidden + tuple(extra),
-                           self.name, self.limits + other.limits)
+                           self.name, self.limits + other.limits, self.not_exportable + other.not_exportable)
 
     # -- loading ---------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Any, path: str = "search_space", name: str = "") -> SearchSpace:
         """Build and validate a space from its mapping form (see ``docs/problem-format.md``)."""
         data = F.mapping(data, path)
-        F.only_keys(data, ("name", "task", "modules", "forbidden", "limits"), path)
+        F.only_keys(data, ("name", "task", "modules", "forbidden", "limits", "not_exportable"), path)
         raw_modules = F.sequence(data.get("modules"), F.join(path, "modules"))
         if not raw_modules:
             raise ProblemError(F.join(path, "modules"), "needs at least one module")
         modules = [_module(raw, F.join(F.join(path, "modules"), i)) for i, raw in enumerate(raw_modules)]
         _unique([m.name for m in modules], F.join(path, "modules"), "module")
         space = cls(tuple(modules), (), str(data.get("name", name)))
-        forbidden = [_forbidden(raw, space, F.join(F.join(path, "forbidden"), i))
-                     for i, raw in enumerate(F.sequence(data.get("forbidden", []), F.join(path, "forbidden")))]
-        limits = [_limit(raw, space, F.join(F.join(path, "limits"), i))
-                  for i, raw in enumerate(F.sequence(data.get("limits", []), F.join(path, "limits")))]
-        return cls(space.modules, tuple(forbidden), space.name, tuple(limits))
+        def rules(key: str, read: Any) -> tuple[Any, ...]:
+            return tuple(read(raw, space, F.join(F.join(path, key), i))
+                         for i, raw in enumerate(F.sequence(data.get(key, []), F.join(path, key))))
+
+        return cls(space.modules, rules("forbidden", _forbidden), space.name, rules("limits", _limit),
+                   rules("not_exportable", _forbidden))
 
     @classmethod
     def load(cls, source: str | Path, path: str = "search_space") -> SearchSpace:

@@ -44,7 +44,7 @@ from sklearn.preprocessing import StandardScaler
 
 import admm_tune
 from admm_tune.data import load_dataset
-from admm_tune.deployment import load_deployment
+from admm_tune.deployment import Deployment, load_deployment
 from admm_tune.evaluate.backends import get_backend
 from admm_tune.evaluate.backends.onnxruntime import OrtSession
 from admm_tune.evaluate.export import export, feeds, is_standard
@@ -86,8 +86,7 @@ def tuned_knobs(model, X, backend: str, batch: int, evaluations: int, seed: int)
     settings = TimingSettings(warmup=10, min_runs=30, max_runs=500, seconds=0.2)
 
     def p95(config):
-        session = get_backend(backend).compile(model, {k.split(".", 2)[2]: v for k, v in config.items()
-                                                       if k.startswith(f"backend.{backend}.")}, "fp32")
+        session = get_backend(backend).compile(model, Deployment.knobs(config), "fp32")
         return measure(session, inputs, settings).latency_p95_ms
 
     tmp = Path(tempfile.mkdtemp())
@@ -96,8 +95,7 @@ def tuned_knobs(model, X, backend: str, batch: int, evaluations: int, seed: int)
                                seed=seed, run_dir=tmp, progress=False)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    prefix = f"backend.{backend}."
-    return {k[len(prefix):]: v for k, v in result.best.config.items() if k.startswith(prefix)}
+    return Deployment.knobs(result.best.config)
 
 
 def latency(evaluations: int) -> pd.DataFrame:

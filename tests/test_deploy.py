@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import onnx
+import pandas as pd
 import pytest
 
 import admm_tune
@@ -88,6 +89,8 @@ MALFORMED = [
     (deployed(deployment={"space": "tpu"}), "deployment.space", "unknown search space 'deployment_tpu'"),
     (deployed(deployment=None, constraints=[{"metric": "latency_p95_ms", "max": 1.0}]),
      "constraints[0].metric", "add a `deployment` to measure it"),
+    (deployed(data="sklearn:diabetes", restrict=None, constraints=[{"metric": "max_proba_diff", "max": 0.1}]),
+     "constraints[0].metric", "unknown metric 'max_proba_diff'"),
 ]
 
 
@@ -154,6 +157,7 @@ def test_a_candidate_that_fails_to_convert_is_recorded_and_the_search_goes_on(ev
     problem, ev = evaluator
     bad = config(problem, scaler="quantile")
     bad["scaler.quantile.output_distribution"] = "normal"
+    assert not problem.space.allowed(bad)  # the space's not_exportable clause: never proposed
     obs = ev(bad)
     assert not obs.ok and obs.reason.startswith("deploy: export:") and "not supported" in obs.reason
     trees = ev(config(problem, estimator="random_forest", precision="int8"))
@@ -182,3 +186,22 @@ def test_latency_constrained_fit_is_feasible_and_remeasures_within_the_bound(tmp
                          timeout=120)
     assert out.returncode == 0 and "array(" in out.stdout, out.stderr
     assert "deployment   " in result.summary()
+
+
+def test_refit_graph_is_verified_and_timed_and_its_loader_runs_with_categorical_columns(tmp_path):
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"x": rng.normal(size=160), "colour": rng.choice(["red", "green", None], 160)})
+    y = ((X["x"] > 0) ^ (X["colour"] == "red")).astype(int).to_numpy()
+    result = admm_tune.fit({"name": "mixed", "data": {"X": X, "y": y}, "objective": {"cv": 3},
+                            "restrict": {"estimator": ["decision_tree", "logistic_regression"], "scaler": ["none"],
+                                         "transformer": ["none"]},
+                            "deployment": {"space": "cpu", "timing": FAST_TIMING}, "budget": {"evaluations": 6},
+                            "seed": 0}, run_dir=tmp_path, progress=False)
+    assert result.deployment["backend"] == "onnxruntime"  # OpenVINO left out: the one-hot front is ai.onnx.ml
+    assert any("openvino left out" in note for note in result.problem.notes)
+    assert result.final["verification"].startswith("agrees") and "latency_p95_ms" in result.final["measured"]
+    spec = json.loads((tmp_path / "deployment.json").read_text())
+    assert spec["inputs"] == ["x", "colour"] and spec["measured"] == result.final["measured"]
+    out = subprocess.run([sys.executable, "load_model.py"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and "array(" in out.stdout, out.stderr

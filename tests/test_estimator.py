@@ -87,3 +87,15 @@ def test_dataframes_with_categorical_columns():
     est = AutoPipelineRegressor(search_space=space, max_evals=2, random_state=0).fit(X, y)
     assert est.score(X, y) > 0.95
     assert est.predict(X.iloc[:3]).shape == (3,)
+
+
+def test_raw_rows_with_missing_and_boolean_categories_are_prepared_like_the_training_data():
+    rng = np.random.default_rng(1)
+    colour = rng.choice(["red", "green", None], 200)
+    flag = rng.random(200) > 0.5
+    X = pd.DataFrame({"x": rng.normal(size=200), "colour": colour, "flag": flag})
+    y = ((X["colour"].isna()) | (X["flag"] & (X["x"] > 0))).astype(int).to_numpy()
+    space = {"modules": [{"name": "estimator", "algorithms": [
+        {"name": "tree", "class": "sklearn.tree.DecisionTreeClassifier"}]}]}
+    est = AutoPipelineClassifier(search_space=space, max_evals=1, random_state=0).fit(X, y)
+    assert est.score(X, y) == 1.0  # the same rows, raw: NaN and bool map to the categories seen in fit

@@ -181,3 +181,15 @@ def test_a_seconds_budget_bounds_the_initial_draws_too():
     start = time.monotonic()
     opt.run(slow)
     assert time.monotonic() - start < 1.5
+
+
+def test_a_pull_that_keeps_a_module_is_masked_against_it(rng):
+    space = SearchSpace.from_dict({"modules": [
+        {"name": "est", "algorithms": [{"name": "tree"}, {"name": "linear"}]},
+        {"name": "backend", "algorithms": [{"name": "ml_ops"}, {"name": "standard_only"}]}],
+        "forbidden": [{"when": {"est": "tree", "backend": "standard_only"}}]})
+    bandit = ThompsonBandit(space)
+    bandit.arms["est"] = {"tree": [40.0, 1.0], "linear": [1.0, 40.0]}  # the arms strongly prefer the tree
+    for _ in range(50):
+        choice = bandit.sample(rng, fixed={"backend": "standard_only"})
+        assert choice == {"backend": "standard_only", "est": "linear"}

@@ -4,8 +4,9 @@
 cross-validation (:class:`~.pipeline.MLEvaluator`, cached by the ML config)
 and deploys the pipeline fitted on the first CV fold's training rows:
 
-1. export it to ONNX (cached by the ML config: a deployment-only move reuses
-   the fitted pipeline and its graph, and the journal says ``reused_fit``);
+1. export it to ONNX, and quantise it for int8 (cached by the ML config and
+   precision: a deployment-only move reuses the fitted pipeline and its
+   graph, and the journal says ``reused_fit``);
 2. compile the graph on the chosen backend with its knobs and precision;
 3. verify the deployed outputs against the Python pipeline on that fold's
    held-out rows, run at the batch size being timed (``label_agreement``,
@@ -13,6 +14,11 @@ and deploys the pipeline fitted on the first CV fold's training rows:
    <= 1 within tolerance: the problem constrains it, so a candidate beyond
    tolerance is infeasible, never silently accepted);
 4. time it with the harness (:mod:`.timing`).
+
+:meth:`DeploymentEvaluator.finalize` runs the same steps on the pipeline
+refit on all training data (verified on the test split, else on training
+rows), so the files :func:`write_deployment` writes are a graph that was
+itself verified and timed.
 
 Tolerances (:data:`TOLERANCES`): at fp32 at most 1 % of the held-out rows
 (at least one row) may disagree, i.e. get another label or probabilities
@@ -45,7 +51,7 @@ from ..observation import COMPLETE, Observation
 from ..space import Config, SearchSpace
 from .backends import BackendError, Session, get_backend
 from .export import ExportError, export, feeds, for_precision, is_standard
-from .pipeline import Holdout, MLEvaluator
+from .pipeline import MLEvaluator
 from .timing import batch_rows, measure
 
 
@@ -63,11 +69,20 @@ TOLERANCES = {"fp32": Tolerance(0.01, 1e-3), "reduced": Tolerance(0.05, 0.1)}
 
 
 @dataclass
-class Exported:
-    """The ONNX graph of a config's first-fold pipeline (or why there is none)."""
+class Graph:
+    """A graph ready for a backend (or why there is none)."""
 
     model: onnx.ModelProto | None
     error: str = ""
+
+
+@dataclass
+class Deployed:
+    """A graph compiled, verified and timed: its metrics and the verification verdict."""
+
+    model: onnx.ModelProto
+    metrics: dict[str, float]
+    verification: str
 
 
 class DeploymentEvaluator:
@@ -89,7 +104,7 @@ class DeploymentEvaluator:
         self.deployment = deployment
         ml_space = replace(space, modules=tuple(m for m in space.modules if m.name not in MODULES))
         self.ml = MLEvaluator(ml_space, data, objective, seed, keep_fitted=True)
-        self.exported: dict[str, Exported] = {}
+        self.graphs: dict[tuple[str, str], Graph] = {}
         self.cache: dict[str, Observation] = {}
 
     @property
@@ -101,9 +116,7 @@ class DeploymentEvaluator:
         """Evaluate one full config; failures become failed observations with their reason."""
         key = MLEvaluator.key(config)
         if key in self.cache:
-            cached = self.cache[key]
-            return replace(cached, metrics=dict(cached.metrics), duration_s=0.0,
-                           attrs={**cached.attrs, "cache_hit": True})
+            return self.cache[key].replayed()
         start = time.perf_counter()
         ml_config, _ = Deployment.split(config)
         ml_key = MLEvaluator.key(ml_config)
@@ -113,77 +126,90 @@ class DeploymentEvaluator:
         if not ml_obs.ok:
             obs = Observation.failed(ml_obs.reason, time.perf_counter() - start, **attrs)
         else:
+            holdout = self.ml.holdouts[ml_key]
             try:
-                metrics, more = self._deploy(config, ml_key)
+                model = self.graph(ml_key, config[PRECISION])
+                rows = self.data.X.iloc[holdout.rows]
+                done = self.deploy(model, config, holdout.pipeline, rows, self.data.y[holdout.rows])
             except (ExportError, BackendError) as exc:
                 obs = Observation.failed(f"deploy: {exc}"[:500], time.perf_counter() - start, **attrs)
             except Exception as exc:  # a crash of a backend on one candidate is recorded, never fatal
                 obs = Observation.failed(f"deploy: {type(exc).__name__}: {exc}"[:500], time.perf_counter() - start,
                                          **attrs)
             else:
-                obs = Observation(COMPLETE, ml_obs.loss, {**ml_obs.metrics, **metrics},
-                                  duration_s=time.perf_counter() - start, attrs={**attrs, **more})
+                obs = Observation(COMPLETE, ml_obs.loss, {**ml_obs.metrics, **done.metrics},
+                                  duration_s=time.perf_counter() - start,
+                                  attrs={**attrs, "verification": done.verification,
+                                         "onnx_ops": "standard" if is_standard(model) else "ml"})
         self.cache[key] = obs
         return obs
 
-    def model(self, ml_key: str) -> onnx.ModelProto:
-        """The ONNX graph of an evaluated ML config's first-fold pipeline (exported once)."""
-        if ml_key not in self.exported:
-            holdout = self.ml.holdouts[ml_key]
+    def graph(self, ml_key: str, precision: str) -> onnx.ModelProto:
+        """The graph of an evaluated ML config's first-fold pipeline at ``precision`` (made once)."""
+        if (ml_key, precision) not in self.graphs:
             try:
-                self.exported[ml_key] = Exported(export(holdout.pipeline, self.data.X.iloc[:5]))
-            except ExportError as exc:
-                self.exported[ml_key] = Exported(None, str(exc))
-        exported = self.exported[ml_key]
-        if exported.model is None:
-            raise ExportError(f"export: {exported.error}")
-        return exported.model
+                base = self.graph(ml_key, "fp32") if precision != "fp32" else export(
+                    self.ml.holdouts[ml_key].pipeline, self.data.X.iloc[:5])
+                self.graphs[ml_key, precision] = Graph(for_precision(base, precision))
+            except ExportError as exc:  # the fp32 graph's failure is the export's; int8's says "int8:" itself
+                self.graphs[ml_key, precision] = Graph(None, f"export: {exc}" if precision == "fp32" else str(exc))
+        graph = self.graphs[ml_key, precision]
+        if graph.model is None:
+            raise ExportError(graph.error)
+        return graph.model
 
     def refit(self, config: Config) -> Any:
         """The ML part of ``config`` fitted on all training data."""
         return self.ml.refit(Deployment.split(config)[0])
 
-    def _deploy(self, config: Config, ml_key: str) -> tuple[dict[str, float], dict[str, Any]]:
-        model = self.model(ml_key)
-        holdout = self.ml.holdouts[ml_key]
-        backend = get_backend(config[BACKEND])
+    def finalize(self, config: Config, pipeline: Any) -> Deployed:
+        """Export, compile, verify and time the refit ``pipeline`` as ``config`` deploys it.
+
+        Verified on the problem's test split when it has one, else on (up
+        to 1000) training rows, which still checks that the graph computes
+        what the pipeline computes.
+        """
+        data = self.data
+        X, y = (data.X_test, data.y_test) if data.X_test is not None else (data.X.iloc[:1000], data.y[:1000])
+        model = for_precision(export(pipeline, data.X.iloc[:5]), config[PRECISION])
+        return self.deploy(model, config, pipeline, X, y)
+
+    def deploy(self, model: onnx.ModelProto, config: Config, pipeline: Any, X: Any, y: np.ndarray) -> Deployed:
+        """Compile ``model`` as ``config`` says, verify it against ``pipeline`` on ``X, y``, and time it."""
         precision = config[PRECISION]
         start = time.perf_counter()
-        session = backend.compile(model, Deployment.knobs(config), precision)
+        session = get_backend(config[BACKEND]).compile(model, Deployment.knobs(config), precision)
         compile_s = time.perf_counter() - start
-        X = self.data.X.iloc[holdout.rows]
-        metrics, verdict = self.verify(session, model, holdout, precision)
+        metrics, verdict = self.verify(session, model, pipeline, X, y, precision)
         timing = measure(session, feeds(model, X.iloc[batch_rows(len(X), self.deployment.batch_size)]),
                          self.deployment.timing)
         metrics.update(timing.metrics())
         metrics.update({"model_size_kb": session.size_bytes / 1024.0, "compile_time_s": compile_s})
-        return metrics, {"verification": verdict, "onnx_ops": "standard" if is_standard(model) else "ml"}
+        return Deployed(model, metrics, verdict)
 
-    def verify(self, session: Session, model: onnx.ModelProto, holdout: Holdout, precision: str
-               ) -> tuple[dict[str, float], str]:
-        """Deployed outputs vs the Python pipeline on the held-out rows, at the timing batch size.
+    def verify(self, session: Session, model: onnx.ModelProto, pipeline: Any, X: Any, y: np.ndarray,
+               precision: str) -> tuple[dict[str, float], str]:
+        """Deployed outputs vs the Python ``pipeline`` on the rows ``X, y``, at the timing batch size.
 
         A row disagrees when its label differs or its probabilities (or its
         regression value, in target sd) differ by more than the tolerance;
         ``output_mismatch`` is the number of disagreeing rows over the number
         allowed, so <= 1 is within tolerance.
         """
-        X = self.data.X.iloc[holdout.rows]
-        y = self.data.y[holdout.rows]
         outputs = self._run_batched(session, model, X)
         tol = TOLERANCES["fp32" if precision == "fp32" else "reduced"]
         with warnings.catch_warnings(), threadpool_limits(1):
             warnings.simplefilter("ignore")
-            expected = holdout.pipeline.predict(X)
+            expected = pipeline.predict(X)
             if self.data.task == CLASSIFICATION:
                 labels = outputs[0].reshape(-1)
                 off = labels != expected
                 metrics = {"label_agreement": float(1.0 - off.mean()),
                            "accuracy_drop": float(accuracy_score(y, expected) - accuracy_score(y, labels))}
                 what = f"{int(off.sum())} labels"
-                if hasattr(holdout.pipeline, "predict_proba") and len(outputs) > 1:
+                if hasattr(pipeline, "predict_proba") and len(outputs) > 1:
                     gap = np.abs(np.asarray(outputs[1], dtype=float).reshape(len(labels), -1)
-                                 - holdout.pipeline.predict_proba(X)).max(axis=1)
+                                 - pipeline.predict_proba(X)).max(axis=1)
                     metrics["max_proba_diff"] = float(gap.max())
                     off |= gap > tol.outputs
                     what += f" or probabilities (by up to {gap.max():.3g})"
@@ -217,41 +243,42 @@ LOADER = '''"""Run the pipeline admm_tune chose, on {backend} ({precision}), wit
 import json
 import pathlib
 
-import numpy as np
 import onnx
+import pandas as pd
 from admm_tune.evaluate.backends import get_backend
+from admm_tune.evaluate.export import feeds
 
 here = pathlib.Path(__file__).resolve().parent
 spec = json.loads((here / "deployment.json").read_text())
-session = get_backend(spec["backend"]).compile(onnx.load(here / "model.onnx"), spec["knobs"], spec["precision"])
-X = np.asarray(spec["example_rows"], dtype=np.float32)  # replace with your rows ({n_features} columns)
-print(session.run({{spec["input"]: X}}))
+model = onnx.load(here / "model.onnx")
+session = get_backend(spec["backend"]).compile(model, spec["knobs"], spec["precision"])
+rows = pd.DataFrame(spec["example_rows"])  # replace with your rows: the columns {columns}
+print(session.run(feeds(model, rows)))
 '''
 
 
-def write_deployment(directory: str | Path, pipeline: Any, X_sample: Any, config: Config, metrics: dict[str, float],
-                     batch_size: int) -> Path:
-    """Write ``model.onnx``, ``deployment.json`` and ``load_model.py`` for a chosen candidate.
+def write_deployment(directory: str | Path, deployed: Deployed, config: Config, search_metrics: dict[str, float],
+                     batch_size: int, X_sample: Any) -> Path:
+    """Write ``model.onnx``, ``deployment.json`` and ``load_model.py`` for the chosen candidate.
 
-    ``model.onnx`` is the float32 graph of ``pipeline``; the backend applies
-    the precision when it compiles it (int8: the quantised graph is also
-    written as ``model.int8.onnx``).  Returns the path of ``model.onnx``.
+    ``model.onnx`` is the deployed graph (int8: quantised) that
+    :meth:`DeploymentEvaluator.finalize` verified and timed;
+    ``deployment.json`` holds backend, precision, knobs, batch size, the
+    final graph's figures (``measured``) and those of the search
+    (``measured_in_search``).  Returns the path of ``model.onnx``.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model = export(pipeline, X_sample)
     path = directory / "model.onnx"
-    onnx.save_model(model, path)
-    if config[PRECISION] == "int8":
-        onnx.save_model(for_precision(model, "int8"), directory / "model.int8.onnx")
-    single_input = len(model.graph.input) == 1
+    onnx.save_model(deployed.model, path)
     spec = {"backend": config[BACKEND], "precision": config[PRECISION], "knobs": Deployment.knobs(config),
-            "batch_size": batch_size, "input": model.graph.input[0].name if single_input else None,
-            "outputs": [o.name for o in model.graph.output], "measured": metrics,
-            "example_rows": np.asarray(X_sample, dtype=float)[:batch_size].tolist() if single_input else None}
+            "batch_size": batch_size, "inputs": [i.name for i in deployed.model.graph.input],
+            "outputs": [o.name for o in deployed.model.graph.output], "verification": deployed.verification,
+            "measured": deployed.metrics, "measured_in_search": search_metrics,
+            "example_rows": X_sample.iloc[:batch_size].to_dict("list")}
     (directory / "deployment.json").write_text(json.dumps(spec, indent=2, default=_json_default))
     (directory / "load_model.py").write_text(LOADER.format(backend=config[BACKEND], precision=config[PRECISION],
-                                                           n_features=np.shape(X_sample)[1]))
+                                                           columns=", ".join(map(str, X_sample.columns))))
     return path
 
 

@@ -33,22 +33,24 @@ from ..registry import resolve_class
 from ..space import Config, Float, SearchSpace, param_key
 
 
-def front(data: Dataset) -> ColumnTransformer | None:
-    """One-hot for categorical columns, median imputer for the rest; None if not needed.
+def front(data: Dataset) -> BaseEstimator | None:
+    """The fixed front of data that needs one; None otherwise.
 
-    Missing categories are already the category ``<missing>``
-    (:func:`~admm_tune.data.as_categories`), so the front needs no
-    categorical imputer, which skl2onnx could not export for strings.
+    All-numeric data with missing values get a median imputer (one float
+    input in ONNX).  Data with categorical columns get a column transformer:
+    one-hot for those, median imputer for the others (one ONNX input per
+    column).  Missing categories are already the category ``<missing>``
+    (:func:`~admm_tune.data.as_categories`), so no categorical imputer is
+    needed, which skl2onnx could not export for strings.
     """
     if not data.needs_front:
         return None
+    if not data.categorical:
+        return SimpleImputer(strategy="median")
     numeric = [c for c in data.X.columns if c not in data.categorical]
-    parts = []
+    parts = [("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), list(data.categorical))]
     if numeric:
-        parts.append(("numeric", SimpleImputer(strategy="median"), numeric))
-    if data.categorical:
-        parts.append(("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-                      list(data.categorical)))
+        parts.insert(0, ("numeric", SimpleImputer(strategy="median"), numeric))
     return ColumnTransformer(parts, verbose_feature_names_out=False)
 
 
@@ -141,9 +143,7 @@ class MLEvaluator:
         """Evaluate one config; a crash becomes a failed observation."""
         key = self.key(config)
         if key in self.cache:
-            cached = self.cache[key]
-            return Observation(cached.status, cached.loss, dict(cached.metrics), cached.reason, 0.0,
-                               {**cached.attrs, "cache_hit": True})
+            return self.cache[key].replayed()
         start = time.perf_counter()
         try:
             pipeline = build_pipeline(config, self.space, self.data, self.seed)

@@ -51,7 +51,7 @@ import numpy as np
 from ..observation import Observation
 from ..problem import Budget, Constraint, OptimizerSettings
 from ..space import Config, Float, Int, SearchSpace
-from .bandit import ThompsonBandit, reward
+from .bandit import NoAllowedDraw, ThompsonBandit, reward
 from .bayes import ThetaTask, make_solver
 from .constraints import ConstraintTerms
 
@@ -257,7 +257,7 @@ class ADMM:
         remaining = s.inner
         new: list[Record] = []
         while remaining > 0 and not self._exhausted():
-            task = self._theta_task(zkey, keys, center, fixed)
+            task = self._theta_task(zkey, keys, center, fixed, [kp for kp in every if kp not in keys])
             n = min(self.batch_size, remaining, self._left())
             points = self.solver.propose(task, n, self.rng)
             if len(points) == 0:
@@ -300,8 +300,14 @@ class ADMM:
         return every
 
     def _theta_task(self, zkey: str, keys: list[tuple[str, Float]], center: np.ndarray,
-                    fixed: dict[str, float]) -> ThetaTask:
-        history = [r for r in self.records if _key(self.space.choice_of(r.config)) == zkey]
+                    fixed: dict[str, float], others: list[tuple[str, Float]]) -> ThetaTask:
+        """The θ-step problem over ``keys``; ``others`` stay at ``fixed`` (block moves).
+
+        Only evaluations of this structure whose other parameters equal the
+        fixed ones inform the models: the others' effect is not modelled.
+        """
+        history = [r for r in self.records if _key(self.space.choice_of(r.config)) == zkey
+                   and all(r.config[k] == p.cast(fixed[k]) for k, p in others)]
         k = len(self.terms)
         X = np.array([[p.to_unit(self._relaxed(r, key)) for key, p in keys] for r in history]).reshape(-1, len(keys))
         worst = self._worst_loss()
@@ -354,13 +360,20 @@ class ADMM:
         batch: list[Candidate] = []
         for i in range(self.settings.z_pulls):
             group = groups[(t + i) % len(groups)] if len(groups) > 1 and i > 0 else None
-            keep = {} if group is None else {k: v for k, v in s.z.items()
-                                             if self.space.module(k.split(".")[0]).group != group}
+            keep, values = {}, fixed
+            if group is not None:  # kept modules keep the iterate's exact values, so their evaluation is reused
+                keep = {k: v for k, v in s.z.items() if self._group_of(k) != group}
+                if iterate is not None:
+                    values = {**fixed, **{k: v for k, v in iterate.config.items()
+                                          if "." in k and self._group_of(k) != group}}
             for _attempt in range(20):
-                choice = self.bandit.sample(self.rng, fixed=keep)
-                config = self.space.complete(choice, fixed)
+                try:
+                    choice = self.bandit.sample(self.rng, fixed=keep)
+                except NoAllowedDraw:
+                    break
+                config = self.space.complete(choice, values)
                 if _key(config) in self._seen:  # θ fixed gives a known point: draw its parameters instead
-                    config = self.space.complete(choice, {**fixed, **{
+                    config = self.space.complete(choice, {**values, **{
                         k: p.sample(self.rng) for k, p in self.space.numeric_params(choice, group)}})
                 if (_key(config) not in self._seen and self.space.allowed(config)
                         and all(_key(c.config) != _key(config) for c in batch)):
@@ -370,6 +383,10 @@ class ADMM:
         options = ([iterate] if iterate is not None else []) + pulled
         if options:
             s.z = self.space.choice_of(min(options, key=self._merit).config)
+
+    def _group_of(self, key: str) -> str:
+        """Module group of a config key (a module name or ``module.algorithm.param``)."""
+        return self.space.module(key.split(".")[0]).group
 
     # -- evaluation and bookkeeping -----------------------------------------------------
     def _eval(self, batch: list[Candidate], credit: bool = True) -> list[Record]:

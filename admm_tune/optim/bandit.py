@@ -35,6 +35,10 @@ def reward(value: float, observed: Sequence[float]) -> float:
     return float(1.0 - np.clip((value - best) / (ref - best), 0.0, 1.0))
 
 
+class NoAllowedDraw(RuntimeError):
+    """Every draw of a pull hit a forbidden clause (e.g. the kept modules allow nothing the arms prefer)."""
+
+
 class ThompsonBandit:
     """Beta-Bernoulli Thompson sampling over the blocks of a search space.
 
@@ -65,23 +69,22 @@ class ThompsonBandit:
         """
         fixed = fixed or {}
         for _ in range(tries):
-            choice: Config = {}
+            choice: Config = dict(fixed)  # kept modules first, so draws are masked against them too
             try:
                 for module in self.space.modules:
-                    keep = module.name in fixed
-                    choice[module.name] = fixed[module.name] if keep else self._draw(
-                        module.name, module.names, choice, rng)
+                    if module.name in fixed:
+                        continue
+                    choice[module.name] = self._draw(module.name, module.names, choice, rng)
                     algo = module.algorithm(choice[module.name])
                     for p in algo.params:
                         if isinstance(p, Categorical):
                             key = param_key(module.name, algo.name, p.name)
-                            choice[key] = fixed[key] if keep else self._draw(key, p.choices, choice, rng)
+                            choice[key] = self._draw(key, p.choices, choice, rng)
             except LookupError:
                 continue
-            if fixed and not self.space.allowed(choice):  # a kept module forbids what was drawn before it
-                continue
-            return choice
-        raise RuntimeError(f"the forbidden clauses excluded all of {tries} bandit draws")
+            if self.space.allowed(choice):
+                return choice
+        raise NoAllowedDraw(f"the forbidden clauses excluded all of {tries} bandit draws")
 
     def _draw(self, block: str, values: Sequence[Any], partial: Config, rng: np.random.Generator) -> Any:
         arms = self.arms[block]

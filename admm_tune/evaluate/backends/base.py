@@ -12,15 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
-import onnx
+
+if TYPE_CHECKING:
+    import onnx
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 """Every precision a deployment space may name."""
 
-__all__ = ["PRECISIONS", "Backend", "BackendError", "Capabilities", "Knob", "Session", "check_knobs"]
+__all__ = ["PRECISIONS", "Backend", "BackendError", "Capabilities", "Knob", "Session", "check_request"]
 
 
 @dataclass(frozen=True)
@@ -72,24 +74,31 @@ class Backend(Protocol):
         """Devices, precisions and knobs offered here."""
 
     def compile(self, model: onnx.ModelProto, knobs: Mapping[str, Any], precision: str = "fp32") -> Session:
-        """A session for ``model`` with the given knobs and precision."""
+        """A session for ``model`` with the given knobs and precision.
+
+        Precisions that are graph transforms (int8) are applied by the caller
+        (:func:`~admm_tune.evaluate.export.for_precision`) before compiling;
+        the others are runtime settings the backend applies.
+        """
 
 
 class BackendError(RuntimeError):
     """A backend could not compile or run a model."""
 
 
-def check_knobs(backend: Backend, knobs: Mapping[str, Any]) -> None:
-    """Raise ``ValueError`` naming the first knob the backend does not accept."""
-    spec = backend.capabilities().knobs
+def check_request(backend: Backend, knobs: Mapping[str, Any], precision: str) -> None:
+    """Raise :class:`BackendError` naming the first knob or the precision the backend does not take here."""
+    caps = backend.capabilities()
     for name, value in knobs.items():
-        knob = spec.get(name)
+        knob = caps.knobs.get(name)
         if knob is None:
-            raise ValueError(f"{backend.name} has no knob {name!r}; known: {sorted(spec)}")
+            raise BackendError(f"{backend.name} has no knob {name!r}; known: {sorted(caps.knobs)}")
         if knob.kind == "int":
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise ValueError(f"{backend.name} knob {name!r} expects an integer, got {value!r}")
+                raise BackendError(f"{backend.name} knob {name!r} expects an integer, got {value!r}")
             if (knob.low is not None and value < knob.low) or (knob.high is not None and value > knob.high):
-                raise ValueError(f"{backend.name} knob {name!r} must be in [{knob.low}, {knob.high}], got {value}")
+                raise BackendError(f"{backend.name} knob {name!r} must be in [{knob.low}, {knob.high}], got {value}")
         elif value not in knob.choices:
-            raise ValueError(f"{backend.name} knob {name!r} must be one of {list(knob.choices)}, got {value!r}")
+            raise BackendError(f"{backend.name} knob {name!r} must be one of {list(knob.choices)}, got {value!r}")
+    if precision not in caps.precisions:
+        raise BackendError(f"{backend.name} does not run {precision!r} here (runs {list(caps.precisions)})")

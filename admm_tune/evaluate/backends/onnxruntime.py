@@ -5,20 +5,22 @@ Knobs: ``graph_optimization_level``, ``intra_op_num_threads``,
 small graphs measured here threads matter most, ``parallel`` execution never
 helped and the graph levels were within noise; the search learns that
 rather than having it hard-coded.  Precisions: ``fp32`` and dynamic ``int8``
-(weights of MatMul/Gemm quantised by :func:`~admm_tune.evaluate.export.quantize_int8`).
+(the caller hands over the graph quantised by
+:func:`~admm_tune.evaluate.export.quantize_int8`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
 
-from ..export import for_precision
+if TYPE_CHECKING:
+    import onnx
+
 from ...machine import cores
-from .base import BackendError, Capabilities, Knob, check_knobs
+from .base import BackendError, Capabilities, Knob, check_request
 
 LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
           "all": "ORT_ENABLE_ALL"}
@@ -79,13 +81,7 @@ class OnnxRuntimeBackend:
         """An inference session with the knobs applied."""
         import onnxruntime as ort
 
-        try:
-            check_knobs(self, knobs)
-        except ValueError as exc:
-            raise BackendError(str(exc)) from None
-        if precision not in self.capabilities().precisions:
-            raise BackendError(f"{self.name} does not run {precision!r}")
-        model = for_precision(model, precision)
+        check_request(self, knobs, precision)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if "graph_optimization_level" in knobs:

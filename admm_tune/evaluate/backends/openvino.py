@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
+
+if TYPE_CHECKING:
+    import onnx
 
 from ...machine import cores
-from .base import BackendError, Capabilities, Knob, check_knobs
+from .base import BackendError, Capabilities, Knob, check_request
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
@@ -78,12 +80,7 @@ class OpenVinoBackend:
 
     def compile(self, model: onnx.ModelProto, knobs: Mapping[str, Any], precision: str = "fp32") -> OvSession:
         """Read the ONNX graph and compile it for the CPU with the knobs."""
-        try:
-            check_knobs(self, knobs)
-        except ValueError as exc:
-            raise BackendError(str(exc)) from None
-        if precision not in self.capabilities().precisions:
-            raise BackendError(f"openvino on this CPU does not run {precision!r}")
+        check_request(self, knobs, precision)
         config = {"INFERENCE_PRECISION_HINT": HINTS[precision]}
         if "performance_hint" in knobs:
             config["PERFORMANCE_HINT"] = str(knobs["performance_hint"])

@@ -11,12 +11,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import onnx
-
-from .base import BackendError, Capabilities, Knob, check_knobs
+from .base import BackendError, Capabilities, Knob, check_request
 from .onnxruntime import OrtSession
+
+if TYPE_CHECKING:
+    import onnx
 
 PROVIDER = "TensorrtExecutionProvider"
 
@@ -55,7 +56,7 @@ class TensorRtBackend:
         return True, f"tensorrt {tensorrt.__version__} on {gpus[0]}"
 
     def capabilities(self) -> Capabilities:
-        """fp32/fp16/int8 engines; the workspace size is the knob."""
+        """fp32 and fp16 engines; the workspace size is the knob."""
         knobs = {"workspace_mb": Knob("int", 16, None, doc="trt_max_workspace_size in MiB")}
         return Capabilities(("cuda",), ("fp32", "fp16"), knobs, standard_ops_only=True)
 
@@ -64,10 +65,7 @@ class TensorRtBackend:
         ok, reason = self.available()
         if not ok:
             raise BackendError(f"tensorrt is unavailable: {reason}")
-        try:
-            check_knobs(self, knobs)
-        except ValueError as exc:
-            raise BackendError(str(exc)) from None
+        check_request(self, knobs, precision)
         import onnxruntime as ort
 
         options = {"trt_fp16_enable": precision == "fp16",
