@@ -6,12 +6,15 @@ Exit codes: 0 success, 1 the run failed, 2 bad usage or a malformed problem.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import ProblemError, RunError
 from .evaluate.backends import backends
 from .problem import load_problem
+from .result import Result
 from .runner import fit
 
 
@@ -29,10 +32,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     validate = sub.add_parser("validate", help="check a problem file; exit 2 with the field on error")
     validate.add_argument("problem")
     sub.add_parser("backends", help="list the inference backends and whether they run on this machine")
+    report = sub.add_parser("report", help="write the HTML report of a run directory")
+    report.add_argument("run_dir")
+    report.add_argument("--out", help="report file (default RUN_DIR/report.html)")
     args = parser.parse_args(argv)
     if args.command == "backends":
         table = backends()
         print(table.to_string(index=False))
+        return 0
+    if args.command == "report":
+        try:
+            path = Result.load(args.run_dir).report(args.out or Path(args.run_dir) / "report.html")
+        except RunError as exc:
+            print(f"admm-tune: {exc}", file=sys.stderr)
+            return 2
+        print(path)
         return 0
     try:
         if args.command == "validate":
@@ -50,7 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunError as exc:
         print(f"admm-tune: run failed: {exc}", file=sys.stderr)
         return 1
+    if result.run_dir is not None:
+        (result.run_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
+        result.report(result.run_dir / "report.html")
     print(result.summary())
+    if result.run_dir is not None:
+        print(f"report       {result.run_dir / 'report.html'}")
     if len(result.trace):
         cols = ["iteration", "structure", "new_evaluations", "rho", "primal_residual", "violation", "best_loss"]
         print("\nADMM trace")

@@ -45,7 +45,7 @@ class Journal:
         Gives each parameter its Optuna distribution.
     """
 
-    def __init__(self, storage: str, study_name: str, space: SearchSpace) -> None:
+    def __init__(self, storage: str, study_name: str, space: SearchSpace | None) -> None:
         self.storage = storage
         self.space = space
         backend = optuna.storages.InMemoryStorage() if storage == MEMORY else storage
@@ -55,6 +55,24 @@ class Journal:
         except optuna.exceptions.DuplicatedStudyError:
             raise RunError(f"the storage {storage!r} already holds a run named {study_name!r}; "
                            "choose another run directory (--out) or storage, or delete that one") from None
+
+    @classmethod
+    def open(cls, storage: str) -> Journal:
+        """The journal of an earlier run in ``storage`` (which must hold exactly one), for reading."""
+        try:
+            names = optuna.get_all_study_names(storage)
+        except Exception as exc:  # SQLAlchemy raises many types for an unreadable database
+            raise RunError(f"cannot read the journal {storage!r}: {exc}") from None
+        if len(names) != 1:
+            raise RunError(f"the journal {storage!r} holds {len(names)} runs ({names}); expected one")
+        journal = cls.__new__(cls)
+        journal.storage, journal.space = storage, None
+        journal.study = optuna.load_study(study_name=names[0], storage=storage)
+        return journal
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        """A fact stored with :meth:`set_attr`."""
+        return self.study.user_attrs.get(key, default)
 
     # -- writing -----------------------------------------------------------------------
     def set_attr(self, key: str, value: Any) -> None:

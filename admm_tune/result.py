@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .deployment import BACKEND, DEPLOY_METRICS, PRECISION, Deployment
-from .errors import RunError
-from .problem import Problem
-from .space import Config
+from .errors import ProblemError, RunError
+from .journal import Journal
+from .problem import Budget, Problem, load_problem
+from .space import Config, describe
 
 
 @dataclass
@@ -112,6 +113,65 @@ class Result:
         self.onnx_path = self.exporter(Path(directory))
         return self.onnx_path
 
+    @classmethod
+    def load(cls, run_dir: str | Path) -> Result:
+        """The result of an earlier run, read back from its run directory (journal, deployment files).
+
+        The problem is rebuilt from the problem file the run was given, else
+        from the fields stored in the journal; the pipeline is not refit
+        (``pipeline`` is None).
+
+        Raises
+        ------
+        RunError
+            When the directory has no journal, or the problem cannot be rebuilt
+            (it held Python arrays or a callable).
+        """
+        run_dir = Path(run_dir)
+        db = run_dir / "journal.db"
+        if not db.is_file():
+            raise RunError(f"{run_dir} holds no journal.db: not a run directory")
+        journal = Journal.open(f"sqlite:///{db}")
+        source = journal.attr("problem_file")
+        try:
+            problem = load_problem(source if source and Path(source).is_file() else journal.attr("problem", {}))
+        except ProblemError as exc:
+            raise RunError(f"cannot rebuild the problem of {run_dir} ({exc}); a problem given as Python objects "
+                           "can only be reported from the Result that fit returned") from None
+        problem = replace(problem, seed=journal.attr("seed", problem.seed),
+                          budget=Budget(**journal.attr("budget", problem.budget.__dict__)))
+        trials, trace = journal.trials(), journal.trace()
+        if not len(trials) or not (trials["state"] == "complete").any():
+            raise RunError(f"{run_dir} holds no completed evaluation")
+        result = cls.from_frames(problem, trials, trace, journal.storage, run_dir)
+        spec = run_dir / "deployment.json"
+        if spec.is_file():
+            saved = json.loads(spec.read_text())
+            result.final = {"verification": saved.get("verification", ""), "measured": saved.get("measured", {})}
+            result.onnx_path = run_dir / "model.onnx"
+        return result
+
+    def pareto(self) -> pd.DataFrame:
+        """Completed trials on the loss / cost Pareto front (cost: p95 latency, else fit time)."""
+        from .report import pareto
+
+        return pareto(self.trials)
+
+    def report(self, path: str | Path) -> Path:
+        """Write the HTML report (problem, best candidate, plots, trials) to ``path``; return the path."""
+        from .report import write_report
+
+        return write_report(self, path)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The outcome as JSON-able data (``result.json`` of a run directory)."""
+        b = self.best
+        return {"problem": self.problem.name, "best": {"config": b.config, "loss": b.loss, "metrics": b.metrics,
+                                                       "feasible": b.feasible, "trial": b.trial},
+                "deployment": self.deployment, "evaluations": self.n_evaluations,
+                "failed": int((self.trials["state"] == "fail").sum()), "iterations": len(self.trace),
+                "storage": self.storage, "onnx_path": str(self.onnx_path) if self.onnx_path else None}
+
     @property
     def n_evaluations(self) -> int:
         """Number of evaluations in the journal."""
@@ -121,7 +181,7 @@ class Result:
         """A few lines for people: the pipeline, its score, the search."""
         b = self.best
         lines = [f"problem      {self.problem.name}",
-                 f"best         {_describe(self.best.config)}",
+                 f"best         {describe(self.best.config)}",
                  f"loss         {b.loss:.6g}" + ("" if b.feasible else f"  (INFEASIBLE: violation {b.violation:.3g})")]
         if "cv_score" in b.metrics and hasattr(self.problem.objective, "scoring"):
             lines.append(f"cv {self.problem.objective.scoring:<9} {b.metrics['cv_score']:.4f}")
@@ -163,13 +223,3 @@ def best_of(trials: pd.DataFrame) -> Best:
     metrics = {k[len("metric:"):]: float(v) for k, v in row.items() if k.startswith("metric:") and pd.notna(v)}
     violation = float(row["violation"]) if pd.notna(row["violation"]) else float("inf")
     return Best(config, float(row["loss"]), metrics, bool(row["feasible"]), violation, int(row["number"]))
-
-
-def _describe(config: Config) -> str:
-    modules = [k for k in config if "." not in k]
-    parts = []
-    for m in modules:
-        params = {k.split(".", 2)[2]: v for k, v in config.items() if k.startswith(f"{m}.{config[m]}.")}
-        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-        parts.append(f"{config[m]}({shown})" if shown else str(config[m]))
-    return " -> ".join(parts)

@@ -67,6 +67,7 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     RunError
         No candidate completed; the message summarises the failure reasons.
     """
+    problem_file = Path(problem).resolve() if isinstance(problem, (str, Path)) else None
     problem = load_problem(problem)
     if budget is not None:
         problem = problem.with_budget(parse_budget(budget))
@@ -83,6 +84,9 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     journal = Journal(storage, problem.name, problem.space)
     journal.set_attr("problem", _jsonable(problem.source or {"name": problem.name}))
     journal.set_attr("seed", problem.seed)
+    journal.set_attr("budget", _jsonable(problem.budget.__dict__))
+    if problem_file is not None:
+        journal.set_attr("problem_file", str(problem_file))
     optimiser = ADMM(problem.space, problem.constraints, problem.optimizer, problem.budget, problem.seed,
                      batch_size=workers_n)
     terms = ConstraintTerms(problem.constraints)

@@ -262,6 +262,17 @@ def _by_name(items: Iterable[Any], name: str) -> Any:
     raise KeyError(name)
 
 
+def describe(config: Mapping[str, Any]) -> str:
+    """A config for people: ``standard -> pca(n_components=0.95) -> svc(C=1, kernel=rbf)``."""
+    parts = []
+    for module in (k for k in config if "." not in k):
+        prefix = f"{module}.{config[module]}."
+        shown = ", ".join(f"{k[len(prefix):]}={v:.4g}" if isinstance(v, float) else f"{k[len(prefix):]}={v}"
+                          for k, v in config.items() if k.startswith(prefix))
+        parts.append(f"{config[module]}({shown})" if shown else str(config[module]))
+    return " -> ".join(parts)
+
+
 def param_key(module: str, algorithm: str, param: str) -> str:
     """Key of a hyper-parameter in a flat config."""
     return f"{module}.{algorithm}.{param}"

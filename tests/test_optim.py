@@ -193,3 +193,18 @@ def test_a_pull_that_keeps_a_module_is_masked_against_it(rng):
     for _ in range(50):
         choice = bandit.sample(rng, fixed={"backend": "standard_only"})
         assert choice == {"backend": "standard_only", "est": "linear"}
+
+
+def test_a_failed_evaluation_never_beats_one_that_ran_and_broke_a_constraint():
+    space = SearchSpace.from_dict({"modules": [{"name": "m", "algorithms": [{"name": "broken"}, {"name": "slow"}]}]})
+    opt = ADMM(space, [Constraint("latency", 1.0, "max")], OptimizerSettings(initial_pulls=2), Budget(evaluations=2),
+               seed=0)
+
+    def evaluate(batch):
+        return [Observation.failed("error: crash") if c.config["m"] == "broken"
+                else Observation("complete", 0.5, {"latency": 9.0}) for c in batch]
+
+    opt.run(evaluate)
+    failed, slow = sorted(opt.records, key=lambda r: r.observation.ok)
+    assert opt._merit(failed) > opt._merit(slow)
+    assert opt.state.z["m"] == "slow"

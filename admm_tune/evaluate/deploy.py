@@ -275,7 +275,7 @@ def write_deployment(directory: str | Path, deployed: Deployed, config: Config, 
             "batch_size": batch_size, "inputs": [i.name for i in deployed.model.graph.input],
             "outputs": [o.name for o in deployed.model.graph.output], "verification": deployed.verification,
             "measured": deployed.metrics, "measured_in_search": search_metrics,
-            "example_rows": X_sample.iloc[:batch_size].to_dict("list")}
+            "example_rows": X_sample.iloc[:5].to_dict("list")}
     (directory / "deployment.json").write_text(json.dumps(spec, indent=2, default=_json_default))
     (directory / "load_model.py").write_text(LOADER.format(backend=config[BACKEND], precision=config[PRECISION],
                                                            columns=", ".join(map(str, X_sample.columns))))

@@ -313,7 +313,8 @@ class ADMM:
         worst = self._worst_loss()
         f = np.array([r.observation.loss if r.observation.ok else worst for r in history], dtype=float)
         ok = np.array([r.observation.ok for r in history], dtype=bool)
-        G = np.array([r.violations if r.observation.ok else np.full(k, 1.0) for r in history]).reshape(len(history), k)
+        failed = self._failed_violations()
+        G = np.array([r.violations if r.observation.ok else failed for r in history]).reshape(len(history), k)
         mu, rho = np.array(self.state.mu), self.state.rho
 
         def merit(f_values: np.ndarray, violations: np.ndarray) -> np.ndarray:
@@ -415,11 +416,21 @@ class ADMM:
             self.bandit.update(self.space.choice_of(record.config), reward(self._merit(record), merits), self.rng)
 
     def _merit(self, record: Record) -> float:
-        """Objective plus constraint terms; a failure counts as the worst loss seen plus one spread."""
-        violations = record.violations if record.observation.ok else np.full(len(self.terms), 1.0)
+        """Objective plus constraint terms; a failure counts as the worst loss and violations seen (see below)."""
+        violations = record.violations if record.observation.ok else self._failed_violations()
         loss = record.observation.loss if record.observation.ok else self._worst_loss()
         return float(loss) / self.state.f_scale + self.terms.penalty(
             1.0 + violations, np.array(self.state.mu), self.state.rho)
+
+    def _failed_violations(self) -> np.ndarray:
+        """Violations a failed evaluation counts as: the worst measured per constraint, at least 1 (2× the bound).
+
+        A failure must never look better than a candidate that ran and broke
+        a constraint badly, or a structure that always fails would win z⁰.
+        """
+        done = [r.violations for r in self.records if r.observation.ok]
+        worst = np.max(done, axis=0) if done else np.zeros(len(self.terms))
+        return np.maximum(worst, 1.0)
 
     def _worst_loss(self) -> float:
         losses = [r.observation.loss for r in self.records if r.observation.ok and r.observation.loss is not None]

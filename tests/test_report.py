@@ -1,0 +1,101 @@
+"""The HTML run report, the Pareto front, result.json and `admm-tune report`, with a real browser where present."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+import admm_tune
+from admm_tune import Result
+
+SECTIONS = ["Problem", "Best candidate", "Convergence", "ADMM trace", "Score against cost, with the Pareto front",
+            "Latency per backend", "Trials"]
+
+
+@pytest.fixture(scope="module")
+def deployed_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    problem = {"name": "reported", "data": "sklearn:breast_cancer", "objective": {"cv": 3},
+               "restrict": {"estimator": ["logistic_regression", "knn", "gaussian_nb"], "transformer": ["none", "pca"]},
+               "deployment": {"space": "cpu", "batch_size": 32,
+                              "timing": {"warmup": 2, "min_runs": 10, "max_runs": 50, "seconds": 0.02}},
+               "constraints": [{"metric": "latency_p95_ms", "max": 0.1}], "budget": {"evaluations": 14}, "seed": 0}
+    file = run_dir.parent / "reported.yaml"
+    file.write_text(yaml.safe_dump(problem))
+    return admm_tune.fit(file, run_dir=run_dir, progress=False)
+
+
+def images(text: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r"src='data:image/png;base64,([^']+)'", text)]
+
+
+def test_report_has_every_section_and_embedded_images(deployed_run, tmp_path):
+    path = deployed_run.report(tmp_path / "report.html")
+    text = path.read_text()
+    for section in SECTIONS:
+        assert f"<h2>{section}" in text, section
+    pngs = images(text)
+    assert len(pngs) == 4 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
+    assert "latency_p95_ms &lt;= 0.1" in text and "refit graph" in text
+
+
+def test_pareto_front_is_not_dominated(deployed_run):
+    front = deployed_run.pareto()
+    trials = deployed_run.trials[deployed_run.trials["state"] == "complete"]
+    cost = "metric:latency_p95_ms"
+    assert len(front) >= 1 and front[cost].is_monotonic_increasing and front["loss"].is_monotonic_decreasing
+    for _, row in front.iterrows():
+        better = trials[(trials[cost] <= row[cost]) & (trials["loss"] <= row["loss"])
+                        & ((trials[cost] < row[cost]) | (trials["loss"] < row["loss"]))]
+        assert better.empty
+
+
+def test_a_run_directory_reads_back(deployed_run):
+    again = Result.load(deployed_run.run_dir)
+    assert again.best == deployed_run.best and len(again.trials) == 14
+    assert again.deployment["final"] == deployed_run.final and again.onnx_path.is_file()
+    assert json.loads(json.dumps(again.to_dict(), default=str))["evaluations"] == 14
+
+
+def test_cli_run_writes_result_json_and_report_and_report_rebuilds_it(tmp_path):
+    problem = tmp_path / "p.yaml"
+    problem.write_text(yaml.safe_dump({"name": "cli", "data": "sklearn:iris", "objective": {"cv": 3},
+                                       "restrict": {"estimator": ["logistic_regression", "knn"]},
+                                       "budget": {"evaluations": 6}, "seed": 0}))
+    run = subprocess.run([sys.executable, "-m", "admm_tune.cli", "run", str(problem), "--out", str(tmp_path / "r"),
+                          "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    result = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert result["evaluations"] == 6 and result["best"]["feasible"]
+    (tmp_path / "r" / "report.html").unlink()
+    report = subprocess.run([sys.executable, "-m", "admm_tune.cli", "report", str(tmp_path / "r")],
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0 and (tmp_path / "r" / "report.html").is_file()
+    missing = subprocess.run([sys.executable, "-m", "admm_tune.cli", "report", str(tmp_path)], capture_output=True,
+                             text=True, timeout=300)
+    assert missing.returncode == 2 and "not a run directory" in missing.stderr
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_the_report_renders_in_chromium_with_every_image_loaded(deployed_run, tmp_path):
+    text = deployed_run.report(tmp_path / "report.html").read_text()
+    probe = ("<script>window.addEventListener('load', () => { const imgs = [...document.images];"
+             "const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;"
+             "document.body.setAttribute('data-images', ok + '/' + imgs.length); });</script>")
+    page = tmp_path / "probe.html"
+    page.write_text(text.replace("</body>", probe + "</body>"))
+    out = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+                          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    match = re.search(r'data-images="(\d+)/(\d+)"', out.stdout)
+    assert match, out.stderr[-2000:]
+    assert match.group(1) == match.group(2) == "4"
