@@ -15,6 +15,7 @@ from .errors import ProblemError, RunError
 from .evaluate.backends import backends
 from .problem import load_problem
 from .result import Result
+from .sweep import parse_seeds, sweep
 from .runner import fit
 
 
@@ -32,6 +33,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     validate = sub.add_parser("validate", help="check a problem file; exit 2 with the field on error")
     validate.add_argument("problem")
     sub.add_parser("backends", help="list the inference backends and whether they run on this machine")
+    sweep_cmd = sub.add_parser("sweep", help="run problems x seeds x budgets into one results table (resumable)")
+    sweep_cmd.add_argument("problems", nargs="+", help="problem YAML files")
+    sweep_cmd.add_argument("--seeds", default="0", help="seeds: 0-4 or 1,3,7 (default 0)")
+    sweep_cmd.add_argument("--budgets", default=None,
+                           help="comma-separated budgets, e.g. 30s,120s or 50,200 (default: each file's)")
+    sweep_cmd.add_argument("--n-jobs", type=int, default=1, help="combinations run in parallel")
+    sweep_cmd.add_argument("--out", required=True, help="sweep directory (results.csv, results.parquet, runs)")
     report = sub.add_parser("report", help="write the HTML report of a run directory")
     report.add_argument("run_dir")
     report.add_argument("--out", help="report file (default RUN_DIR/report.html)")
@@ -49,6 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(path)
         return 0
     try:
+        if args.command == "sweep":
+            budgets = args.budgets.split(",") if args.budgets else [None]
+            frame = sweep(args.problems, parse_seeds(args.seeds), budgets, args.out, n_jobs=args.n_jobs)
+            print(frame.drop(columns=["file", "run_dir", "reason"], errors="ignore").to_string(index=False))
+            return 0
         if args.command == "validate":
             problem = load_problem(args.problem)
             print(f"{args.problem}: ok ({problem.name}, {len(problem.space.modules)} modules, "

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pandas as pd
+import pytest
 import yaml
 
 CLI = [sys.executable, "-m", "admm_tune.cli"]
@@ -40,3 +44,48 @@ def test_run_prints_the_pipeline_and_trace(tmp_path):
 def test_bad_usage_exits_2():
     assert run("frobnicate").returncode == 2
     assert run("run", "no-such-file.yaml").returncode == 2
+
+
+@pytest.mark.parametrize("command", ["run", "sweep", "report", "validate", "backends"])
+def test_every_command_has_help(command):
+    out = run(command, "--help")
+    assert out.returncode == 0 and "usage: admm-tune" in out.stdout
+
+
+def tiny_problem(path: Path, name: str, data: str) -> Path:
+    path.write_text(yaml.safe_dump({"name": name, "data": data, "objective": {"cv": 3},
+                                    "restrict": {"estimator": ["logistic_regression", "knn"], "transformer": ["none"]},
+                                    "budget": {"evaluations": 4}}))
+    return path
+
+
+def test_an_interrupted_sweep_finishes_only_the_missing_combinations(tmp_path):
+    files = [str(tiny_problem(tmp_path / "a.yaml", "tiny_iris", "sklearn:iris")),
+             str(tiny_problem(tmp_path / "b.yaml", "tiny_wine", "sklearn:wine"))]
+    out = tmp_path / "sweep"
+    args = [*CLI, "sweep", *files, "--seeds", "0-1", "--budgets", "3,4", "--out", str(out)]
+    first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not list(out.glob("*/sweep.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    done = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/sweep.json")}
+    assert 1 <= len(done) < 8, "the sweep should have been cut off half-way"
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert f"{len(done)} of 8 combinations already complete" in again.stdout
+    for name, mtime in done.items():  # complete combinations were not run again
+        assert (out / name / "sweep.json").stat().st_mtime_ns == mtime
+    table = pd.read_csv(out / "results.csv")
+    assert len(table) == 8 and set(table["status"]) == {"complete"}
+    assert len(pd.read_parquet(out / "results.parquet")) == 8
+    assert sorted(table["seed"].unique()) == [0, 1] and sorted(table["budget"].astype(str).unique()) == ["3", "4"]
+
+
+def test_sweep_refuses_bad_seeds_and_budgets(tmp_path):
+    file = str(tiny_problem(tmp_path / "a.yaml", "tiny_iris", "sklearn:iris"))
+    bad_seeds = run("sweep", file, "--seeds", "4-1", "--out", str(tmp_path / "s"))
+    assert bad_seeds.returncode == 2 and "--seeds" in bad_seeds.stderr
+    bad_budget = run("sweep", file, "--budgets", "fast", "--out", str(tmp_path / "s"))
+    assert bad_budget.returncode == 2 and "--budgets" in bad_budget.stderr

@@ -1,0 +1,137 @@
+"""Sweeps: every combination of problems × seeds × budgets, one results table, resumable.
+
+Each combination runs in its own run directory ``OUT/<problem>-seed<S>-<budget>``;
+a combination is complete when its row file ``sweep.json`` exists, so running the
+same sweep again skips it and finishes only what is missing (a combination
+cut off half-way is started again from scratch).  The table of all complete
+combinations is written as ``OUT/results.csv`` and ``OUT/results.parquet``
+after each one finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from joblib import Parallel, delayed
+
+from .errors import ProblemError, RunError
+from .problem import load_problem, parse_budget
+from .runner import fit
+
+ROW = "sweep.json"
+"""A combination's row of the results table; its presence marks the combination complete."""
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-4"`` → 0..4, ``"1,3,7"`` → those; mixed forms allowed (``"0-2,9"``)."""
+    seeds: list[int] = []
+    for part in str(text).split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match:
+            raise ProblemError("--seeds", f"expected seeds like '0-4' or '1,3,7', got {text!r}")
+        low, high = int(match.group(1)), int(match.group(2) or match.group(1))
+        if high < low:
+            raise ProblemError("--seeds", f"range {part.strip()!r} runs backwards")
+        seeds += range(low, high + 1)
+    return sorted(set(seeds))
+
+
+FILE_BUDGET = "file"
+"""Budget label of a combination that uses the problem file's own budget."""
+
+
+def run_name(problem: str, seed: int, budget: str | None) -> str:
+    """The run directory name of one combination."""
+    return f"{problem}-seed{seed}-{(budget or FILE_BUDGET).strip()}"
+
+
+def sweep(problems: Sequence[str | Path], seeds: Sequence[int], budgets: Sequence[str | None], out: str | Path,
+          n_jobs: int = 1, progress: bool = True) -> pd.DataFrame:
+    """Run every missing combination and return the table of all complete ones.
+
+    Parameters
+    ----------
+    problems : paths of problem files
+    seeds : seeds
+    budgets : budget strings (``"30s"``, ``"200"``); None: the problem file's budget
+    out : the sweep directory
+    n_jobs : combinations run in parallel (each run evaluates one candidate at a time;
+        timings stay exclusive on the machine)
+    progress : print a line per combination
+
+    Raises
+    ------
+    ProblemError
+        A problem file or budget is malformed (checked before anything runs).
+    """
+    out = Path(out)
+    names = {}
+    for file in problems:
+        names[str(file)] = load_problem(file).name  # validates every file before any run starts
+    for b in budgets:
+        if b is not None:
+            parse_budget(b, "--budgets")
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [(str(file), seed, b) for file in problems for seed in seeds for b in budgets
+            if not (out / run_name(names[str(file)], seed, b) / ROW).is_file()]
+    if progress:
+        total = len(problems) * len(seeds) * len(budgets)
+        print(f"sweep: {total - len(todo)} of {total} combinations already complete in {out}, {len(todo)} to run",
+              flush=True)
+    if n_jobs == 1:
+        for file, seed, b in todo:
+            _one(file, names[file], seed, b, out, progress)
+            table(out)
+    else:
+        Parallel(n_jobs=n_jobs)(delayed(_one)(file, names[file], seed, b, out, progress) for file, seed, b in todo)
+    return table(out)
+
+
+def _one(file: str, name: str, seed: int, budget: str | None, out: Path, progress: bool) -> None:
+    run_dir = out / run_name(name, seed, budget)
+    if run_dir.exists():  # cut off half-way earlier: start it again
+        shutil.rmtree(run_dir)
+    start = time.perf_counter()
+    try:
+        result = fit(file, budget=budget, seed=seed, run_dir=run_dir, progress=False)
+    except RunError as exc:
+        row = {"status": "failed", "reason": str(exc)}
+    else:
+        best = result.best
+        row = {"status": "complete", "reason": "", "evaluations": result.n_evaluations, "best_loss": best.loss,
+               "best_score": best.metrics.get("cv_score"), "feasible": best.feasible}
+        deployment = result.deployment
+        if deployment is not None:
+            row.update({"backend": deployment["backend"], "precision": deployment["precision"],
+                        "latency_p95_ms": deployment["measured"].get("latency_p95_ms"),
+                        "model_size_kb": deployment["measured"].get("model_size_kb")})
+        (run_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
+        result.report(run_dir / "report.html")
+    row.update({"problem": name, "file": file, "seed": seed, "budget": budget or FILE_BUDGET,
+                "seconds": time.perf_counter() - start, "run_dir": str(run_dir)})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / ROW).write_text(json.dumps(row, indent=2, default=str))
+    if progress:
+        shown = f"best loss {row['best_loss']:.4g}" if row["status"] == "complete" else row["reason"][:80]
+        print(f"sweep: {name} seed {seed} budget {budget}: {shown} ({row['seconds']:.0f} s)", flush=True)
+
+
+def table(out: str | Path) -> pd.DataFrame:
+    """All complete combinations of a sweep directory; also written as results.csv and results.parquet."""
+    out = Path(out)
+    rows: list[dict[str, Any]] = [json.loads(p.read_text()) for p in sorted(out.glob(f"*/{ROW}"))]
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        first = ["problem", "seed", "budget", "status", "best_loss", "best_score", "feasible", "evaluations"]
+        frame = frame[[c for c in first if c in frame] + [c for c in frame if c not in first]]
+        frame = frame.sort_values(["problem", "budget", "seed"]).reset_index(drop=True)
+    frame.to_csv(out / "results.csv", index=False)
+    frame.to_parquet(out / "results.parquet", index=False)
+    return frame
