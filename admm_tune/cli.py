@@ -16,7 +16,7 @@ from .evaluate.backends import backends
 from .problem import load_problem
 from .result import Result
 from .sweep import parse_seeds, sweep
-from .runner import fit
+from .runner import fit, resume
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,6 +33,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     validate = sub.add_parser("validate", help="check a problem file; exit 2 with the field on error")
     validate.add_argument("problem")
     sub.add_parser("backends", help="list the inference backends and whether they run on this machine")
+    again = sub.add_parser("resume", help="continue an interrupted run from its journal")
+    again.add_argument("run_dir", help="the run directory (holds journal.db)")
+    again.add_argument("--budget", help="a new total budget (default: the run's)")
+    again.add_argument("--n-jobs", type=int, default=1, help="candidates evaluated in parallel")
+    again.add_argument("--no-progress", action="store_true", help="hide the progress line")
     sweep_cmd = sub.add_parser("sweep", help="run problems x seeds x budgets into one results table (resumable)")
     sweep_cmd.add_argument("problems", nargs="+", help="problem YAML files")
     sweep_cmd.add_argument("--seeds", default="0", help="seeds: 0-4 or 1,3,7 (default 0)")
@@ -69,8 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             for note in problem.notes:
                 print(f"  note: {note}")
             return 0
-        result = fit(args.problem, budget=args.budget, seed=args.seed, run_dir=args.out, n_jobs=args.n_jobs,
-                     progress=not args.no_progress)
+        if args.command == "resume":
+            result = resume(args.run_dir, budget=args.budget, n_jobs=args.n_jobs, progress=not args.no_progress)
+        else:
+            result = fit(args.problem, budget=args.budget, seed=args.seed, run_dir=args.out, n_jobs=args.n_jobs,
+                         progress=not args.no_progress)
     except ProblemError as exc:
         print(f"admm-tune: invalid problem: {exc}", file=sys.stderr)
         return 2

@@ -22,13 +22,15 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState
 
 from .errors import RunError
-from .observation import Observation
+from .observation import COMPLETE, FAILED, Observation
 from .space import Categorical, Config, Int, SearchSpace, param_key
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 ITERATION_PREFIX = "admm:"
 MEMORY = "memory"
+INTERRUPTED = "interrupted"
+"""Failure reason of an evaluation whose process died while it ran."""
 """The ``storage`` value of a journal kept in memory only."""
 
 
@@ -70,9 +72,59 @@ class Journal:
         journal.study = optuna.load_study(study_name=names[0], storage=storage)
         return journal
 
-    def attr(self, key: str, default: Any = None) -> Any:
-        """A fact stored with :meth:`set_attr`."""
-        return self.study.user_attrs.get(key, default)
+    @classmethod
+    def reopen(cls, storage: str, study_name: str, space: SearchSpace) -> Journal:
+        """An interrupted run's journal, to continue writing it.
+
+        Trials left ``RUNNING`` by the process that died are closed as
+        failed with the reason ``interrupted`` (see :meth:`interrupted`).
+        """
+        journal = cls.open(storage)
+        if journal.study.study_name != study_name:
+            raise RunError(f"the journal {storage!r} holds the run {journal.study.study_name!r}, "
+                           f"not {study_name!r}")
+        journal.space = space
+        for t in journal.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            trial = optuna.trial.Trial(journal.study, t._trial_id)
+            trial.set_user_attr("status", "failed")
+            trial.set_user_attr("reason", INTERRUPTED)
+            journal.study.tell(t.number, state=TrialState.FAIL)
+        return journal
+
+    def history(self) -> list[tuple[dict[str, Any], Observation]]:
+        """``(attributes, observation)`` of every finished evaluation, in order (interrupted ones left out).
+
+        The attributes are those :meth:`start` stored (``config``, ``step``,
+        ``iteration``, ``relaxed`` as JSON...).
+        """
+        out = []
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+            attrs = t.user_attrs
+            if attrs.get("reason") == INTERRUPTED or "config" not in attrs:
+                continue
+            metrics = {k[len("metric:"):]: float(v) for k, v in attrs.items() if k.startswith("metric:")}
+            status = COMPLETE if t.state == TrialState.COMPLETE else FAILED
+            out.append((attrs, Observation(status, t.value, metrics, attrs.get("reason", ""),
+                                           float(attrs.get("duration_s", 0.0)))))
+        return out
+
+    def interrupted(self) -> list[dict[str, Any]]:
+        """Attributes of evaluations cut off by a dead process that were not retried yet (each is retried once)."""
+        trials = self.study.get_trials(deepcopy=False)
+        retried = {t.user_attrs.get("retry_of") for t in trials}
+        return [dict(t.user_attrs, retry_of=t.number) for t in trials
+                if t.user_attrs.get("reason") == INTERRUPTED and "retry_of" not in t.user_attrs
+                and t.number not in retried]
+
+    def iterations(self) -> list[dict[str, Any]]:
+        """The trace entries recorded so far, in order."""
+        attrs = self.study.user_attrs
+        return [attrs[k] for k in sorted(attrs) if k.startswith(ITERATION_PREFIX)]
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """Every fact stored with :meth:`set_attr` (and the iterations' entries)."""
+        return self.study.user_attrs
 
     # -- writing -----------------------------------------------------------------------
     def set_attr(self, key: str, value: Any) -> None:
@@ -146,6 +198,4 @@ class Journal:
 
     def trace(self) -> pd.DataFrame:
         """One row per ADMM iteration."""
-        attrs = self.study.user_attrs
-        rows = [attrs[k] for k in sorted(attrs) if k.startswith(ITERATION_PREFIX)]
-        return pd.DataFrame(rows)
+        return pd.DataFrame(self.iterations())

@@ -191,6 +191,29 @@ def load_problem(source: Problem | Mapping[str, Any] | str | Path) -> Problem:
     return _from_dict(raw, base_dir)
 
 
+def restore_problem(attrs: Mapping[str, Any]) -> Problem:
+    """The problem of an earlier run, from the facts its journal holds (``problem_file``, ``problem``, ...).
+
+    The problem file the run was given is reloaded when it still exists (so
+    relative data paths resolve), else the stored fields; the run's seed and
+    budget are kept.
+
+    Raises
+    ------
+    ProblemError
+        When the problem cannot be rebuilt (it held Python arrays or a callable).
+    """
+    file = attrs.get("problem_file")
+    try:
+        problem = load_problem(file if file and Path(file).is_file() else dict(attrs.get("problem", {})))
+    except ProblemError as exc:
+        raise ProblemError(exc.field, f"{exc.reason} (a problem given as Python objects cannot be rebuilt from "
+                                      "its journal)") from None
+    budget = attrs.get("budget")
+    return replace(problem, seed=attrs.get("seed", problem.seed),
+                   budget=Budget(**budget) if budget else problem.budget)
+
+
 _FIELDS = ("name", "description", "task", "data", "objective", "search_space", "restrict",
            "constraints", "budget", "optimizer", "seed", "deployment")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import pandas as pd
 from .deployment import BACKEND, DEPLOY_METRICS, PRECISION, Deployment
 from .errors import ProblemError, RunError
 from .journal import Journal
-from .problem import Budget, Problem, load_problem
+from .problem import Problem, restore_problem
 from .space import Config, describe
 
 
@@ -132,14 +132,11 @@ class Result:
         if not db.is_file():
             raise RunError(f"{run_dir} holds no journal.db: not a run directory")
         journal = Journal.open(f"sqlite:///{db}")
-        source = journal.attr("problem_file")
         try:
-            problem = load_problem(source if source and Path(source).is_file() else journal.attr("problem", {}))
+            problem = restore_problem(journal.attrs)
         except ProblemError as exc:
             raise RunError(f"cannot rebuild the problem of {run_dir} ({exc}); a problem given as Python objects "
                            "can only be reported from the Result that fit returned") from None
-        problem = replace(problem, seed=journal.attr("seed", problem.seed),
-                          budget=Budget(**journal.attr("budget", problem.budget.__dict__)))
         trials, trace = journal.trials(), journal.trace()
         if not len(trials) or not (trials["state"] == "complete").any():
             raise RunError(f"{run_dir} holds no completed evaluation")

@@ -24,7 +24,7 @@ from .journal import Journal
 from .observation import Observation
 from .optim import ADMM, Candidate
 from .optim.constraints import ConstraintTerms
-from .problem import Budget, Problem, load_problem, parse_budget
+from .problem import Budget, Problem, load_problem, parse_budget, restore_problem
 from .progress import Progress
 from .result import Result
 
@@ -32,7 +32,7 @@ from .result import Result
 def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         budget: Budget | Mapping[str, Any] | int | str | None = None, seed: int | None = None,
         storage: str | None = None, n_jobs: int = 1, progress: bool = True,
-        run_dir: str | Path | None = None) -> Result:
+        run_dir: str | Path | None = None, resume: bool = False) -> Result:
     """Search the problem's space by ADMM and return the best feasible pipeline.
 
     Parameters
@@ -55,6 +55,12 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     run_dir : path, optional
         Where the journal goes when ``storage`` is not given; default
         ``./admm_runs/<problem>-<time>``.
+    resume : bool
+        Continue the interrupted run whose journal is ``storage`` (or
+        ``run_dir``'s): completed evaluations are not run again, evaluations
+        cut off by the dead process are retried once, the ADMM state, the
+        bandit and the random stream continue from the last finished
+        iteration, and the budget counts the evaluations already done.
 
     Returns
     -------
@@ -74,6 +80,8 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     if seed is not None:
         problem = replace(problem, seed=seed)
     workers_n = _workers(n_jobs)
+    if resume and storage is None and run_dir is None:
+        raise ProblemError("resume", "give the storage or run_dir of the run to continue")
     if storage is None:
         run_path = Path(run_dir) if run_dir is not None else _fresh_dir(Path("admm_runs"), problem.name)
         run_path.mkdir(parents=True, exist_ok=True)
@@ -81,21 +89,31 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     else:
         run_path = Path(run_dir) if run_dir is not None else None
     evaluator = _evaluator(problem)
-    journal = Journal(storage, problem.name, problem.space)
-    journal.set_attr("problem", _jsonable(problem.source or {"name": problem.name}))
-    journal.set_attr("seed", problem.seed)
-    journal.set_attr("budget", _jsonable(problem.budget.__dict__))
-    if problem_file is not None:
-        journal.set_attr("problem_file", str(problem_file))
     optimiser = ADMM(problem.space, problem.constraints, problem.optimizer, problem.budget, problem.seed,
                      batch_size=workers_n)
+    retry_of: dict[str, int] = {}
+    if resume:
+        journal = Journal.reopen(storage, problem.name, problem.space)
+        history = [(_candidate(attrs), obs) for attrs, obs in journal.history()]
+        retry = []
+        for attrs in journal.interrupted():
+            retry.append(replace(_candidate(attrs), step="retry"))
+            retry_of[attrs["config"]] = attrs["retry_of"]
+        optimiser.restore(history, journal.iterations(), retry)
+    else:
+        journal = Journal(storage, problem.name, problem.space)
+        journal.set_attr("problem", _jsonable(problem.source or {"name": problem.name}))
+        journal.set_attr("seed", problem.seed)
+        journal.set_attr("budget", _jsonable(problem.budget.__dict__))
+        if problem_file is not None:
+            journal.set_attr("problem_file", str(problem_file))
     terms = ConstraintTerms(problem.constraints)
     bar = Progress(problem.budget.evaluations, problem.budget.seconds, progress)
     workers = Parallel(n_jobs=workers_n) if workers_n > 1 else None
     leader: list[tuple[bool, float, float]] = []  # (infeasible, violation, loss) of the best so far
 
     def evaluate(batch: list[Candidate]) -> list[Observation]:
-        trials = [journal.start(c.config, _attrs(problem, c)) for c in batch]
+        trials = [journal.start(c.config, _attrs(problem, c, retry_of)) for c in batch]
         if workers is None:
             observations = [evaluator(c.config) for c in batch]
         else:
@@ -168,11 +186,44 @@ def _fresh_dir(parent: Path, name: str) -> Path:
     return path
 
 
-def _attrs(problem: Problem, candidate: Candidate) -> dict[str, Any]:
-    return {"step": candidate.step, "iteration": candidate.iteration,
-            "structure": "/".join(problem.space.structure_of(candidate.config)),
-            "config": json.dumps(candidate.config, default=_scalar),
-            "relaxed": json.dumps(candidate.relaxed)}
+def _attrs(problem: Problem, candidate: Candidate, retry_of: Mapping[str, int]) -> dict[str, Any]:
+    config = json.dumps(candidate.config, default=_scalar)
+    attrs = {"step": candidate.step, "iteration": candidate.iteration,
+             "structure": "/".join(problem.space.structure_of(candidate.config)),
+             "config": config, "relaxed": json.dumps(candidate.relaxed)}
+    if candidate.step == "retry" and config in retry_of:
+        attrs["retry_of"] = retry_of[config]
+    return attrs
+
+
+def _candidate(attrs: Mapping[str, Any]) -> Candidate:
+    """The candidate a journal trial's attributes describe."""
+    return Candidate(json.loads(attrs["config"]), str(attrs.get("step", "")), int(attrs.get("iteration", 0)),
+                     json.loads(attrs.get("relaxed", "{}")))
+
+
+def resume(run_dir: str | Path, *, budget: Budget | Mapping[str, Any] | int | str | None = None, n_jobs: int = 1,
+           progress: bool = True) -> Result:
+    """Continue the interrupted run in ``run_dir`` (see ``fit(..., resume=True)``).
+
+    The problem is rebuilt from the problem file the run was given (else
+    from the fields its journal holds), with the run's seed and budget.
+
+    Raises
+    ------
+    RunError
+        When ``run_dir`` holds no journal or its problem cannot be rebuilt.
+    """
+    run_dir = Path(run_dir)
+    db = run_dir / "journal.db"
+    if not db.is_file():
+        raise RunError(f"{run_dir} holds no journal.db: not a run directory")
+    try:
+        problem = restore_problem(Journal.open(f"sqlite:///{db}").attrs)
+    except ProblemError as exc:
+        raise RunError(f"cannot rebuild the problem of {run_dir}: {exc}") from None
+    return fit(problem, budget=budget, storage=f"sqlite:///{db}", run_dir=run_dir, n_jobs=n_jobs,
+               progress=progress, resume=True)
 
 
 def _workers(n_jobs: int) -> int:

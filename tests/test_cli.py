@@ -46,7 +46,7 @@ def test_bad_usage_exits_2():
     assert run("run", "no-such-file.yaml").returncode == 2
 
 
-@pytest.mark.parametrize("command", ["run", "sweep", "report", "validate", "backends"])
+@pytest.mark.parametrize("command", ["run", "resume", "sweep", "report", "validate", "backends"])
 def test_every_command_has_help(command):
     out = run(command, "--help")
     assert out.returncode == 0 and "usage: admm-tune" in out.stdout

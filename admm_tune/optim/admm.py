@@ -146,6 +146,7 @@ class ADMM:
         self.records: list[Record] = []
         self.trace: list[dict[str, Any]] = []
         self._seen: set[str] = set()
+        self._retry: list[Candidate] = []
         self._start = time.monotonic()
         self._stalled = 0
 
@@ -154,6 +155,9 @@ class ADMM:
         """Iterate until the budget is spent or progress stalls; return every record."""
         self._evaluate = evaluate
         self._start = time.monotonic()
+        if self._retry:
+            self._eval(self._retry)
+            self._retry = []
         if not self.records:
             self._initialise()
         empty = 0
@@ -165,6 +169,34 @@ class ADMM:
             if self._converged(entry) or empty >= 3:  # three iterations found nothing new: space exhausted
                 break
         return self.records
+
+    def restore(self, history: Sequence[tuple[Candidate, Observation]], trace: Sequence[dict[str, Any]],
+                retry: Sequence[Candidate] = ()) -> None:
+        """Continue an interrupted run instead of starting afresh.
+
+        Parameters
+        ----------
+        history : (candidate, observation) pairs
+            Every evaluation that finished, in order; none is evaluated again.
+        trace : entries of the finished iterations
+            The last one's ``state``, ``bandit`` and ``rng`` are what the next
+            iteration starts from.
+        retry : candidates
+            Evaluations that were in flight when the run died; :meth:`run`
+            evaluates them first.
+        """
+        self.records = [Record(c, o, self.terms.violations(o.metrics) if o.ok else np.full(len(self.terms), np.inf))
+                        for c, o in history]
+        self._seen = {_key(r.config) for r in self.records}
+        self.trace = [dict(e) for e in trace]
+        if self.trace:
+            last = self.trace[-1]
+            self.state = ADMMState(**json.loads(last["state"]))
+            self.bandit.arms = json.loads(last["bandit"])
+            self.rng.bit_generator.state = json.loads(last["rng"])
+        elif self.records:  # died during the initial draws
+            self.state.z = self.space.choice_of(min(self.records, key=self._merit).config)
+        self._retry = list(retry)
 
     def _initialise(self) -> None:
         """Evaluate distinct bandit draws at their defaults; z⁰ is the best.
@@ -231,15 +263,18 @@ class ADMM:
             "lam": json.dumps({k: s.lam[k] for k, _ in ints}),
             "u": json.dumps(s.u),
             "mu": json.dumps(s.mu),
-            "state": s.to_json(),
         }
-        self.trace.append(entry)
         infeasibility = iterate.violation if iterate is not None else 0.0
         if infeasibility > 1e-9 and infeasibility > 0.5 * s.infeasibility:
             s.rho = min(s.rho * self.settings.rho_growth, self.settings.rho_max)
         s.infeasibility = infeasibility
         s.inner = min(s.inner + self.settings.inner_growth, self.settings.inner_max)
         s.iteration += 1
+        # What the next iteration starts from, so that an interrupted run resumes here (see restore).
+        entry["state"] = s.to_json()
+        entry["bandit"] = json.dumps(self.bandit.arms)
+        entry["rng"] = json.dumps(self.rng.bit_generator.state)
+        self.trace.append(entry)
         return entry
 
     # -- θ-step ------------------------------------------------------------------
