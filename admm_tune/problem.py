@@ -21,6 +21,7 @@ from . import _fields as F
 from .data import CLASSIFICATION, REGRESSION, TASKS, Dataset, load_dataset
 from .deployment import DEPLOY_METRICS, MISMATCH, Deployment, deploy_metrics, load_deployment, with_deployment
 from .errors import ProblemError
+from .parallel import Limits
 from .registry import resolve_class
 from .space import Config, SearchSpace, read_yaml
 
@@ -154,6 +155,7 @@ class Problem:
     source: dict[str, Any] | None = None
     deployment: Deployment | None = None
     notes: tuple[str, ...] = ()
+    isolation: Limits = field(default_factory=Limits)
 
     @property
     def task(self) -> str | None:
@@ -215,7 +217,7 @@ def restore_problem(attrs: Mapping[str, Any]) -> Problem:
 
 
 _FIELDS = ("name", "description", "task", "data", "objective", "search_space", "restrict",
-           "constraints", "budget", "optimizer", "seed", "deployment")
+           "constraints", "budget", "optimizer", "seed", "deployment", "isolation")
 
 
 def _from_dict(raw: dict[str, Any], base_dir: Path | None) -> Problem:
@@ -253,7 +255,17 @@ def _from_dict(raw: dict[str, Any], base_dir: Path | None) -> Problem:
     _check_contradictions(constraints)
     budget = parse_budget(raw.get("budget", {"evaluations": 50}), "budget")
     optimizer = _optimizer(raw.get("optimizer", {}) or {}, "optimizer")
-    return Problem(space, objective, data, constraints, budget, optimizer, seed, name, raw, deployment, notes)
+    isolation = F.settings(raw.get("isolation", {}) or {}, Limits(), "isolation", _isolation_field)
+    return Problem(space, objective, data, constraints, budget, optimizer, seed, name, raw, deployment, notes,
+                   isolation)
+
+
+def _isolation_field(key: str, value: Any, path: str) -> Any:
+    if value is None:
+        return None
+    if key == "seconds":
+        return F.number(value, path, minimum=0, exclusive=True)
+    return F.integer(value, path, minimum=256)
 
 
 def _space(spec: Any, raw: Mapping[str, Any], task: str | None, base_dir: Path | None) -> SearchSpace:

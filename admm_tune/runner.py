@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import effective_n_jobs
 
 from .errors import ProblemError, RunError
 from .evaluate.backends import BackendError
@@ -24,6 +24,7 @@ from .journal import Journal
 from .observation import Observation
 from .optim import ADMM, Candidate
 from .optim.constraints import ConstraintTerms
+from .parallel import WorkerPool
 from .problem import Budget, Problem, load_problem, parse_budget, restore_problem
 from .progress import Progress
 from .result import Result
@@ -49,7 +50,8 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         SQLAlchemy URL of the journal, or ``"memory"`` (nothing written to
         disk); default ``sqlite:///RUN_DIR/journal.db``.
     n_jobs : int
-        Candidates evaluated in parallel (joblib processes; -1: one per core).
+        Candidates evaluated in parallel, each in an isolated worker process
+        under the problem's ``isolation`` limits (-1: one per core).
     progress : bool
         Show a progress line on stderr.
     run_dir : path, optional
@@ -109,15 +111,12 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
             journal.set_attr("problem_file", str(problem_file))
     terms = ConstraintTerms(problem.constraints)
     bar = Progress(problem.budget.evaluations, problem.budget.seconds, progress)
-    workers = Parallel(n_jobs=workers_n) if workers_n > 1 else None
+    pool = WorkerPool(evaluator, workers_n, problem.isolation)
     leader: list[tuple[bool, float, float]] = []  # (infeasible, violation, loss) of the best so far
 
     def evaluate(batch: list[Candidate]) -> list[Observation]:
         trials = [journal.start(c.config, _attrs(problem, c, retry_of)) for c in batch]
-        if workers is None:
-            observations = [evaluator(c.config) for c in batch]
-        else:
-            observations = workers(delayed(evaluator)(c.config) for c in batch)
+        observations = pool.evaluate([c.config for c in batch])
         for i, (trial, obs) in enumerate(zip(trials, observations)):
             missing = [c.metric for c in problem.constraints if c.metric not in obs.metrics]
             if obs.ok and missing:
@@ -138,6 +137,7 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     try:
         optimiser.run(evaluate, on_iteration)
     finally:
+        pool.close()
         bar.close()
     best = optimiser.best()
     if best is None:

@@ -112,6 +112,10 @@ class DeploymentEvaluator:
         """The training data."""
         return self.ml.data
 
+    def affinity(self, config: Config) -> str:
+        """The ML part's key: configs that only differ in deployment go to the worker holding its fit."""
+        return MLEvaluator.key(Deployment.split(config)[0])
+
     def __call__(self, config: Config) -> Observation:
         """Evaluate one full config; failures become failed observations with their reason."""
         key = MLEvaluator.key(config)

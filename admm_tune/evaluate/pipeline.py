@@ -134,6 +134,9 @@ class MLEvaluator:
         """Cache key of an ML config."""
         return json.dumps(config, sort_keys=True, default=str)
 
+    affinity = key
+    """Configs with the same key go to the same worker (see :class:`admm_tune.parallel.WorkerPool`)."""
+
     def folds(self) -> KFold | StratifiedKFold:
         """The CV splitter (shuffled, seeded; stratified for classification)."""
         cls = StratifiedKFold if self.data.task == CLASSIFICATION else KFold

@@ -1,0 +1,111 @@
+"""Isolation of candidates with real processes: exceptions, hard exits, segfaults, hangs, memory blow-ups."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+import admm_tune
+from admm_tune import ProblemError, Problem, RunError, SearchSpace, load_problem
+from admm_tune.observation import Observation
+from admm_tune.parallel import Limits, WorkerPool
+from admm_tune.problem import Budget, OptimizerSettings
+
+SPACE = SearchSpace.from_dict({"modules": [{"name": "m", "algorithms": [
+    {"name": "ok", "params": {"x": {"type": "float", "low": 0, "high": 1}}},
+    {"name": "raises"}, {"name": "exits"}, {"name": "segfault"}, {"name": "hangs"}, {"name": "hogs"}]}]})
+
+
+def misbehaving(config):
+    kind = config["m"]
+    if kind == "raises":
+        raise ValueError("bad candidate")
+    if kind == "exits":
+        os._exit(3)
+    if kind == "segfault":
+        ctypes.string_at(0)
+    if kind == "hangs":
+        time.sleep(60)
+    if kind == "hogs":
+        return float(np.ones(4 << 30, dtype=np.uint8).sum())  # 4 GiB
+    return (config["m.ok.x"] - 0.3) ** 2
+
+
+EXPECTED = {"raises": "error: ValueError: bad candidate", "exits": "crash: exit code 3", "segfault": "crash: SIGSEGV",
+            "hangs": "timeout: over the 1 s limit", "hogs": "memory: over the 2048 MiB limit"}
+
+
+def test_each_failure_is_recorded_with_its_reason_and_the_run_goes_on(tmp_path):
+    # Six initial draws (a quarter of 24 evaluations) try every structure once.
+    problem = Problem(SPACE, misbehaving, budget=Budget(evaluations=24), optimizer=OptimizerSettings(initial_pulls=6),
+                      isolation=Limits(seconds=1.0, memory_mb=2048))
+    result = admm_tune.fit(problem, seed=0, run_dir=tmp_path, progress=False)
+    trials = result.trials
+    assert len(trials) == 24 and result.best.config["m"] == "ok"
+    for kind, reason in EXPECTED.items():
+        rows = trials[trials["structure"] == kind]
+        assert len(rows), f"{kind} was never tried"
+        assert (rows["state"] == "fail").all() and rows["reason"].str.startswith(reason).all(), rows["reason"]
+    assert (trials[trials["structure"] == "ok"]["state"] == "complete").all()
+
+
+def deaf(config):
+    """Like native code that never hands control back: the timer's signal is blocked."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(30)
+    return 1.0
+
+
+def test_a_worker_that_never_returns_to_python_is_killed(monkeypatch):
+    monkeypatch.setattr("admm_tune.parallel.GRACE_S", 0.5)
+    pool = WorkerPool(deaf, 1, Limits(seconds=0.5))
+    with pool:
+        start = time.monotonic()
+        (obs,) = pool.evaluate([{"m": "x"}])
+        assert obs.reason == "timeout: over the 0.5 s limit (killed)" and time.monotonic() - start < 10
+        (again,) = pool.evaluate([{"m": "y"}])  # a fresh worker took its place
+        assert again.reason.startswith("timeout")
+
+
+def test_workers_keep_their_caches_and_configs_with_one_affinity_meet_the_same_worker():
+    class Counting:
+        def __init__(self):
+            self.seen = []
+
+        def affinity(self, config):
+            return config["ml"]
+
+        def __call__(self, config):
+            self.seen.append(config["ml"])
+            return Observation("complete", float(len(self.seen)), {"pid": float(os.getpid())})
+
+    with WorkerPool(Counting(), 2) as pool:
+        first = pool.evaluate([{"ml": "a", "k": 1}, {"ml": "b", "k": 1}])
+        second = pool.evaluate([{"ml": "b", "k": 2}, {"ml": "a", "k": 2}])
+    by_ml = {"a": (first[0], second[1]), "b": (first[1], second[0])}
+    for ml, (one, two) in by_ml.items():
+        assert one.metrics["pid"] == two.metrics["pid"], ml  # same worker
+        assert two.loss == one.loss + 1  # its state carried over
+    assert first[0].metrics["pid"] != first[1].metrics["pid"]  # two workers ran the batch
+
+
+def test_a_run_whose_every_candidate_crashes_ends_with_the_reasons(tmp_path):
+    space = SearchSpace.from_dict({"modules": [{"name": "m", "algorithms": [{"name": "exits"}, {"name": "segfault"}]}]})
+    problem = Problem(space, misbehaving, budget=Budget(evaluations=4))
+    with pytest.raises(RunError, match=r"every one of the 2 candidates failed: .*crash: (exit code 3|SIGSEGV)"):
+        admm_tune.fit(problem, run_dir=tmp_path, progress=False)
+
+
+def test_isolation_settings_are_validated():
+    base = {"data": "sklearn:iris", "budget": {"evaluations": 2}}
+    assert load_problem({**base, "isolation": {"seconds": 30, "memory_mb": 4096}}).isolation == Limits(30.0, 4096)
+    assert load_problem({**base, "isolation": {"seconds": None}}).isolation.seconds is None
+    with pytest.raises(ProblemError, match=r"isolation\.seconds: must be > 0"):
+        load_problem({**base, "isolation": {"seconds": 0}})
+    with pytest.raises(ProblemError, match=r"isolation\.memory_mb: must be >= 256"):
+        load_problem({**base, "isolation": {"memory_mb": 10}})
