@@ -20,8 +20,8 @@ from admm_tune.evaluate.timing import TimingSettings, batch_rows, measure
 
 FAST_TIMING = {"warmup": 2, "min_runs": 10, "max_runs": 50, "seconds": 0.02}
 P95_TOLERANCE = 1.5
-"""A re-measured p95 may exceed the bound by this factor: repeated p95 figures of one session
-agree within about ±25 % on a quiet machine (benchmarks/deployment.py), CI machines are shared."""
+"""A re-measured p95 may exceed the bound by this factor: five p95 figures of one session spread by at
+most 13 % on this machine (benchmarks/results/deployment.md), and CI machines are shared."""
 
 
 def deployed(**changes) -> dict:

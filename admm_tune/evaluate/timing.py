@@ -9,8 +9,8 @@ one call, the mean, and throughput in rows per second.  Session creation
 Only one timing runs at a time on a machine: :func:`exclusive` holds an
 advisory file lock for the duration, so parallel workers (processes, Dask
 workers on one host) queue their timings instead of disturbing each other.
-On a quiet machine repeated measurements of the same session give a p50
-within ±15 % (``benchmarks/deployment.py`` measures this).
+Five repeated measurements of one session spread by at most 3 % in p50
+and 13 % in p95 on this machine (``benchmarks/results/deployment.md``).
 """
 
 from __future__ import annotations
