@@ -280,13 +280,8 @@ def write_deployment(directory: str | Path, deployed: Deployed, config: Config, 
             "outputs": [o.name for o in deployed.model.graph.output], "verification": deployed.verification,
             "measured": deployed.metrics, "measured_in_search": search_metrics,
             "example_rows": X_sample.iloc[:5].to_dict("list")}
-    (directory / "deployment.json").write_text(json.dumps(spec, indent=2, default=_json_default))
+    (directory / "deployment.json").write_text(json.dumps(spec, indent=2, default=lambda v: v.item()))
     (directory / "load_model.py").write_text(LOADER.format(backend=config[BACKEND], precision=config[PRECISION],
                                                            columns=", ".join(map(str, X_sample.columns))))
     return path
 
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
