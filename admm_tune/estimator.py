@@ -50,7 +50,8 @@ class _AutoPipeline(BaseEstimator):
                  constraints: Mapping[str, float] | Sequence[Mapping[str, Any]] | None = None,
                  scoring: str | None = None, cv: int = 3, max_evals: int | None = None,
                  time_budget: float | None = None, n_jobs: int = 1, random_state: int | None = None,
-                 storage: str | None = None, verbose: int = 0) -> None:
+                 storage: str | None = None, verbose: int = 0, time_limit: float | None = 600.0,
+                 memory_limit_mb: int | None = None) -> None:
         self.search_space = search_space
         self.deployment = deployment
         self.constraints = constraints
@@ -62,6 +63,8 @@ class _AutoPipeline(BaseEstimator):
         self.random_state = random_state
         self.storage = storage
         self.verbose = verbose
+        self.time_limit = time_limit
+        self.memory_limit_mb = memory_limit_mb
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -108,7 +111,8 @@ class _AutoPipeline(BaseEstimator):
         problem: dict[str, Any] = {
             "name": type(self).__name__, "task": self._task, "data": {"X": X, "y": y}, "objective": objective,
             "search_space": self._task if self.search_space == "default" else self.search_space,
-            "constraints": _constraints(self.constraints), "budget": budget, "seed": self.random_state}
+            "constraints": _constraints(self.constraints), "budget": budget, "seed": self.random_state,
+            "isolation": {"seconds": self.time_limit, "memory_mb": self.memory_limit_mb}}
         if self.deployment is not None:
             problem["deployment"] = self.deployment
         return problem
@@ -177,6 +181,10 @@ class AutoPipelineClassifier(ClassifierMixin, _AutoPipeline):
         SQLAlchemy URL of the journal; default: in memory.
     verbose : int, default=0
         > 0 shows the progress line.
+    time_limit : float or None, default=600
+        Wall-clock limit of one candidate's evaluation, in seconds.
+    memory_limit_mb : int, optional
+        Memory limit of the worker process that evaluates candidates (MiB, >= 256).
 
     Attributes
     ----------

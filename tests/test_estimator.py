@@ -99,3 +99,15 @@ def test_raw_rows_with_missing_and_boolean_categories_are_prepared_like_the_trai
         {"name": "tree", "class": "sklearn.tree.DecisionTreeClassifier"}]}]}
     est = AutoPipelineClassifier(search_space=space, max_evals=1, random_state=0).fit(X, y)
     assert est.score(X, y) == 1.0  # the same rows, raw: NaN and bool map to the categories seen in fit
+
+
+def test_candidate_limits_reach_the_workers(data):
+    X, y = data
+    slow = {"modules": [{"name": "estimator", "algorithms": [
+        {"name": "mlp", "class": "sklearn.neural_network.MLPClassifier",  # thousands of epochs: seconds per fit
+         "fixed": {"hidden_layer_sizes": [1000], "max_iter": 5000, "tol": 0.0, "n_iter_no_change": 10000}},
+        {"name": "gaussian_nb", "class": "sklearn.naive_bayes.GaussianNB"}]}]}
+    est = AutoPipelineClassifier(search_space=slow, max_evals=2, random_state=0, time_limit=1.0).fit(X, y)
+    assert est.best_params_["estimator"] == "gaussian_nb"
+    reasons = set(est.result_.trials["reason"].dropna())
+    assert any(r.startswith("timeout: over the 1 s limit") for r in reasons), reasons
