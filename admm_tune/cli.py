@@ -29,6 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--seed", type=int, help="seed (overrides the file)")
     run.add_argument("--out", help="run directory for the journal (default ./admm_runs/NAME-TIME)")
     run.add_argument("--n-jobs", type=int, default=1, help="candidates evaluated in parallel")
+    run.add_argument("--storage", help="SQLAlchemy URL of the journal (e.g. postgresql://...), instead of the run dir")
+    run.add_argument("--backend", choices=["processes", "dask"], default="processes",
+                     help="where candidates run: isolated processes here, or a Dask cluster")
+    run.add_argument("--scheduler", help="Dask scheduler address (default: a local cluster of --n-jobs workers)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress line")
     validate = sub.add_parser("validate", help="check a problem file; exit 2 with the field on error")
     validate.add_argument("problem")
@@ -78,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = resume(args.run_dir, budget=args.budget, n_jobs=args.n_jobs, progress=not args.no_progress)
         else:
             result = fit(args.problem, budget=args.budget, seed=args.seed, run_dir=args.out, n_jobs=args.n_jobs,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, storage=args.storage, backend=args.backend,
+                         scheduler=args.scheduler)
     except ProblemError as exc:
         print(f"admm-tune: invalid problem: {exc}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ default, or any SQLAlchemy URL.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ import optuna
 import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
+from sqlalchemy.exc import DBAPIError
 
 from .errors import RunError
 from .observation import COMPLETE, FAILED, Observation
@@ -28,6 +30,7 @@ from .space import Categorical, Config, Int, SearchSpace, param_key
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 ITERATION_PREFIX = "admm:"
+SCHEMA_ATTEMPTS = 5
 MEMORY = "memory"
 INTERRUPTED = "interrupted"
 """Failure reason of an evaluation whose process died while it ran."""
@@ -51,12 +54,20 @@ class Journal:
         self.storage = storage
         self.space = space
         backend = optuna.storages.InMemoryStorage() if storage == MEMORY else storage
-        try:
-            self.study = optuna.create_study(storage=backend, study_name=study_name, direction="minimize",
-                                             sampler=optuna.samplers.RandomSampler(seed=0))
-        except optuna.exceptions.DuplicatedStudyError:
-            raise RunError(f"the storage {storage!r} already holds a run named {study_name!r}; "
-                           "choose another run directory (--out) or storage, or delete that one") from None
+        for attempt in range(SCHEMA_ATTEMPTS):
+            try:
+                self.study = optuna.create_study(storage=backend, study_name=study_name, direction="minimize",
+                                                 sampler=optuna.samplers.RandomSampler(seed=0))
+                break
+            except optuna.exceptions.DuplicatedStudyError:
+                raise RunError(f"the storage {storage!r} already holds a run named {study_name!r}; "
+                               "choose another run directory (--out) or storage, or delete that one") from None
+            except DBAPIError:
+                # Two processes creating the schema of a new database at once (PostgreSQL): one of them
+                # loses the race on CREATE TYPE/TABLE; the schema exists after a moment.
+                if attempt == SCHEMA_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
 
     @classmethod
     def open(cls, storage: str) -> Journal:
@@ -76,19 +87,24 @@ class Journal:
     def reopen(cls, storage: str, study_name: str, space: SearchSpace) -> Journal:
         """An interrupted run's journal, to continue writing it.
 
-        Trials left ``RUNNING`` by the process that died are closed as
-        failed with the reason ``interrupted`` (see :meth:`interrupted`).
+        Trials left ``RUNNING`` (or enqueued and never started) by the
+        process that died are closed as failed with the reason
+        ``interrupted`` (see :meth:`interrupted`).
         """
         journal = cls.open(storage)
         if journal.study.study_name != study_name:
             raise RunError(f"the journal {storage!r} holds the run {journal.study.study_name!r}, "
                            f"not {study_name!r}")
         journal.space = space
-        for t in journal.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            trial = optuna.trial.Trial(journal.study, t._trial_id)
+        study = journal.study
+        running = [optuna.trial.Trial(study, t._trial_id)
+                   for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+        # A trial enqueued just before the kill was never started: asking pops it (oldest first).
+        running += [study.ask() for _ in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))]
+        for trial in running:
             trial.set_user_attr("status", "failed")
             trial.set_user_attr("reason", INTERRUPTED)
-            journal.study.tell(t.number, state=TrialState.FAIL)
+            study.tell(trial, state=TrialState.FAIL)
         return journal
 
     def history(self) -> list[tuple[dict[str, Any], Observation]]:
@@ -113,8 +129,8 @@ class Journal:
         trials = self.study.get_trials(deepcopy=False)
         retried = {t.user_attrs.get("retry_of") for t in trials}
         return [dict(t.user_attrs, retry_of=t.number) for t in trials
-                if t.user_attrs.get("reason") == INTERRUPTED and "retry_of" not in t.user_attrs
-                and t.number not in retried]
+                if t.user_attrs.get("reason") == INTERRUPTED and "config" in t.user_attrs
+                and "retry_of" not in t.user_attrs and t.number not in retried]
 
     def iterations(self) -> list[dict[str, Any]]:
         """The trace entries recorded so far, in order."""

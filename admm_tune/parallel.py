@@ -24,6 +24,7 @@ the threads (OpenMP, ONNX Runtime pools) of the process that runs the search.
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing as mp
 import resource
 import signal
@@ -161,6 +162,7 @@ class WorkerPool:
         self.affinity = getattr(evaluator, "affinity", lambda config: repr(sorted(config.items())))
         self.limits = limits
         self.workers: list[_Worker | None] = [None] * max(1, n_workers)
+        self.home: dict[str, int] = {}  # affinity → the worker that last evaluated it
         self.ctx = mp.get_context("forkserver")
         self.ctx.set_forkserver_preload(PRELOAD)
 
@@ -200,18 +202,21 @@ class WorkerPool:
         return results  # type: ignore[return-value]
 
     def _assign(self, configs: Sequence[Config]) -> dict[int, int]:
-        """Slot of ``configs`` → worker: the affinity's worker when free, else any free one."""
+        """Slot of ``configs`` → worker: the one that last evaluated the affinity when free, else any free one."""
         n = len(self.workers)
         free = list(range(n))
         assigned: dict[int, int] = {}
-        for slot, config in enumerate(configs):
-            preferred = hash(self.affinity(config)) % n
+        keys = [self.affinity(config) for config in configs]
+        for slot, key in enumerate(keys):
+            preferred = self.home.get(key, hash(key) % n)
             if preferred in free:
                 assigned[slot] = preferred
                 free.remove(preferred)
         for slot in range(len(configs)):
             if slot not in assigned and free:
                 assigned[slot] = free.pop(0)
+        for slot, worker in assigned.items():  # where each affinity's state now lives
+            self.home[keys[slot]] = worker
         return assigned
 
     def _worker(self, index: int) -> _Worker:
@@ -248,4 +253,109 @@ class WorkerPool:
                         del running[w]
 
 
-__all__ = ["Limits", "WorkerPool"]
+class DaskPool:
+    """Candidates evaluated on a Dask cluster, the same interface as :class:`WorkerPool`.
+
+    The evaluator is sent to every worker once; each Dask worker keeps its
+    copy (and so its caches) across evaluations, and a config goes to the
+    worker its ``affinity`` names.  Each evaluation runs sequentially inside
+    its worker (no nested process pool).  Limits: a Dask worker runs tasks in
+    threads, where no timer can interrupt them, so ``seconds`` is enforced by
+    waiting: past it (plus the grace period) the candidate is recorded as
+    ``timeout`` and its task cancelled; a worker that dies (segfault, memory)
+    is reported as ``crash`` and restarted by its nanny (a local cluster of
+    this pool's own does not retry such a task on the other workers; the
+    scheduler's ``allowed-failures`` decides on other clusters); memory is
+    bounded by the workers' own ``memory_limit``.
+
+    Parameters
+    ----------
+    evaluator : callable
+    scheduler : str, distributed.Client or None
+        A scheduler address, a client, or None for a ``LocalCluster`` of
+        ``n_workers`` single-threaded worker processes on this machine.
+    n_workers : int
+    limits : Limits
+    """
+
+    def __init__(self, evaluator: Any, scheduler: Any = None, n_workers: int = 1, limits: Limits = Limits()) -> None:
+        import dask
+        from distributed import Client, LocalCluster
+
+        self.limits = limits
+        self.affinity = getattr(evaluator, "affinity", lambda config: repr(sorted(config.items())))
+        self.cluster = None
+        if isinstance(scheduler, Client):
+            self.client, self.own = scheduler, False
+        else:
+            try:
+                if scheduler is None:  # a candidate that kills its worker is not retried on the others
+                    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+                        self.cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                                    dashboard_address=None)
+                    scheduler = self.cluster
+                self.client, self.own = Client(scheduler), True
+            except RuntimeError as exc:
+                if "bootstrapping phase" in str(exc):
+                    raise RuntimeError("a Dask LocalCluster starts worker processes that import your script: put "
+                                       "the code that calls admm_tune.fit under `if __name__ == \"__main__\":`"
+                                       ) from None
+                raise
+        self.bytes = cloudpickle.dumps(evaluator)
+        self.key = f"admm_tune-{hashlib.sha1(self.bytes).hexdigest()}"
+        self.payload = self.client.scatter(self.bytes, broadcast=True)
+
+    def __enter__(self) -> DaskPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the client (and the local cluster) this pool started."""
+        if self.own:
+            self.client.close()
+            if self.cluster is not None:
+                self.cluster.close()
+
+    def evaluate(self, configs: Sequence[Config]) -> list[Observation]:
+        """Evaluate ``configs`` on the cluster, in their order."""
+        from distributed import KilledWorker
+        from distributed.client import FutureCancelledError
+
+        self.client.wait_for_workers(1, timeout=GRACE_S * 12)  # a nanny may be restarting a dead worker
+        if self.payload.status != "finished":  # every worker holding it died: send the evaluator again
+            self.payload = self.client.scatter(self.bytes, broadcast=True)
+        workers = sorted(self.client.scheduler_info()["workers"])
+        futures = [self.client.submit(_dask_evaluate, self.key, self.payload, config, pure=False,
+                                      workers=[workers[hash(self.affinity(config)) % len(workers)]],
+                                      allow_other_workers=True) for config in configs]
+        limit = None if self.limits.seconds is None else self.limits.seconds + GRACE_S
+        results = []
+        for future in futures:
+            start = time.perf_counter()
+            try:
+                results.append(future.result(timeout=limit))
+            except TimeoutError:
+                future.cancel()
+                results.append(Observation.failed(f"timeout: over the {self.limits.seconds:g} s limit",
+                                                  time.perf_counter() - start))
+            except (KilledWorker, FutureCancelledError) as exc:  # its worker died (and the task with it)
+                results.append(Observation.failed(f"crash: the Dask worker died ({type(exc).__name__})"))
+            except Exception as exc:  # the task raised outside the evaluator (e.g. unpickling it)
+                results.append(Observation.failed(f"error: {type(exc).__name__}: {exc}"[:500]))
+        return results
+
+
+def _dask_evaluate(key: str, payload: bytes, config: Config) -> Observation:
+    """Run on a Dask worker: the evaluator it keeps for this run (unpickled once) evaluates ``config``."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    evaluators = worker.__dict__.setdefault("_admm_tune_evaluators", {})
+    if key not in evaluators:
+        evaluators[key] = cloudpickle.loads(payload)
+    return evaluators[key](config)
+
+
+__all__ = ["DaskPool", "Limits", "WorkerPool"]

@@ -24,7 +24,7 @@ from .journal import Journal
 from .observation import Observation
 from .optim import ADMM, Candidate
 from .optim.constraints import ConstraintTerms
-from .parallel import WorkerPool
+from .parallel import DaskPool, WorkerPool
 from .problem import Budget, Problem, load_problem, parse_budget, restore_problem
 from .progress import Progress
 from .result import Result
@@ -33,7 +33,8 @@ from .result import Result
 def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         budget: Budget | Mapping[str, Any] | int | str | None = None, seed: int | None = None,
         storage: str | None = None, n_jobs: int = 1, progress: bool = True,
-        run_dir: str | Path | None = None, resume: bool = False) -> Result:
+        run_dir: str | Path | None = None, resume: bool = False, backend: str = "processes",
+        scheduler: Any = None) -> Result:
     """Search the problem's space by ADMM and return the best feasible pipeline.
 
     Parameters
@@ -57,6 +58,12 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     run_dir : path, optional
         Where the journal goes when ``storage`` is not given; default
         ``./admm_runs/<problem>-<time>``.
+    backend : {"processes", "dask"}
+        Where candidates run: isolated worker processes on this machine, or
+        a Dask cluster (see ``docs/distributed.md``).
+    scheduler : str or distributed.Client, optional
+        With ``backend="dask"``: a scheduler address or a client; default a
+        ``LocalCluster`` of ``n_jobs`` worker processes.
     resume : bool
         Continue the interrupted run whose journal is ``storage`` (or
         ``run_dir``'s): completed evaluations are not run again, evaluations
@@ -111,7 +118,12 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
             journal.set_attr("problem_file", str(problem_file))
     terms = ConstraintTerms(problem.constraints)
     bar = Progress(problem.budget.evaluations, problem.budget.seconds, progress)
-    pool = WorkerPool(evaluator, workers_n, problem.isolation)
+    if backend == "dask":
+        pool: WorkerPool | DaskPool = DaskPool(evaluator, scheduler, workers_n, problem.isolation)
+    elif backend == "processes":
+        pool = WorkerPool(evaluator, workers_n, problem.isolation)
+    else:
+        raise ProblemError("backend", f"expected 'processes' or 'dask', got {backend!r}")
     leader: list[tuple[bool, float, float]] = []  # (infeasible, violation, loss) of the best so far
 
     def evaluate(batch: list[Candidate]) -> list[Observation]:

@@ -89,3 +89,19 @@ def test_resume_needs_a_journal(tmp_path, fast_problem_dict):
         admm_tune.runner.resume(tmp_path)
     with pytest.raises(admm_tune.ProblemError, match="resume"):
         admm_tune.fit(fast_problem_dict, resume=True, progress=False)
+
+
+def test_reopening_closes_trials_left_running_or_enqueued(tmp_path):
+    from admm_tune import SearchSpace
+    from admm_tune.journal import Journal
+
+    space = SearchSpace.from_dict({"modules": [{"name": "m", "algorithms": [{"name": "a"}, {"name": "b"}]}]})
+    storage = f"sqlite:///{tmp_path / 'j.db'}"
+    journal = Journal(storage, "cut", space)
+    journal.start({"m": "a"}, {"config": '{"m": "a"}', "step": "init", "iteration": 0})  # running when killed
+    journal.study.enqueue_trial({"m": "b"})  # killed between enqueue and ask
+    again = Journal.reopen(storage, "cut", space)
+    states = [t.state for t in again.study.get_trials()]
+    assert states == [optuna.trial.TrialState.FAIL] * 2
+    assert [t.user_attrs["reason"] for t in again.study.get_trials()] == ["interrupted"] * 2
+    assert [a["config"] for a in again.interrupted()] == ['{"m": "a"}']  # only a started evaluation is retried
