@@ -37,6 +37,7 @@ from typing import Any
 
 import cloudpickle
 
+from . import registry
 from .observation import Observation
 from .space import Config
 
@@ -74,9 +75,11 @@ def _on_alarm(signum: int, frame: Any) -> None:
     raise _Timeout
 
 
-def _serve(conn: Connection, payload: bytes, path: list[str], memory_mb: int | None) -> None:
+def _serve(conn: Connection, payload: bytes, path: list[str], allowed: tuple[str, ...], memory_mb: int | None
+           ) -> None:
     """A worker's loop: receive ``(config, seconds)``, answer an :class:`Observation`; ``None`` ends it."""
     sys.path[:] = path  # the parent's, so that objectives defined in its modules unpickle
+    registry.ALLOWED_PREFIXES = allowed  # and the packages it allowed (registry.allow)
     if memory_mb:
         limit = int(memory_mb) << 20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -111,7 +114,8 @@ class _Worker:
 
     def __init__(self, ctx: Any, payload: bytes, memory_mb: int | None) -> None:
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(child, payload, list(sys.path), memory_mb), daemon=True)
+        self.process = ctx.Process(target=_serve, args=(child, payload, list(sys.path), registry.ALLOWED_PREFIXES,
+                                                        memory_mb), daemon=True)
         self.process.start()
         child.close()
 
@@ -327,7 +331,8 @@ class DaskPool:
         if self.payload.status != "finished":  # every worker holding it died: send the evaluator again
             self.payload = self.client.scatter(self.bytes, broadcast=True)
         workers = sorted(self.client.scheduler_info()["workers"])
-        futures = [self.client.submit(_dask_evaluate, self.key, self.payload, config, pure=False,
+        futures = [self.client.submit(_dask_evaluate, self.key, self.payload, config, registry.ALLOWED_PREFIXES,
+                                      pure=False,
                                       workers=[workers[hash(self.affinity(config)) % len(workers)]],
                                       allow_other_workers=True) for config in configs]
         limit = None if self.limits.seconds is None else self.limits.seconds + GRACE_S
@@ -347,10 +352,11 @@ class DaskPool:
         return results
 
 
-def _dask_evaluate(key: str, payload: bytes, config: Config) -> Observation:
+def _dask_evaluate(key: str, payload: bytes, config: Config, allowed: tuple[str, ...]) -> Observation:
     """Run on a Dask worker: the evaluator it keeps for this run (unpickled once) evaluates ``config``."""
     from distributed import get_worker
 
+    registry.ALLOWED_PREFIXES = tuple(dict.fromkeys(registry.ALLOWED_PREFIXES + allowed))
     worker = get_worker()
     evaluators = worker.__dict__.setdefault("_admm_tune_evaluators", {})
     if key not in evaluators:

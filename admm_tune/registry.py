@@ -2,7 +2,8 @@
 
 A problem file names classes by dotted path; only modules under
 :data:`ALLOWED_PREFIXES` are imported, so a problem file cannot run
-arbitrary code.
+arbitrary code.  Code (never a problem file) may extend the list with
+:func:`allow`, e.g. ``admm_tune.registry.allow("xgboost")``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,18 @@ import importlib
 
 from .errors import ProblemError
 
-ALLOWED_PREFIXES = ("sklearn.", "admm_tune.")
+ALLOWED_PREFIXES: tuple[str, ...] = ("sklearn.", "admm_tune.")
 """Modules a search space may name classes from."""
+
+
+def allow(package: str) -> None:
+    """Let search spaces name classes from ``package`` (a top-level package or a dotted module path)."""
+    global ALLOWED_PREFIXES
+    prefix = package.rstrip(".") + "."
+    if not package.strip(". ") or not all(part.isidentifier() for part in prefix[:-1].split(".")):
+        raise ValueError(f"not a package name: {package!r}")
+    if prefix not in ALLOWED_PREFIXES:
+        ALLOWED_PREFIXES = (*ALLOWED_PREFIXES, prefix)
 
 
 def resolve_class(dotted: str, path: str = "class") -> type:

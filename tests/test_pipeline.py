@@ -71,3 +71,19 @@ def test_classes_outside_the_allow_list_are_refused():
         resolve_class("os.system")
     with pytest.raises(ProblemError, match="cannot import"):
         resolve_class("sklearn.linear_model.NoSuchModel")
+
+
+def test_code_can_allow_another_package_and_workers_follow(tmp_path, monkeypatch):
+    from admm_tune import fit, registry
+
+    problem = {"data": "sklearn:iris", "objective": {"cv": 3}, "budget": {"evaluations": 2},
+               "search_space": {"modules": [{"name": "estimator", "algorithms": [
+                   {"name": "wrapped", "class": "custom_estimators.Wrapped"}]}]}}
+    with pytest.raises(ProblemError, match="outside the allowed modules"):
+        fit(problem, run_dir=tmp_path / "a", progress=False)
+    monkeypatch.setattr(registry, "ALLOWED_PREFIXES", registry.ALLOWED_PREFIXES)
+    registry.allow("custom_estimators")
+    result = fit(problem, run_dir=tmp_path / "b", progress=False)  # evaluated in a worker process
+    assert result.best.metrics["cv_score"] > 0.9
+    with pytest.raises(ValueError, match="not a package name"):
+        registry.allow("os; rm")
