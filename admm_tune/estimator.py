@@ -32,7 +32,7 @@ DEFAULT_EVALUATIONS = 30
 
 
 def _winner_has(method: str) -> Any:
-    """``available_if`` check: before ``fit`` the method exists (and raises NotFittedError); after, if the winner has it."""
+    """``available_if`` check: present before ``fit`` (raising NotFittedError), after it only if the winner has it."""
 
     def check(estimator: _AutoPipeline) -> bool:
         pipeline = getattr(estimator, "best_pipeline_", None)
@@ -46,7 +46,8 @@ class _AutoPipeline(BaseEstimator):
 
     _task = ""
 
-    def __init__(self, search_space: str | Mapping[str, Any] = "default", deployment: str | Mapping[str, Any] | None = None,
+    def __init__(self, search_space: str | Mapping[str, Any] = "default",
+                 deployment: str | Mapping[str, Any] | None = None,
                  constraints: Mapping[str, float] | Sequence[Mapping[str, Any]] | None = None,
                  scoring: str | None = None, cv: int = 3, max_evals: int | None = None,
                  time_budget: float | None = None, n_jobs: int = 1, random_state: int | None = None,

@@ -16,7 +16,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from admm_tune import AutoPipelineClassifier, AutoPipelineRegressor
 
 FAST = {"search_space": {"modules": [
-    {"name": "scaler", "algorithms": [{"name": "none"}, {"name": "standard", "class": "sklearn.preprocessing.StandardScaler"}]},
+    {"name": "scaler", "algorithms": [{"name": "none"},
+                                      {"name": "standard", "class": "sklearn.preprocessing.StandardScaler"}]},
     {"name": "estimator", "algorithms": [
         {"name": "logistic_regression", "class": "sklearn.linear_model.LogisticRegression",
          "params": {"C": {"type": "float", "low": 0.01, "high": 100.0, "log": True, "default": 1.0}}},

@@ -64,7 +64,8 @@ class OpenVinoBackend:
             return False, f"openvino is not installed ({exc})"
         if "CPU" not in _core().available_devices:
             return False, f"OpenVINO sees no CPU device (devices: {_core().available_devices})"
-        return True, f"openvino {ov.get_version().split('-')[0]}, CPU: {_core().get_property('CPU', 'FULL_DEVICE_NAME')}"
+        cpu = _core().get_property("CPU", "FULL_DEVICE_NAME")
+        return True, f"openvino {ov.get_version().split('-')[0]}, CPU: {cpu}"
 
     def capabilities(self) -> Capabilities:
         """Knobs of the CPU plugin; fp32 plus bf16/fp16 where the CPU has them."""
