@@ -18,5 +18,5 @@ from .space import Categorical, Float, Int, SearchSpace
 __version__ = "0.1.0"
 
 __all__ = ["AutoPipelineClassifier", "AutoPipelineRegressor", "Best", "Budget", "Categorical", "Constraint", "Float",
-           "Int", "Objective", "OptimizerSettings", "Problem", "ProblemError", "Result", "RunError", "SearchSpace", "backends", "fit",
-           "load_problem"]
+           "Int", "Objective", "OptimizerSettings", "Problem", "ProblemError", "Result", "RunError", "SearchSpace",
+           "backends", "fit", "load_problem"]
