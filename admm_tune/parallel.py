@@ -30,6 +30,8 @@ import resource
 import signal
 import sys
 import time
+from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -148,8 +150,48 @@ class _Worker:
         return f"crash: exit code {code}"
 
 
-class WorkerPool:
+class Pool(ABC):
+    """Where candidates run: :meth:`submit` starts one, :meth:`next` returns whichever finishes first."""
+
+    @property
+    @abstractmethod
+    def capacity(self) -> int:
+        """How many configs run at once."""
+
+    @abstractmethod
+    def submit(self, config: Config) -> int:
+        """Start evaluating ``config``; return its ticket."""
+
+    @abstractmethod
+    def next(self) -> tuple[int, Observation]:
+        """Block until a submitted config finishes; return its ticket and observation."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the workers."""
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def evaluate(self, configs: Sequence[Config]) -> list[Observation]:
+        """Evaluate ``configs`` (nothing else may be running); observations in their order."""
+        tickets = [self.submit(config) for config in configs]
+        results: dict[int, Observation] = {}
+        while len(results) < len(tickets):
+            ticket, obs = self.next()
+            results[ticket] = obs
+        return [results[t] for t in tickets]
+
+
+class WorkerPool(Pool):
     """``n`` isolated workers evaluating candidates under :class:`Limits`.
+
+    Candidates are evaluated asynchronously: :meth:`submit` starts one (or
+    queues it while every worker is busy) and :meth:`next` returns whichever
+    finishes first.
 
     Parameters
     ----------
@@ -169,12 +211,15 @@ class WorkerPool:
         self.home: dict[str, int] = {}  # affinity → the worker that last evaluated it
         self.ctx = mp.get_context("forkserver")
         self.ctx.set_forkserver_preload(PRELOAD)
+        self.queue: list[tuple[int, Config]] = []  # (ticket, config) waiting for a worker
+        self.running: dict[int, tuple[int, float]] = {}  # worker → (ticket, start)
+        self.finished: list[tuple[int, Observation]] = []
+        self.tickets = 0
 
-    def __enter__(self) -> WorkerPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    @property
+    def capacity(self) -> int:
+        """Number of workers."""
+        return len(self.workers)
 
     def close(self) -> None:
         """Stop every worker."""
@@ -183,45 +228,50 @@ class WorkerPool:
                 worker.stop()
                 self.workers[i] = None
 
-    def evaluate(self, configs: Sequence[Config]) -> list[Observation]:
-        """Evaluate ``configs`` (at most one per worker at a time), in their order."""
-        results: list[Observation | None] = [None] * len(configs)
-        queue = list(range(len(configs)))
-        while queue:
-            assigned = self._assign([configs[i] for i in queue])
-            running: dict[int, tuple[int, float]] = {}  # worker → (config index, start)
-            for slot, worker_index in assigned.items():
-                index = queue[slot]
-                worker = self._worker(worker_index)
-                try:
-                    worker.conn.send((configs[index], self.limits.seconds))
-                except (BrokenPipeError, OSError):
-                    results[index] = Observation.failed(worker.death())
-                    self.workers[worker_index] = None
-                    continue
-                running[worker_index] = (index, time.perf_counter())
-            queue = [queue[s] for s in range(len(queue)) if s not in assigned]
-            self._collect(running, results)
-        assert all(r is not None for r in results)
-        return results  # type: ignore[return-value]
+    def submit(self, config: Config) -> int:
+        """Start evaluating ``config`` on a free worker (queued while none is free); return its ticket."""
+        ticket = self.tickets
+        self.tickets += 1
+        self.queue.append((ticket, config))
+        self._dispatch()
+        return ticket
 
-    def _assign(self, configs: Sequence[Config]) -> dict[int, int]:
-        """Slot of ``configs`` → worker: the one that last evaluated the affinity when free, else any free one."""
-        n = len(self.workers)
-        free = list(range(n))
-        assigned: dict[int, int] = {}
-        keys = [self.affinity(config) for config in configs]
+    def next(self) -> tuple[int, Observation]:
+        """Block until a submitted config finishes; return its ticket and observation."""
+        while not self.finished:
+            if not self.running:
+                raise RuntimeError("nothing was submitted")
+            self._collect()
+            self._dispatch()
+        return self.finished.pop(0)
+
+    def _dispatch(self) -> None:
+        """Send queued configs to free workers: the one that last evaluated the affinity when free, else any."""
+        free = [w for w in range(len(self.workers)) if w not in self.running]
+        if not free or not self.queue:
+            return
+        keys = [self.affinity(config) for _, config in self.queue]
+        assigned: dict[int, int] = {}  # queue slot → worker
         for slot, key in enumerate(keys):
-            preferred = self.home.get(key, hash(key) % n)
+            preferred = self.home.get(key, hash(key) % len(self.workers))
             if preferred in free:
                 assigned[slot] = preferred
                 free.remove(preferred)
-        for slot in range(len(configs)):
+        for slot in range(len(self.queue)):
             if slot not in assigned and free:
                 assigned[slot] = free.pop(0)
-        for slot, worker in assigned.items():  # where each affinity's state now lives
-            self.home[keys[slot]] = worker
-        return assigned
+        for slot, w in sorted(assigned.items()):
+            ticket, config = self.queue[slot]
+            self.home[keys[slot]] = w  # where this affinity's state now lives
+            worker = self._worker(w)
+            try:
+                worker.conn.send((config, self.limits.seconds))
+            except (BrokenPipeError, OSError):
+                self.finished.append((ticket, Observation.failed(worker.death())))
+                self.workers[w] = None
+                continue
+            self.running[w] = (ticket, time.perf_counter())
+        self.queue = [item for slot, item in enumerate(self.queue) if slot not in assigned]
 
     def _worker(self, index: int) -> _Worker:
         worker = self.workers[index]
@@ -229,40 +279,40 @@ class WorkerPool:
             worker = self.workers[index] = _Worker(self.ctx, self.payload, self.limits.memory_mb)
         return worker
 
-    def _collect(self, running: dict[int, tuple[int, float]], results: list[Observation | None]) -> None:
-        """Wait for the running workers' answers; kill those past their time and report the dead."""
+    def _collect(self) -> None:
+        """Wait until a running worker answers or dies, or one is past its time (killed); note the results."""
         limit = None if self.limits.seconds is None else self.limits.seconds + GRACE_S
-        while running:
-            conns = {self.workers[w].conn: w for w in running}  # type: ignore[union-attr]
-            timeout = None
-            if limit is not None:
-                oldest = min(start for _, start in running.values())
-                timeout = max(0.0, oldest + limit - time.perf_counter())
-            for conn in wait(list(conns), timeout=timeout):
-                w = conns[conn]
-                index, start = running.pop(w)
-                try:
-                    results[index] = conn.recv()
-                except (EOFError, OSError):
-                    results[index] = Observation.failed(self.workers[w].death(),  # type: ignore[union-attr]
-                                                        time.perf_counter() - start)
+        conns = {self.workers[w].conn: w for w in self.running}  # type: ignore[union-attr]
+        timeout = None
+        if limit is not None:
+            oldest = min(start for _, start in self.running.values())
+            timeout = max(0.0, oldest + limit - time.perf_counter())
+        for conn in wait(list(conns), timeout=timeout):
+            w = conns[conn]
+            ticket, start = self.running.pop(w)
+            try:
+                self.finished.append((ticket, conn.recv()))
+            except (EOFError, OSError):
+                self.finished.append((ticket, Observation.failed(self.workers[w].death(),  # type: ignore[union-attr]
+                                                                 time.perf_counter() - start)))
+                self.workers[w] = None
+        if limit is not None:
+            for w, (ticket, start) in list(self.running.items()):
+                if time.perf_counter() - start >= limit:
+                    self.workers[w].stop(kill=True)  # type: ignore[union-attr]
                     self.workers[w] = None
-            if limit is not None:
-                for w, (index, start) in list(running.items()):
-                    if time.perf_counter() - start >= limit:
-                        self.workers[w].stop(kill=True)  # type: ignore[union-attr]
-                        self.workers[w] = None
-                        results[index] = Observation.failed(
-                            f"timeout: over the {self.limits.seconds:g} s limit (killed)", time.perf_counter() - start)
-                        del running[w]
+                    self.finished.append((ticket, Observation.failed(
+                        f"timeout: over the {self.limits.seconds:g} s limit (killed)", time.perf_counter() - start)))
+                    del self.running[w]
 
 
-class DaskPool:
+class DaskPool(Pool):
     """Candidates evaluated on a Dask cluster, the same interface as :class:`WorkerPool`.
 
     The evaluator is sent to every worker once; each Dask worker keeps its
     copy (and so its caches) across evaluations, and a config goes to the
-    worker its ``affinity`` names.  Each evaluation runs sequentially inside
+    worker that last evaluated its ``affinity`` when that one is idle (else
+    the least busy), and :meth:`next` returns whichever finishes first.  Each evaluation runs sequentially inside
     its worker (no nested process pool).  Limits: a Dask worker runs tasks in
     threads, where no timer can interrupt them, so ``seconds`` is enforced by
     waiting: past it (plus the grace period) the candidate is recorded as
@@ -308,12 +358,9 @@ class DaskPool:
         self.bytes = cloudpickle.dumps(evaluator)
         self.key = f"admm_tune-{hashlib.sha1(self.bytes).hexdigest()}"
         self.payload = self.client.scatter(self.bytes, broadcast=True)
-
-    def __enter__(self) -> DaskPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.running: dict[int, tuple[Any, float, str]] = {}  # ticket → (future, start, worker address)
+        self.home: dict[str, str] = {}  # affinity → the worker that last evaluated it
+        self.tickets = 0
 
     def close(self) -> None:
         """Close the client (and the local cluster) this pool started."""
@@ -322,34 +369,64 @@ class DaskPool:
             if self.cluster is not None:
                 self.cluster.close()
 
-    def evaluate(self, configs: Sequence[Config]) -> list[Observation]:
-        """Evaluate ``configs`` on the cluster, in their order."""
-        from distributed import KilledWorker
-        from distributed.client import FutureCancelledError
+    @property
+    def capacity(self) -> int:
+        """Number of Dask worker threads (at least 1)."""
+        return max(1, sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values()))
 
+    def submit(self, config: Config) -> int:
+        """Send ``config`` to a worker: the one that last evaluated its affinity when idle, else the least busy."""
         self.client.wait_for_workers(1, timeout=GRACE_S * 12)  # a nanny may be restarting a dead worker
         if self.payload.status != "finished":  # every worker holding it died: send the evaluator again
             self.payload = self.client.scatter(self.bytes, broadcast=True)
         workers = sorted(self.client.scheduler_info()["workers"])
-        futures = [self.client.submit(_dask_evaluate, self.key, self.payload, config, registry.ALLOWED_PREFIXES,
-                                      pure=False,
-                                      workers=[workers[hash(self.affinity(config)) % len(workers)]],
-                                      allow_other_workers=True) for config in configs]
+        busy = Counter(address for _, _, address in self.running.values())
+        key = self.affinity(config)
+        home = self.home.get(key)
+        address = home if home in workers and busy[home] == 0 else min(workers, key=lambda a: (busy[a], a != home))
+        self.home[key] = address
+        future = self.client.submit(_dask_evaluate, self.key, self.payload, config, registry.ALLOWED_PREFIXES,
+                                    pure=False, workers=[address], allow_other_workers=True)
+        ticket = self.tickets
+        self.tickets += 1
+        self.running[ticket] = (future, time.perf_counter(), address)
+        return ticket
+
+    def next(self) -> tuple[int, Observation]:
+        """Block until a submitted config finishes (or is past its time); return its ticket and observation."""
+        from distributed import wait as wait_futures
+
+        if not self.running:
+            raise RuntimeError("nothing was submitted")
         limit = None if self.limits.seconds is None else self.limits.seconds + GRACE_S
-        results = []
-        for future in futures:
-            start = time.perf_counter()
-            try:
-                results.append(future.result(timeout=limit))
-            except TimeoutError:
-                future.cancel()
-                results.append(Observation.failed(f"timeout: over the {self.limits.seconds:g} s limit",
-                                                  time.perf_counter() - start))
-            except (KilledWorker, FutureCancelledError) as exc:  # its worker died (and the task with it)
-                results.append(Observation.failed(f"crash: the Dask worker died ({type(exc).__name__})"))
-            except Exception as exc:  # the task raised outside the evaluator (e.g. unpickling it)
-                results.append(Observation.failed(f"error: {type(exc).__name__}: {exc}"[:500]))
-        return results
+        timeout = None
+        if limit is not None:
+            oldest = min(start for _, start, _ in self.running.values())
+            timeout = max(0.0, oldest + limit - time.perf_counter())
+        try:
+            wait_futures([f for f, _, _ in self.running.values()], timeout=timeout, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            ticket = min(self.running, key=lambda t: self.running[t][1])
+            future, start, _ = self.running.pop(ticket)
+            future.cancel()
+            return ticket, Observation.failed(f"timeout: over the {self.limits.seconds:g} s limit",
+                                              time.perf_counter() - start)
+        ticket = next(t for t, (f, _, _) in self.running.items() if f.done())
+        future, start, _ = self.running.pop(ticket)
+        return ticket, _outcome(future)
+
+
+def _outcome(future: Any) -> Observation:
+    """The observation of a finished Dask future, or why it has none."""
+    from distributed import KilledWorker
+    from distributed.client import FutureCancelledError
+
+    try:
+        return future.result()
+    except (KilledWorker, FutureCancelledError) as exc:  # its worker died (and the task with it)
+        return Observation.failed(f"crash: the Dask worker died ({type(exc).__name__})")
+    except Exception as exc:  # the task raised outside the evaluator (e.g. unpickling it)
+        return Observation.failed(f"error: {type(exc).__name__}: {exc}"[:500])
 
 
 def _dask_evaluate(key: str, payload: bytes, config: Config, allowed: tuple[str, ...]) -> Observation:
@@ -364,4 +441,4 @@ def _dask_evaluate(key: str, payload: bytes, config: Config, allowed: tuple[str,
     return evaluators[key](config)
 
 
-__all__ = ["DaskPool", "Limits", "WorkerPool"]
+__all__ = ["DaskPool", "Limits", "Pool", "WorkerPool"]

@@ -24,7 +24,7 @@ from .journal import Journal
 from .observation import Observation
 from .optim import ADMM, Candidate
 from .optim.constraints import ConstraintTerms
-from .parallel import DaskPool, WorkerPool
+from .parallel import DaskPool, Pool, WorkerPool
 from .problem import Budget, Problem, load_problem, parse_budget, restore_problem
 from .progress import Progress
 from .result import Result
@@ -98,8 +98,7 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     else:
         run_path = Path(run_dir) if run_dir is not None else None
     evaluator = _evaluator(problem)
-    optimiser = ADMM(problem.space, problem.constraints, problem.optimizer, problem.budget, problem.seed,
-                     batch_size=workers_n)
+    optimiser = ADMM(problem.space, problem.constraints, problem.optimizer, problem.budget, problem.seed)
     retry_of: dict[str, int] = {}
     if resume:
         journal = Journal.reopen(storage, problem.name, problem.space)
@@ -116,38 +115,21 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         journal.set_attr("budget", _jsonable(problem.budget.__dict__))
         if problem_file is not None:
             journal.set_attr("problem_file", str(problem_file))
-    terms = ConstraintTerms(problem.constraints)
     bar = Progress(problem.budget.evaluations, problem.budget.seconds, progress)
     if backend == "dask":
-        pool: WorkerPool | DaskPool = DaskPool(evaluator, scheduler, workers_n, problem.isolation)
+        pool: Pool = DaskPool(evaluator, scheduler, workers_n, problem.isolation)
     elif backend == "processes":
         pool = WorkerPool(evaluator, workers_n, problem.isolation)
     else:
         raise ProblemError("backend", f"expected 'processes' or 'dask', got {backend!r}")
-    leader: list[tuple[bool, float, float]] = []  # (infeasible, violation, loss) of the best so far
-
-    def evaluate(batch: list[Candidate]) -> list[Observation]:
-        trials = [journal.start(c.config, _attrs(problem, c, retry_of)) for c in batch]
-        observations = pool.evaluate([c.config for c in batch])
-        for i, (trial, obs) in enumerate(zip(trials, observations)):
-            missing = [c.metric for c in problem.constraints if c.metric not in obs.metrics]
-            if obs.ok and missing:
-                observations[i] = obs = Observation.failed(
-                    f"error: the constrained metric {missing[0]!r} was not measured", obs.duration_s)
-            violation = terms.violation(terms.violations(obs.metrics)) if obs.ok else math.inf
-            journal.finish(trial, obs, violation)
-            if obs.ok:
-                leader[:] = sorted(leader + [(violation > 0, violation, obs.loss)])[:1]
-            bar.update(len(optimiser.records) + i + 1, leader[0][2] if leader else None,
-                       bool(leader) and not leader[0][0])
-        return observations
+    executor = _JournaledExecutor(problem, pool, journal, bar, retry_of, len(optimiser.records))
 
     def on_iteration(entry: dict[str, Any]) -> None:
         journal.record_iteration(entry)
         bar.iteration(int(entry["iteration"]) + 1)
 
     try:
-        optimiser.run(evaluate, on_iteration)
+        optimiser.run(executor, on_iteration)
     finally:
         pool.close()
         bar.close()
@@ -161,6 +143,44 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     if isinstance(evaluator, DeploymentEvaluator):
         _finalize(result, evaluator, run_path)
     return result
+
+
+class _JournaledExecutor:
+    """The optimiser's :class:`~admm_tune.optim.Executor`: a pool, with every trial journaled and shown.
+
+    A trial is written when it starts and again when it finishes, so a run
+    killed at any point loses nothing finished and knows what was in flight.
+    """
+
+    def __init__(self, problem: Problem, pool: Pool, journal: Journal, bar: Progress, retry_of: Mapping[str, int],
+                 done: int) -> None:
+        self.problem, self.pool, self.journal, self.bar, self.retry_of = problem, pool, journal, bar, retry_of
+        self.terms = ConstraintTerms(problem.constraints)
+        self.capacity = pool.capacity
+        self.started: dict[int, tuple[Candidate, Any]] = {}  # ticket → (candidate, journal trial)
+        self.done = done
+        self.leader: tuple[bool, float, float] | None = None  # (infeasible, violation, loss) of the best so far
+
+    def submit(self, candidate: Candidate) -> None:
+        """Journal the trial as running and start it."""
+        trial = self.journal.start(candidate.config, _attrs(self.problem, candidate, self.retry_of))
+        self.started[self.pool.submit(candidate.config)] = (candidate, trial)
+
+    def next(self) -> tuple[Candidate, Observation]:
+        """Wait for the next finished trial; journal it and update the progress line."""
+        ticket, obs = self.pool.next()
+        candidate, trial = self.started.pop(ticket)
+        missing = [c.metric for c in self.problem.constraints if c.metric not in obs.metrics]
+        if obs.ok and missing:
+            obs = Observation.failed(f"error: the constrained metric {missing[0]!r} was not measured", obs.duration_s)
+        violation = self.terms.violation(self.terms.violations(obs.metrics)) if obs.ok else math.inf
+        self.journal.finish(trial, obs, violation)
+        if obs.ok:
+            self.leader = min(filter(None, [self.leader, (violation > 0, violation, float(obs.loss))]))
+        self.done += 1
+        self.bar.update(self.done, self.leader[2] if self.leader else None,
+                        self.leader is not None and not self.leader[0])
+        return candidate, obs
 
 
 def _finalize(result: Result, evaluator: DeploymentEvaluator, run_path: Path | None) -> None:

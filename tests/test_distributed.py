@@ -44,6 +44,23 @@ def test_a_small_fit_runs_end_to_end_on_a_local_cluster(client, tmp_path):
     assert len(client.scheduler_info()["workers"]) == 2
 
 
+def sleepy(config):
+    time.sleep(config["s"])
+    return 1.0
+
+
+def test_the_dask_pool_returns_results_as_they_finish(client):
+    # Before the hanging candidate below: its cancelled task keeps a worker thread busy for 30 s.
+    pool = DaskPool(FunctionEvaluator(sleepy), client)
+    assert pool.capacity == 2
+    slow = pool.submit({"s": 3.0})
+    fast = pool.submit({"s": 0.1})
+    order = [pool.next()[0]]
+    third = pool.submit({"s": 0.1})  # goes to the idle worker, not behind the slow one
+    order += [pool.next()[0], pool.next()[0]]
+    assert order == [fast, third, slow]
+
+
 def crashing(config):
     if config["m"] == "exits":
         os._exit(3)

@@ -12,6 +12,7 @@ import pytest
 
 import admm_tune
 from admm_tune import ProblemError, Problem, RunError, SearchSpace, load_problem
+from admm_tune.evaluate.function import FunctionEvaluator
 from admm_tune.observation import Observation
 from admm_tune.parallel import Limits, WorkerPool
 from admm_tune.problem import Budget, OptimizerSettings
@@ -92,6 +93,34 @@ def test_workers_keep_their_caches_and_configs_with_one_affinity_meet_the_same_w
         assert one.metrics["pid"] == two.metrics["pid"], ml  # same worker
         assert two.loss == one.loss + 1  # its state carried over
     assert first[0].metrics["pid"] != first[1].metrics["pid"]  # two workers ran the batch
+
+
+def sleepy(config):
+    time.sleep(config.get("m.slow.s", config.get("s", 0.05)))
+    return 1.0
+
+
+def test_the_pool_returns_results_as_they_finish_and_fills_a_freed_worker_at_once():
+    with WorkerPool(FunctionEvaluator(sleepy), 2) as pool:
+        slow = pool.submit({"s": 3.0})
+        fast = pool.submit({"s": 0.1})
+        order = [pool.next()[0]]
+        third = pool.submit({"s": 0.1})  # the freed worker takes it while the slow one runs
+        order += [pool.next()[0], pool.next()[0]]
+    assert order == [fast, third, slow]
+
+
+def test_with_two_workers_the_search_goes_on_while_a_slow_candidate_runs(tmp_path):
+    space = SearchSpace.from_dict({"modules": [{"name": "m", "algorithms": [
+        {"name": "slow", "params": {"s": {"type": "float", "low": 3.0, "high": 3.5}}},
+        {"name": "fast", "params": {"x": {"type": "float", "low": 0, "high": 1}}}]}]})
+    problem = Problem(space, sleepy, budget=Budget(evaluations=12), optimizer=OptimizerSettings(initial_pulls=2))
+    trials = admm_tune.fit(problem, seed=0, n_jobs=2, run_dir=tmp_path, progress=False).trials
+    assert len(trials) == 12 and (trials["state"] == "complete").all()
+    slow = trials[trials["structure"] == "slow"].iloc[0]
+    during = trials[(trials["datetime_start"] > slow["datetime_start"])
+                    & (trials["datetime_complete"] < slow["datetime_complete"])]
+    assert len(during) >= 3, during  # a synchronous batch would have waited for the slow one
 
 
 def test_a_run_whose_every_candidate_crashes_ends_with_the_reasons(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -208,3 +209,57 @@ def test_a_failed_evaluation_never_beats_one_that_ran_and_broke_a_constraint():
     failed, slow = sorted(opt.records, key=lambda r: r.observation.ok)
     assert opt._merit(failed) > opt._merit(slow)
     assert opt.state.z["m"] == "slow"
+
+
+class SimulatedSlots:
+    """An executor with ``capacity`` slots on a simulated clock: ``next`` returns the first candidate to finish.
+
+    It exercises the optimiser's asynchronous loop deterministically; the
+    real pools (processes, Dask) are tested in test_isolation and
+    test_distributed.
+    """
+
+    def __init__(self, capacity: int, duration) -> None:
+        self.capacity = capacity
+        self.duration = duration
+        self.now = 0.0
+        self.running: list[tuple[float, int, object]] = []
+        self.log: list[tuple[float, float]] = []  # (start, end) of every evaluation
+
+    def submit(self, candidate) -> None:
+        import heapq
+
+        assert len(self.running) < self.capacity, "more candidates submitted than slots"
+        end = self.now + self.duration(candidate.config)
+        heapq.heappush(self.running, (end, len(self.log), candidate))
+        self.log.append((self.now, end))
+
+    def next(self):
+        import heapq
+
+        end, _, candidate = heapq.heappop(self.running)
+        self.now = end
+        return candidate, Observation("complete", *quadratic(candidate.config))
+
+
+def idle_share(log: list[tuple[float, float]], capacity: int) -> float:
+    """Share of slot-time left idle between the first and the last start."""
+    last_start = max(start for start, _ in log)
+    busy = sum(min(end, last_start) - start for start, end in log)
+    return 1.0 - busy / (capacity * last_start)
+
+
+@pytest.mark.parametrize("capacity", [2, 4])
+def test_asynchronous_slots_never_wait_for_the_slowest_evaluation(capacity):
+    # Candidates with n1 > 5 take 30 time units, the others 1: a synchronous batch
+    # holding one slow candidate would leave its other slots idle for 29 units.
+    slots = SimulatedSlots(capacity, lambda config: 30.0 if config["f.q.n1"] > 5 else 1.0)
+    opt = ADMM(SearchSpace.from_dict(QUADRATIC_SPACE), [Constraint("g", 2.0, "max")], ONE_STRUCTURE,
+               Budget(evaluations=60), seed=0)
+    opt.run(slots)
+    assert len(opt.records) == len(slots.log) == 60
+    assert len({json.dumps(r.config, sort_keys=True) for r in opt.records}) == 60
+    slow = [start for start, end in slots.log if end - start > 1]
+    assert slow, "the run should try some slow candidates"
+    assert idle_share(slots.log, capacity) < 0.05, idle_share(slots.log, capacity)
+    assert opt.best().feasible

@@ -29,6 +29,17 @@ One iteration:
    near their copy whenever a constraint stays violated, and the exact cell
    projection of step 1 drives the residual to 0 without it.
 
+Evaluations are asynchronous (:class:`~.executor.Executor`): a step starts
+each candidate as soon as a slot is free and ends once all of its candidates
+are started and a slot is free again.  With one slot this is the sequential
+loop above.  With several, the θ-step conditions each proposal on the
+candidates still running (kriging believer) and a step's updates use the
+results in by then; results that come later join the history and the next
+z update (as options, and credited to the bandit: each pull once, the best
+late θ-step point once), so no slot ever waits for the slowest evaluation
+of a batch: asynchronous ADMM whose staleness is bounded by the number of
+slots.
+
 Units: integer residuals are measured in units of each parameter's range,
 constraints in units of their bound, and the objective in units of its
 observed spread (median minus best loss), so ρ and μ mean the same on any
@@ -54,16 +65,7 @@ from ..space import Config, Float, Int, SearchSpace
 from .bandit import NoAllowedDraw, ThompsonBandit, reward
 from .bayes import ThetaTask, make_solver
 from .constraints import ConstraintTerms
-
-
-@dataclass
-class Candidate:
-    """A point the optimiser asks to evaluate."""
-
-    config: Config
-    step: str
-    iteration: int
-    relaxed: dict[str, float] = field(default_factory=dict)
+from .executor import Candidate, EvaluateFn, Executor, SerialExecutor
 
 
 @dataclass
@@ -111,7 +113,6 @@ class ADMMState:
         return json.dumps(asdict(self), default=_json_default)
 
 
-EvaluateFn = Callable[[list[Candidate]], list[Observation]]
 IterationFn = Callable[[dict[str, Any]], None]
 
 
@@ -125,18 +126,16 @@ class ADMM:
     settings : OptimizerSettings
     budget : Budget
     seed : int, optional
-        Makes a run with an evaluation budget reproducible.
-    batch_size : int
-        Points evaluated together (the number of parallel workers).
+        Makes a run with an evaluation budget reproducible (with one
+        evaluation slot).
     """
 
     def __init__(self, space: SearchSpace, constraints: Sequence[Constraint], settings: OptimizerSettings,
-                 budget: Budget, seed: int | None = None, batch_size: int = 1) -> None:
+                 budget: Budget, seed: int | None = None) -> None:
         self.space = space
         self.terms = ConstraintTerms(constraints)
         self.settings = settings
         self.budget = budget
-        self.batch_size = max(1, batch_size)
         self.rng = np.random.default_rng(seed)
         self.solver = make_solver(settings.theta_solver)
         self.bandit = ThompsonBandit(space)
@@ -147,16 +146,30 @@ class ADMM:
         self.trace: list[dict[str, Any]] = []
         self._seen: set[str] = set()
         self._retry: list[Candidate] = []
+        self._running: dict[int, Candidate] = {}  # id → candidate submitted and not yet returned
+        self._late: list[Record] = []  # results that came in after their step ended, not yet judged
+        self._started = 0
+        self._executor: Executor = SerialExecutor(lambda batch: [])
         self._start = time.monotonic()
         self._stalled = 0
 
     # -- public ----------------------------------------------------------------
-    def run(self, evaluate: EvaluateFn, on_iteration: IterationFn | None = None) -> list[Record]:
-        """Iterate until the budget is spent or progress stalls; return every record."""
-        self._evaluate = evaluate
+    def run(self, evaluate: Executor | EvaluateFn, on_iteration: IterationFn | None = None) -> list[Record]:
+        """Iterate until the budget is spent or progress stalls; return every record.
+
+        Parameters
+        ----------
+        evaluate : Executor or callable
+            Where candidates are evaluated; a ``[candidate] -> [observation]``
+            callable is used one candidate at a time.
+        on_iteration : callable, optional
+            Called with each iteration's trace entry.
+        """
+        self._executor = evaluate if isinstance(evaluate, Executor) else SerialExecutor(evaluate)
         self._start = time.monotonic()
         if self._retry:
-            self._eval(self._retry)
+            retry = iter(self._retry)
+            self._credit(self._step(lambda: next(retry, None)))
             self._retry = []
         if not self.records:
             self._initialise()
@@ -168,6 +181,8 @@ class ADMM:
             empty = empty + 1 if entry["new_evaluations"] == 0 else 0
             if self._converged(entry) or empty >= 3:  # three iterations found nothing new: space exhausted
                 break
+        while self._running:
+            self._receive()
         return self.records
 
     def restore(self, history: Sequence[tuple[Candidate, Observation]], trace: Sequence[dict[str, Any]],
@@ -213,7 +228,9 @@ class ADMM:
             config = self.space.complete(self.bandit.sample(self.rng))
             if all(_key(c.config) != _key(config) for c in batch):
                 batch.append(Candidate(config, "init", 0))
-        records = self._eval(batch)
+        draws = iter(batch)
+        records = self._step(lambda: next(draws, None))
+        self._credit(records)
         first = min(records, key=self._merit) if records else None
         self.state.z = self.space.choice_of(first.config if first else batch[0].config)
 
@@ -226,7 +243,7 @@ class ADMM:
         """One ADMM iteration; returns its trace entry."""
         s = self.state
         t = s.iteration
-        n_before = len(self.records)
+        n_before = self._started
         s.f_scale = self._loss_scale()
         iterate = self._theta_step(t)
         g_hat = self._g_hat(iterate)
@@ -250,7 +267,7 @@ class ADMM:
             "z_next": json.dumps(s.z, sort_keys=True, default=_json_default),
             "structure": "/".join(self.space.structure_of(z_before)),
             "evaluations": len(self.records),
-            "new_evaluations": len(self.records) - n_before,
+            "new_evaluations": self._started - n_before,
             "inner_budget": s.inner,
             "rho": s.rho,
             "f_scale": s.f_scale,
@@ -289,21 +306,22 @@ class ADMM:
         keys = self._theta_block(t, every)
         fixed = {key: s.theta[key] for key, _ in every}
         center = np.array([p.to_unit(s.theta[key]) for key, p in keys])
-        remaining = s.inner
-        new: list[Record] = []
-        while remaining > 0 and not self._exhausted():
-            task = self._theta_task(zkey, keys, center, fixed, [kp for kp in every if kp not in keys])
-            n = min(self.batch_size, remaining, self._left())
-            points = self.solver.propose(task, n, self.rng)
+        others = [kp for kp in every if kp not in keys]
+        proposed = 0
+
+        def propose() -> Candidate | None:
+            nonlocal proposed
+            if proposed == s.inner:
+                return None
+            points = self.solver.propose(self._theta_task(zkey, keys, center, fixed, others), 1, self.rng)
             if len(points) == 0:
-                break
-            batch = []
-            for x in points:
-                relaxed = {**fixed, **{key: p.from_unit(v) for (key, p), v in zip(keys, x)}}
-                config = self.space.complete(s.z, relaxed)
-                batch.append(Candidate(config, "theta", t, {k: relaxed[k] for k, p in every if isinstance(p, Int)}))
-            new += self._eval(batch, credit=False)
-            remaining -= len(batch)
+                return None
+            proposed += 1
+            relaxed = {**fixed, **{key: p.from_unit(v) for (key, p), v in zip(keys, points[0])}}
+            return Candidate(self.space.complete(s.z, relaxed), "theta", t,
+                             {k: relaxed[k] for k, p in every if isinstance(p, Int)})
+
+        new = self._step(propose)
         if new:
             self._credit([min(new, key=self._merit)])
         best = self._best_of_choice(zkey, every)
@@ -340,11 +358,19 @@ class ADMM:
 
         Only evaluations of this structure whose other parameters equal the
         fixed ones inform the models: the others' effect is not modelled.
+        Such candidates still running are the task's ``pending`` points.
         """
-        history = [r for r in self.records if _key(self.space.choice_of(r.config)) == zkey
-                   and all(r.config[k] == p.cast(fixed[k]) for k, p in others)]
+        def comparable(config: Config) -> bool:
+            return (_key(self.space.choice_of(config)) == zkey
+                    and all(config[k] == p.cast(fixed[k]) for k, p in others))
+
+        def unit(candidates: Sequence[Candidate]) -> np.ndarray:
+            return np.array([[p.to_unit(float(c.relaxed.get(key, c.config[key]))) for key, p in keys]
+                             for c in candidates]).reshape(-1, len(keys))
+
+        history = [r for r in self.records if comparable(r.config)]
         k = len(self.terms)
-        X = np.array([[p.to_unit(self._relaxed(r, key)) for key, p in keys] for r in history]).reshape(-1, len(keys))
+        X = unit([r.candidate for r in history])
         worst = self._worst_loss()
         f = np.array([r.observation.loss if r.observation.ok else worst for r in history], dtype=float)
         ok = np.array([r.observation.ok for r in history], dtype=bool)
@@ -356,7 +382,8 @@ class ADMM:
             return f_values / self.state.f_scale + self.terms.penalty(1.0 + violations, mu, rho)
 
         steps = np.array([_unit_step(p, self.state.theta[key]) if isinstance(p, Int) else 0.0 for key, p in keys])
-        return ThetaTask(X, f, G, ok, merit, self._consensus(keys), self._valid(keys, fixed), center, steps)
+        pending = unit([c for c in self._running.values() if comparable(c.config)])
+        return ThetaTask(X, f, G, ok, merit, self._consensus(keys), self._valid(keys, fixed), center, steps, pending)
 
     def _consensus(self, keys: list[tuple[str, Float]]) -> Callable[[np.ndarray], np.ndarray]:
         s = self.state
@@ -415,7 +442,12 @@ class ADMM:
                         and all(_key(c.config) != _key(config) for c in batch)):
                     batch.append(Candidate(config, "z", t, {}))
                     break
-        pulled = self._eval(batch)
+        draws = iter(batch)
+        pulled = self._step(lambda: next(draws, None)) + self._late
+        self._late = []
+        late_theta = [r for r in pulled if r.candidate.step == "theta"]
+        self._credit([r for r in pulled if r.candidate.step != "theta"]
+                     + ([min(late_theta, key=self._merit)] if late_theta else []))
         options = ([iterate] if iterate is not None else []) + pulled
         if options:
             s.z = self.space.choice_of(min(options, key=self._merit).config)
@@ -425,25 +457,45 @@ class ADMM:
         return self.space.module(key.split(".")[0]).group
 
     # -- evaluation and bookkeeping -----------------------------------------------------
-    def _eval(self, batch: list[Candidate], credit: bool = True) -> list[Record]:
-        """Evaluate ``batch`` in chunks of ``batch_size`` while the budget lasts.
+    def _step(self, propose: Callable[[], Candidate | None]) -> list[Record]:
+        """Evaluate what ``propose`` gives (until ``None``) while the budget lasts; return the step's results.
 
-        Bandit pulls (``credit``) update the arms they pulled.
+        Each candidate starts as soon as a slot is free.  The step ends once
+        every candidate has started and a slot is free again (with one slot:
+        when all are done); the results in by then are returned, later ones
+        go to ``_late``.
         """
-        records: list[Record] = []
-        for start in range(0, len(batch), self.batch_size):
-            if self._exhausted():
-                break
-            chunk = batch[start:start + self.batch_size][: self._left()]
-            for cand, obs in zip(chunk, self._evaluate(chunk)):
-                viol = self.terms.violations(obs.metrics) if obs.ok else np.full(len(self.terms), np.inf)
-                record = Record(cand, obs, viol)
-                self.records.append(record)
-                self._seen.add(_key(cand.config))
-                records.append(record)
-        if credit:
-            self._credit(records)
-        return records
+        mine: set[int] = set()
+        done: list[Record] = []
+        proposing = True
+        capacity = self._executor.capacity
+        while True:
+            while proposing and len(self._running) < capacity:
+                candidate = None if self._exhausted() else propose()
+                if candidate is None:
+                    proposing = False
+                else:
+                    self._submit(candidate)
+                    mine.add(id(candidate))
+            if not proposing and len(self._running) < capacity:
+                return done
+            record = self._receive()
+            (done if id(record.candidate) in mine else self._late).append(record)
+
+    def _submit(self, candidate: Candidate) -> None:
+        self._seen.add(_key(candidate.config))
+        self._running[id(candidate)] = candidate
+        self._started += 1
+        self._executor.submit(candidate)
+
+    def _receive(self) -> Record:
+        """Wait for the next finished evaluation and record it."""
+        candidate, obs = self._executor.next()
+        del self._running[id(candidate)]
+        viol = self.terms.violations(obs.metrics) if obs.ok else np.full(len(self.terms), np.inf)
+        record = Record(candidate, obs, viol)
+        self.records.append(record)
+        return record
 
     def _credit(self, records: list[Record]) -> None:
         merits = [self._merit(r) for r in self.records]
@@ -514,9 +566,10 @@ class ADMM:
         return float(math.sqrt(sum(((s.theta[k] - s.delta[k]) / _span(p)) ** 2 for k, p in ints)))
 
     def _left(self) -> int:
+        """Evaluations the budget still allows to start."""
         if self.budget.evaluations is None:
             return 1 << 30
-        return max(0, self.budget.evaluations - len(self.records))
+        return max(0, self.budget.evaluations - len(self.records) - len(self._running))
 
     def _exhausted(self) -> bool:
         if self._left() == 0:

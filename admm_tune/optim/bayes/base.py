@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,6 +43,9 @@ class ThetaTask:
     steps : ndarray of shape (d,)
         For integer dimensions, the unit-cube distance of one integer step
         near the iterate; 0 for continuous dimensions.
+    pending : ndarray of shape (p, d)
+        Points being evaluated now (asynchronous evaluation): not valid
+        again, and a model-based solver should spread away from them.
     """
 
     X: np.ndarray
@@ -54,6 +57,7 @@ class ThetaTask:
     valid: Callable[[np.ndarray], bool]
     center: np.ndarray
     steps: np.ndarray
+    pending: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
 
     @property
     def dim(self) -> int:

@@ -7,7 +7,8 @@ known parts (the constraint terms of the augmented Lagrangian, the integer
 consensus penalty) are applied to the models' predictions analytically, so
 expected improvement is taken over the whole θ-step objective.  A batch is
 built by kriging believer: each chosen point joins the data at its
-predicted mean before the next is chosen.
+predicted mean before the next is chosen; the task's pending points (still
+being evaluated) join the data the same way before the first is chosen.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ class GPSolver(ThetaSolver):
         G = task.G[task.ok]
         data = [(X, f)] + ([(task.X[task.ok], G[:, j]) for j in range(G.shape[1])] if task.ok.sum() >= 2 else [])
         models = [self._fit(Xm, ym, rng) for Xm, ym in data]
+        if len(task.pending):
+            data, models = _believe(data, models, task.pending)
         z = rng.standard_normal((self.n_samples, 1 + G.shape[1]))
         best = float(np.min(observed))
         chosen: list[np.ndarray] = []
@@ -89,11 +92,8 @@ class GPSolver(ThetaSolver):
             i = int(np.argmax(score))
             chosen.append(candidates[i])
             candidates = np.delete(candidates, i, axis=0)
-            if len(chosen) < n:  # kriging believer: pretend the point returned its predicted mean
-                x = chosen[-1]
-                data = [(np.vstack([Xm, x]), np.append(ym, m.predict(x[None, :]))) for (Xm, ym), m in zip(data, models)]
-                models = [GaussianProcessRegressor(kernel=m.kernel_, optimizer=None, normalize_y=True).fit(Xm, ym)
-                          for (Xm, ym), m in zip(data, models)]
+            if len(chosen) < n:
+                data, models = _believe(data, models, chosen[-1][None, :])
         return np.array(chosen).reshape(-1, d)
 
     def _acquisition(self, task: ThetaTask, models: list[GaussianProcessRegressor], candidates: np.ndarray,
@@ -130,6 +130,15 @@ class GPSolver(ThetaSolver):
             warnings.simplefilter("ignore", ConvergenceWarning)
             gp.fit(X, y)
         return gp
+
+
+def _believe(data: list[tuple[np.ndarray, np.ndarray]], models: list[GaussianProcessRegressor], X: np.ndarray
+             ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[GaussianProcessRegressor]]:
+    """Kriging believer: pretend the points ``X`` returned the models' predicted means (kernels kept)."""
+    data = [(np.vstack([Xm, X]), np.append(ym, m.predict(X))) for (Xm, ym), m in zip(data, models)]
+    models = [GaussianProcessRegressor(kernel=m.kernel_, optimizer=None, normalize_y=True).fit(Xm, ym)
+              for (Xm, ym), m in zip(data, models)]
+    return data, models
 
 
 def _expected_improvement(mean: np.ndarray, sigma: np.ndarray, best: float, xi: float) -> np.ndarray:

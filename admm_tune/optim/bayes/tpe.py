@@ -35,6 +35,9 @@ class TPESolver(ThetaSolver):
         for x, v in zip(task.X, task.objective()):
             study.add_trial(optuna.trial.create_trial(params=dict(zip(names, map(float, x))),
                                                       distributions=dists, value=float(v)))
+        for x in task.pending:  # left running, like the batch's own points below
+            study.enqueue_trial(dict(zip(names, map(float, x))))
+            study.ask(dists)
         chosen: list[np.ndarray] = []
         for _ in range(n * self.n_tries):
             if len(chosen) == n:
