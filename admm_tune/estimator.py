@@ -175,9 +175,9 @@ class AutoPipelineClassifier(ClassifierMixin, _AutoPipeline):
     time_budget : float, optional
         Seconds of search.
     n_jobs : int, default=1
-        Candidates evaluated in parallel.
+        Candidates evaluated in parallel (asynchronously).
     random_state : int, optional
-        Seed; with ``max_evals`` the search is reproducible.
+        Seed; with ``max_evals`` and ``n_jobs=1`` the search is reproducible.
     storage : str, optional
         SQLAlchemy URL of the journal; default: in memory.
     verbose : int, default=0

@@ -45,14 +45,16 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         Overrides the problem's budget: a mapping (``{"evaluations": 25}``),
         an evaluation count, or a duration string (``"90s"``).
     seed : int, optional
-        Overrides the problem's seed; with an evaluation budget the trial
-        sequence is then reproducible.
+        Overrides the problem's seed; with an evaluation budget and
+        ``n_jobs=1`` the trial sequence is then reproducible.
     storage : str, optional
         SQLAlchemy URL of the journal, or ``"memory"`` (nothing written to
         disk); default ``sqlite:///RUN_DIR/journal.db``.
     n_jobs : int
         Candidates evaluated in parallel, each in an isolated worker process
-        under the problem's ``isolation`` limits (-1: one per core).
+        under the problem's ``isolation`` limits (-1: one per core).  A
+        worker that finishes gets the next candidate at once, so with
+        ``n_jobs > 1`` the trial sequence depends on timing.
     progress : bool
         Show a progress line on stderr.
     run_dir : path, optional

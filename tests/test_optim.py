@@ -11,7 +11,7 @@ from synthetic import QUADRATIC_OPTIMUM, QUADRATIC_SPACE, quadratic
 
 from admm_tune import SearchSpace
 from admm_tune.observation import Observation
-from admm_tune.optim import ADMM
+from admm_tune.optim import ADMM, SimulatedExecutor
 from admm_tune.optim.bandit import ThompsonBandit, reward
 from admm_tune.problem import Budget, Constraint, OptimizerSettings
 
@@ -211,49 +211,12 @@ def test_a_failed_evaluation_never_beats_one_that_ran_and_broke_a_constraint():
     assert opt.state.z["m"] == "slow"
 
 
-class SimulatedSlots:
-    """An executor with ``capacity`` slots on a simulated clock: ``next`` returns the first candidate to finish.
-
-    It exercises the optimiser's asynchronous loop deterministically; the
-    real pools (processes, Dask) are tested in test_isolation and
-    test_distributed.
-    """
-
-    def __init__(self, capacity: int, duration) -> None:
-        self.capacity = capacity
-        self.duration = duration
-        self.now = 0.0
-        self.running: list[tuple[float, int, object]] = []
-        self.log: list[tuple[float, float]] = []  # (start, end) of every evaluation
-
-    def submit(self, candidate) -> None:
-        import heapq
-
-        assert len(self.running) < self.capacity, "more candidates submitted than slots"
-        end = self.now + self.duration(candidate.config)
-        heapq.heappush(self.running, (end, len(self.log), candidate))
-        self.log.append((self.now, end))
-
-    def next(self):
-        import heapq
-
-        end, _, candidate = heapq.heappop(self.running)
-        self.now = end
-        return candidate, Observation("complete", *quadratic(candidate.config))
-
-
-def idle_share(log: list[tuple[float, float]], capacity: int) -> float:
-    """Share of slot-time left idle between the first and the last start."""
-    last_start = max(start for start, _ in log)
-    busy = sum(min(end, last_start) - start for start, end in log)
-    return 1.0 - busy / (capacity * last_start)
-
-
 @pytest.mark.parametrize("capacity", [2, 4])
 def test_asynchronous_slots_never_wait_for_the_slowest_evaluation(capacity):
     # Candidates with n1 > 5 take 30 time units, the others 1: a synchronous batch
     # holding one slow candidate would leave its other slots idle for 29 units.
-    slots = SimulatedSlots(capacity, lambda config: 30.0 if config["f.q.n1"] > 5 else 1.0)
+    slots = SimulatedExecutor(capacity, lambda config: 30.0 if config["f.q.n1"] > 5 else 1.0,
+                              lambda config: Observation("complete", *quadratic(config)))
     opt = ADMM(SearchSpace.from_dict(QUADRATIC_SPACE), [Constraint("g", 2.0, "max")], ONE_STRUCTURE,
                Budget(evaluations=60), seed=0)
     opt.run(slots)
@@ -261,5 +224,5 @@ def test_asynchronous_slots_never_wait_for_the_slowest_evaluation(capacity):
     assert len({json.dumps(r.config, sort_keys=True) for r in opt.records}) == 60
     slow = [start for start, end in slots.log if end - start > 1]
     assert slow, "the run should try some slow candidates"
-    assert idle_share(slots.log, capacity) < 0.05, idle_share(slots.log, capacity)
+    assert slots.idle_share() < 0.05, slots.idle_share()
     assert opt.best().feasible

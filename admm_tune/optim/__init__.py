@@ -6,6 +6,7 @@ It sees only the space, the constraints and a black-box
 """
 
 from .admm import ADMM, ADMMState, Record, best_record
-from .executor import Candidate, Executor, SerialExecutor
+from .executor import Candidate, Executor, SerialExecutor, SimulatedExecutor
 
-__all__ = ["ADMM", "ADMMState", "Candidate", "Executor", "Record", "SerialExecutor", "best_record"]
+__all__ = ["ADMM", "ADMMState", "Candidate", "Executor", "Record", "SerialExecutor", "SimulatedExecutor",
+           "best_record"]

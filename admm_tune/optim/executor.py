@@ -8,6 +8,7 @@ slot waits for the slowest member of a batch (see ``docs/optimiser.md``).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -73,3 +74,59 @@ class SerialExecutor:
         candidate = self.queue.pop(0)
         (observation,) = self.evaluate([candidate])
         return candidate, observation
+
+
+class SimulatedExecutor:
+    """An :class:`Executor` with ``capacity`` slots on a simulated clock.
+
+    Each candidate takes ``duration(config)`` units of simulated time and
+    :meth:`next` returns the first to finish, so the optimiser's
+    asynchronous loop can be studied (tests, ``benchmarks/async_quality.py``)
+    deterministically and without real workers.
+
+    Parameters
+    ----------
+    capacity : int
+    duration : callable
+        ``config -> float``, the simulated time a candidate takes.
+    evaluate : callable
+        ``config -> Observation``.
+
+    Attributes
+    ----------
+    now : float
+        The simulated time.
+    log : list of (start, end)
+        Every evaluation, in submission order.
+    """
+
+    def __init__(self, capacity: int, duration: Callable[[Config], float],
+                 evaluate: Callable[[Config], Observation]) -> None:
+        self.capacity = capacity
+        self.duration = duration
+        self.evaluate = evaluate
+        self.now = 0.0
+        self.running: list[tuple[float, int, Candidate]] = []
+        self.log: list[tuple[float, float]] = []
+
+    def submit(self, candidate: Candidate) -> None:
+        """Start ``candidate`` now; it ends ``duration`` later."""
+        if len(self.running) >= self.capacity:
+            raise RuntimeError(f"more than {self.capacity} candidates submitted at once")
+        end = self.now + float(self.duration(candidate.config))
+        heapq.heappush(self.running, (end, len(self.log), candidate))
+        self.log.append((self.now, end))
+
+    def next(self) -> tuple[Candidate, Observation]:
+        """Advance the clock to the first candidate to finish and evaluate it."""
+        end, _, candidate = heapq.heappop(self.running)
+        self.now = end
+        return candidate, self.evaluate(candidate.config)
+
+    def idle_share(self) -> float:
+        """Share of slot-time left idle between the first and the last start."""
+        last_start = max(start for start, _ in self.log)
+        if last_start == 0:
+            return 0.0
+        busy = sum(min(end, last_start) - start for start, end in self.log)
+        return max(0.0, 1.0 - busy / (self.capacity * last_start))
