@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing as mp
+import os
 import resource
 import signal
 import sys
@@ -238,6 +239,7 @@ class WorkerPool(Pool):
 
     def next(self) -> tuple[int, Observation]:
         """Block until a submitted config finishes; return its ticket and observation."""
+        self._dispatch()
         while not self.finished:
             if not self.running:
                 raise RuntimeError("nothing was submitted")
@@ -310,17 +312,21 @@ class DaskPool(Pool):
     """Candidates evaluated on a Dask cluster, the same interface as :class:`WorkerPool`.
 
     The evaluator is sent to every worker once; each Dask worker keeps its
-    copy (and so its caches) across evaluations, and a config goes to the
-    worker that last evaluated its ``affinity`` when that one is idle (else
-    the least busy), and :meth:`next` returns whichever finishes first.  Each evaluation runs sequentially inside
-    its worker (no nested process pool).  Limits: a Dask worker runs tasks in
-    threads, where no timer can interrupt them, so ``seconds`` is enforced by
-    waiting: past it (plus the grace period) the candidate is recorded as
-    ``timeout`` and its task cancelled; a worker that dies (segfault, memory)
-    is reported as ``crash`` and restarted by its nanny (a local cluster of
-    this pool's own does not retry such a task on the other workers; the
-    scheduler's ``allowed-failures`` decides on other clusters); memory is
-    bounded by the workers' own ``memory_limit``.
+    copy (and so its caches) across evaluations.  A config goes to the
+    worker that last evaluated its ``affinity`` when that one is idle, else
+    to the least busy one, and :meth:`next` returns whichever finishes
+    first.  Each evaluation runs sequentially inside its worker (no nested
+    process pool).
+
+    Limits: a Dask worker runs tasks in threads, where no timer can
+    interrupt them, so ``seconds`` is enforced by waiting: past it (plus the
+    grace period) the candidate is recorded as ``timeout``, its task
+    cancelled and its worker restarted through its nanny (a thread cannot be
+    stopped; without a nanny the thread runs on).  A worker that dies
+    (segfault, memory) is reported as ``crash`` and restarted by its nanny (a
+    local cluster of this pool's own does not retry such a task on the other
+    workers; the scheduler's ``allowed-failures`` decides on other clusters);
+    memory is bounded by the workers' own ``memory_limit``.
 
     Parameters
     ----------
@@ -329,6 +335,7 @@ class DaskPool(Pool):
         A scheduler address, a client, or None for a ``LocalCluster`` of
         ``n_workers`` single-threaded worker processes on this machine.
     n_workers : int
+        Candidates evaluated at once (-1: one per thread of the cluster).
     limits : Limits
     """
 
@@ -345,8 +352,8 @@ class DaskPool(Pool):
             try:
                 if scheduler is None:  # a candidate that kills its worker is not retried on the others
                     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-                        self.cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                                    dashboard_address=None)
+                        self.cluster = LocalCluster(n_workers=n_workers if n_workers > 0 else os.cpu_count(),
+                                                    threads_per_worker=1, processes=True, dashboard_address=None)
                     scheduler = self.cluster
                 self.client, self.own = Client(scheduler), True
             except RuntimeError as exc:
@@ -355,6 +362,9 @@ class DaskPool(Pool):
                                        "the code that calls admm_tune.fit under `if __name__ == \"__main__\":`"
                                        ) from None
                 raise
+        self.client.wait_for_workers(1, timeout=GRACE_S * 12)
+        threads = sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values())
+        self._capacity = n_workers if n_workers > 0 else max(1, threads)
         self.bytes = cloudpickle.dumps(evaluator)
         self.key = f"admm_tune-{hashlib.sha1(self.bytes).hexdigest()}"
         self.payload = self.client.scatter(self.bytes, broadcast=True)
@@ -362,17 +372,17 @@ class DaskPool(Pool):
         self.home: dict[str, str] = {}  # affinity → the worker that last evaluated it
         self.tickets = 0
 
+    @property
+    def capacity(self) -> int:
+        """Candidates evaluated at once."""
+        return self._capacity
+
     def close(self) -> None:
         """Close the client (and the local cluster) this pool started."""
         if self.own:
             self.client.close()
             if self.cluster is not None:
                 self.cluster.close()
-
-    @property
-    def capacity(self) -> int:
-        """Number of Dask worker threads (at least 1)."""
-        return max(1, sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values()))
 
     def submit(self, config: Config) -> int:
         """Send ``config`` to a worker: the one that last evaluated its affinity when idle, else the least busy."""
@@ -399,21 +409,32 @@ class DaskPool(Pool):
         if not self.running:
             raise RuntimeError("nothing was submitted")
         limit = None if self.limits.seconds is None else self.limits.seconds + GRACE_S
-        timeout = None
-        if limit is not None:
-            oldest = min(start for _, start, _ in self.running.values())
-            timeout = max(0.0, oldest + limit - time.perf_counter())
+        while True:
+            for ticket, (future, _, _) in self.running.items():
+                if future.done():  # finished, failed, or cancelled by the scheduler (a lost worker)
+                    del self.running[ticket]
+                    return ticket, _outcome(future)
+            oldest = min(self.running, key=lambda t: self.running[t][1])
+            timeout = None if limit is None else max(0.0, self.running[oldest][1] + limit - time.perf_counter())
+            try:
+                wait_futures([f for f, _, _ in self.running.values()], timeout=timeout,
+                             return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                future, start, address = self.running.pop(oldest)
+                future.cancel()
+                self._restart(address)
+                return oldest, Observation.failed(f"timeout: over the {self.limits.seconds:g} s limit",
+                                                  time.perf_counter() - start)
+            except Exception:  # a future was cancelled meanwhile: the loop above reports it
+                if not any(f.done() for f, _, _ in self.running.values()):
+                    raise
+
+    def _restart(self, address: str) -> None:
+        """Restart a worker whose thread is stuck in a timed-out evaluation, so nothing queues behind it."""
         try:
-            wait_futures([f for f, _, _ in self.running.values()], timeout=timeout, return_when="FIRST_COMPLETED")
-        except TimeoutError:
-            ticket = min(self.running, key=lambda t: self.running[t][1])
-            future, start, _ = self.running.pop(ticket)
-            future.cancel()
-            return ticket, Observation.failed(f"timeout: over the {self.limits.seconds:g} s limit",
-                                              time.perf_counter() - start)
-        ticket = next(t for t, (f, _, _) in self.running.items() if f.done())
-        future, start, _ = self.running.pop(ticket)
-        return ticket, _outcome(future)
+            self.client.restart_workers([address], timeout=GRACE_S * 6, raise_for_error=False)
+        except Exception:  # no nanny to restart it: the thread runs on until the evaluation returns
+            pass
 
 
 def _outcome(future: Any) -> Observation:

@@ -65,7 +65,8 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         a Dask cluster (see ``docs/distributed.md``).
     scheduler : str or distributed.Client, optional
         With ``backend="dask"``: a scheduler address or a client; default a
-        ``LocalCluster`` of ``n_jobs`` worker processes.
+        ``LocalCluster`` of ``n_jobs`` worker processes.  ``n_jobs``
+        candidates run at once on the cluster (-1: one per worker thread).
     resume : bool
         Continue the interrupted run whose journal is ``storage`` (or
         ``run_dir``'s): completed evaluations are not run again, evaluations
@@ -119,7 +120,7 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
             journal.set_attr("problem_file", str(problem_file))
     bar = Progress(problem.budget.evaluations, problem.budget.seconds, progress)
     if backend == "dask":
-        pool: Pool = DaskPool(evaluator, scheduler, workers_n, problem.isolation)
+        pool: Pool = DaskPool(evaluator, scheduler, -1 if n_jobs == -1 else workers_n, problem.isolation)
     elif backend == "processes":
         pool = WorkerPool(evaluator, workers_n, problem.isolation)
     else:

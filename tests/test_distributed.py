@@ -50,9 +50,8 @@ def sleepy(config):
 
 
 def test_the_dask_pool_returns_results_as_they_finish(client):
-    # Before the hanging candidate below: its cancelled task keeps a worker thread busy for 30 s.
-    pool = DaskPool(FunctionEvaluator(sleepy), client)
-    assert pool.capacity == 2
+    assert DaskPool(FunctionEvaluator(sleepy), client, n_workers=-1).capacity == 2  # every worker thread
+    pool = DaskPool(FunctionEvaluator(sleepy), client, n_workers=2)
     slow = pool.submit({"s": 3.0})
     fast = pool.submit({"s": 0.1})
     order = [pool.next()[0]]
@@ -82,6 +81,9 @@ def test_dask_workers_that_die_or_hang_fail_their_candidate_only(client):
     assert ok.ok and ok.loss == 1.0
     assert hung.reason.startswith("timeout: over the 0.5 s limit")
     assert dead.reason.startswith("crash: the Dask worker died")
+    start = time.monotonic()
+    assert all(o.ok for o in pool.evaluate([{"m": "fine"}, {"m": "fine"}]))
+    assert time.monotonic() - start < 20  # nothing queued behind the hung thread: its worker was restarted
 
 
 def test_unknown_backend_is_a_problem_error(tmp_path):

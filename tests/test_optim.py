@@ -226,3 +226,23 @@ def test_asynchronous_slots_never_wait_for_the_slowest_evaluation(capacity):
     assert slow, "the run should try some slow candidates"
     assert slots.idle_share() < 0.05, slots.idle_share()
     assert opt.best().feasible
+
+
+@pytest.mark.parametrize("capacity", [1, 8])
+def test_a_run_killed_before_its_first_result_resumes_from_the_retried_candidates(capacity):
+    from admm_tune.optim import Candidate
+
+    space = SearchSpace.from_dict(QUADRATIC_SPACE)
+    settings = replace(ONE_STRUCTURE, initial_pulls=8)
+    first = ADMM(space, [Constraint("g", 2.0, "max")], settings, Budget(evaluations=30), seed=0)
+    choices = [first.bandit.sample(first.rng) for _ in range(3)]
+    interrupted = [Candidate(space.complete(c, {k: p.sample(first.rng) for k, p in space.numeric_params(c)}), "init", 0)
+                   for c in choices]
+    resumed = ADMM(space, [Constraint("g", 2.0, "max")], settings, Budget(evaluations=30), seed=0)
+    resumed.restore([], [], [replace(c, step="retry") for c in interrupted])
+    slots = SimulatedExecutor(capacity, lambda config: 1.0, lambda config: Observation("complete", *quadratic(config)))
+    resumed.run(slots)
+    configs = [json.dumps(r.config, sort_keys=True) for r in resumed.records]
+    assert len(configs) == len(set(configs)) == 30
+    assert [r.candidate.step for r in resumed.records[:3]] == ["retry"] * 3
+    assert resumed.best().feasible

@@ -44,8 +44,8 @@ Units: integer residuals are measured in units of each parameter's range,
 constraints in units of their bound, and the objective in units of its
 observed spread (median minus best loss), so ρ and μ mean the same on any
 problem.  The
-optimiser sees only the space and a black-box ``evaluate`` callable: it
-knows nothing of scikit-learn pipelines or ONNX.
+optimiser sees only the space and a black-box executor (or ``evaluate``
+callable): it knows nothing of scikit-learn pipelines or ONNX.
 """
 
 from __future__ import annotations
@@ -169,9 +169,14 @@ class ADMM:
         self._start = time.monotonic()
         if self._retry:
             retry = iter(self._retry)
-            self._credit(self._step(lambda: next(retry, None)))
+            records = self._step(lambda: next(retry, None))
+            if not self.state.z:  # the run died before its first result: start from the retried ones
+                records += self._drain()
+                if records:
+                    self.state.z = self.space.choice_of(min(records, key=self._merit).config)
+            self._credit(records)
             self._retry = []
-        if not self.records:
+        if not self.state.z:
             self._initialise()
         empty = 0
         while not self._exhausted():
@@ -181,8 +186,7 @@ class ADMM:
             empty = empty + 1 if entry["new_evaluations"] == 0 else 0
             if self._converged(entry) or empty >= 3:  # three iterations found nothing new: space exhausted
                 break
-        while self._running:
-            self._receive()
+        self._drain()
         return self.records
 
     def restore(self, history: Sequence[tuple[Candidate, Observation]], trace: Sequence[dict[str, Any]],
@@ -198,7 +202,7 @@ class ADMM:
             iteration starts from.
         retry : candidates
             Evaluations that were in flight when the run died; :meth:`run`
-            evaluates them first.
+            starts them first.
         """
         self.records = [Record(c, o, self.terms.violations(o.metrics) if o.ok else np.full(len(self.terms), np.inf))
                         for c, o in history]
@@ -216,7 +220,9 @@ class ADMM:
     def _initialise(self) -> None:
         """Evaluate distinct bandit draws at their defaults; z⁰ is the best.
 
-        ``initial_pulls`` of them, but at most a quarter of an evaluation budget.
+        ``initial_pulls`` of them, but at most a quarter of an evaluation
+        budget.  With several slots, z⁰ is the best of those in when the step
+        ends (at least one); the others are options at the first z update.
         """
         n = self.settings.initial_pulls
         if self.budget.evaluations is not None:
@@ -226,10 +232,12 @@ class ADMM:
             if len(batch) == n:
                 break
             config = self.space.complete(self.bandit.sample(self.rng))
-            if all(_key(c.config) != _key(config) for c in batch):
+            if _key(config) not in self._seen and all(_key(c.config) != _key(config) for c in batch):
                 batch.append(Candidate(config, "init", 0))
         draws = iter(batch)
         records = self._step(lambda: next(draws, None))
+        while not records and self._running:  # z⁰ needs at least one result, however many slots there are
+            records.append(self._receive())
         self._credit(records)
         first = min(records, key=self._merit) if records else None
         self.state.z = self.space.choice_of(first.config if first else batch[0].config)
@@ -481,6 +489,10 @@ class ADMM:
                 return done
             record = self._receive()
             (done if id(record.candidate) in mine else self._late).append(record)
+
+    def _drain(self) -> list[Record]:
+        """Wait for every running evaluation; return their records."""
+        return [self._receive() for _ in range(len(self._running))]
 
     def _submit(self, candidate: Candidate) -> None:
         self._seen.add(_key(candidate.config))
