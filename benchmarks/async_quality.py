@@ -32,9 +32,9 @@ from admm_tune.problem import Budget, Constraint, OptimizerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+from _results import save  # noqa: E402  (beside this script)
 from synthetic import QUADRATIC_OPTIMUM, QUADRATIC_SPACE, quadratic  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
 SETTINGS = OptimizerSettings(z_pulls=1, inner_max=8, initial_pulls=3)
 """As the tests' single-structure quadratic: the θ-step does the work."""
 
@@ -64,8 +64,6 @@ def main(argv: list[str] | None = None) -> int:
                          "best_equal_time": best_feasible(opt.records)})
             print(rows[-1], flush=True)
     frame = pd.DataFrame(rows)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(RESULTS / "async_quality.csv", index=False)
     summary = frame.groupby("slots").agg(["mean", "std"])
     lines = ["# Asynchronous evaluation: search quality", "",
              f"Constrained quadratic (optimum {QUADRATIC_OPTIMUM}), {args.evaluations} evaluations per slot, "
@@ -79,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{row[('best_equal_evaluations', 'std')]:.3f} | {row[('best_equal_time', 'mean')]:.3f} ± "
                      f"{row[('best_equal_time', 'std')]:.3f} | {row[('simulated_time', 'mean')]:.1f} "
                      f"| {row[('idle_share', 'mean')]:.3f} |")
-    (RESULTS / "async_quality.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save("async_quality", frame, lines)
     return 0
 
 

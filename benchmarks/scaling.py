@@ -28,9 +28,8 @@ from pathlib import Path
 import pandas as pd
 
 import admm_tune
+from _results import save  # beside this script
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 PROBLEMS = {
     "mixed": {"name": "mixed", "data": "sklearn:digits", "objective": {"cv": 3},
               "restrict": {"estimator": ["random_forest", "extra_trees", "gradient_boosting", "svc", "mlp"],
@@ -66,8 +65,6 @@ def main(argv: list[str] | None = None) -> int:
                              "best_loss": result.best.loss})
                 print(rows[-1], flush=True)
     frame = pd.DataFrame(rows)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(RESULTS / "scaling.csv", index=False)
     groups = frame.groupby(["problem", "mode"], sort=False)
     epm = groups["evaluations_per_minute"].agg(["mean", "std"])
     busy = groups["busy_workers"].agg(["mean", "std"])
@@ -83,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         e0, b0 = epm.loc[(problem, "processes, n_jobs=1"), "mean"], busy.loc[(problem, "processes, n_jobs=1"), "mean"]
         lines.append(f"| {problem} | {mode} | {e['mean']:.1f} ± {e['std']:.1f} | {e['mean'] / e0:.2f}× "
                      f"| {b['mean']:.2f} ± {b['std']:.2f} | {b['mean'] / b0:.2f}× |")
-    (RESULTS / "scaling.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save("scaling", frame, lines)
     return 0
 
 
