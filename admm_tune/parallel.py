@@ -367,7 +367,9 @@ class DaskPool(Pool):
         self._capacity = n_workers if n_workers > 0 else max(1, threads)
         self.bytes = cloudpickle.dumps(evaluator)
         self.key = f"admm_tune-{hashlib.sha1(self.bytes).hexdigest()}"
-        self.payload = self.client.scatter(self.bytes, broadcast=True)
+        # hash=False: a key of this pool's own; keyed by content, another pool of the same evaluator shared it and,
+        # released just as this one scattered, took the data away from under this pool's tasks
+        self.payload = self.client.scatter(self.bytes, broadcast=True, hash=False)
         self.running: dict[int, tuple[Any, float, str]] = {}  # ticket → (future, start, worker address)
         self.home: dict[str, str] = {}  # affinity → the worker that last evaluated it
         self.tickets = 0
@@ -388,7 +390,7 @@ class DaskPool(Pool):
         """Send ``config`` to a worker: the one that last evaluated its affinity when idle, else the least busy."""
         self.client.wait_for_workers(1, timeout=GRACE_S * 12)  # a nanny may be restarting a dead worker
         if self.payload.status != "finished":  # every worker holding it died: send the evaluator again
-            self.payload = self.client.scatter(self.bytes, broadcast=True)
+            self.payload = self.client.scatter(self.bytes, broadcast=True, hash=False)
         workers = sorted(self.client.scheduler_info()["workers"])
         busy = Counter(address for _, _, address in self.running.values())
         key = self.affinity(config)

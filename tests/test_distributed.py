@@ -60,6 +60,19 @@ def test_the_dask_pool_returns_results_as_they_finish(client):
     assert order == [fast, third, slow]
 
 
+def test_pools_of_the_same_evaluator_do_not_share_its_data(client):
+    """A pool's copy of the evaluator is its own: releasing another pool's copy cannot take it away.
+
+    Scattered by content hash, two pools of the same evaluator shared one key; when the first was dropped just as
+    the second scattered, the scheduler forgot the data and the second pool's tasks failed with "lost data" (seen
+    in CI, about once in 400 pools on a loaded 2-core machine).
+    """
+    first, second = (DaskPool(FunctionEvaluator(sleepy), client, n_workers=2) for _ in range(2))
+    assert first.payload.key != second.payload.key
+    del first
+    assert all(o.ok for o in second.evaluate([{"s": 0.0}, {"s": 0.0}]))
+
+
 def crashing(config):
     if config["m"] == "exits":
         os._exit(3)
