@@ -335,7 +335,7 @@ class ADMM:
         best = self._best_of_choice(zkey, every)
         if best is not None:
             for key, p in every:
-                value = self._relaxed(best, key)
+                value = _relaxed(best.candidate, key)
                 if isinstance(p, Int):
                     n_star = p.cast(value)
                     target = s.delta.get(key, n_star) - s.lam.get(key, 0.0) * _span(p) / self.rho_int
@@ -372,13 +372,9 @@ class ADMM:
             return (_key(self.space.choice_of(config)) == zkey
                     and all(config[k] == p.cast(fixed[k]) for k, p in others))
 
-        def unit(candidates: Sequence[Candidate]) -> np.ndarray:
-            return np.array([[p.to_unit(float(c.relaxed.get(key, c.config[key]))) for key, p in keys]
-                             for c in candidates]).reshape(-1, len(keys))
-
         history = [r for r in self.records if comparable(r.config)]
         k = len(self.terms)
-        X = unit([r.candidate for r in history])
+        X = _unit([r.candidate for r in history], keys)
         worst = self._worst_loss()
         f = np.array([r.observation.loss if r.observation.ok else worst for r in history], dtype=float)
         ok = np.array([r.observation.ok for r in history], dtype=bool)
@@ -390,7 +386,7 @@ class ADMM:
             return f_values / self.state.f_scale + self.terms.penalty(1.0 + violations, mu, rho)
 
         steps = np.array([_unit_step(p, self.state.theta[key]) if isinstance(p, Int) else 0.0 for key, p in keys])
-        pending = unit([c for c in self._running.values() if comparable(c.config)])
+        pending = _unit([c for c in self._running.values() if comparable(c.config)], keys)
         return ThetaTask(X, f, G, ok, merit, self._consensus(keys), self._valid(keys, fixed), center, steps, pending)
 
     def _consensus(self, keys: list[tuple[str, Float]]) -> Callable[[np.ndarray], np.ndarray]:
@@ -561,14 +557,10 @@ class ADMM:
         def value(r: Record) -> float:
             v = self._merit(r)
             if penalty is not None:
-                v += float(penalty(np.array([[p.to_unit(self._relaxed(r, k)) for k, p in keys]]))[0])
+                v += float(penalty(_unit([r.candidate], keys))[0])
             return v
 
         return min(history, key=value)
-
-    @staticmethod
-    def _relaxed(record: Record, key: str) -> float:
-        return float(record.candidate.relaxed.get(key, record.config[key]))
 
     def _int_keys(self, z: Config) -> list[tuple[str, Int]]:
         return [(k, p) for k, p in self.space.numeric_params(z) if isinstance(p, Int)]
@@ -604,6 +596,16 @@ def best_record(records: Sequence[Record]) -> Record | None:
         return min(feasible, key=lambda r: r.observation.loss)
     done = [r for r in records if r.observation.ok]
     return min(done, key=lambda r: (r.violation, r.observation.loss)) if done else None
+
+
+def _relaxed(candidate: Candidate, key: str) -> float:
+    """The value of ``key`` the θ-step chose (relaxed, for integers) or, without one, the config's."""
+    return float(candidate.relaxed.get(key, candidate.config[key]))
+
+
+def _unit(candidates: Sequence[Candidate], keys: Sequence[tuple[str, Float]]) -> np.ndarray:
+    """The candidates' :func:`_relaxed` values of ``keys`` in unit coordinates, one row each."""
+    return np.array([[p.to_unit(_relaxed(c, key)) for key, p in keys] for c in candidates]).reshape(-1, len(keys))
 
 
 def _unit_step(p: Int, value: float) -> float:
