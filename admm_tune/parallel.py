@@ -24,7 +24,6 @@ the threads (OpenMP, ONNX Runtime pools) of the process that runs the search.
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing as mp
 import os
 import resource
@@ -33,7 +32,7 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -47,6 +46,9 @@ from .space import Config
 PRELOAD = ["admm_tune.evaluate.deploy", "admm_tune.evaluate.function", "admm_tune.evaluate.pipeline",
            "sklearn.ensemble", "sklearn.linear_model", "sklearn.svm", "sklearn.neural_network"]
 """Modules the forkserver imports once, so that each worker starts in milliseconds."""
+
+DASK_KEPT = 2
+"""Evaluators (with their caches) a Dask worker keeps: those of the runs that used it last."""
 
 GRACE_S = 10.0
 """How long past its time limit a worker may stay silent before it is killed."""
@@ -151,6 +153,11 @@ class _Worker:
         return f"crash: exit code {code}"
 
 
+def _affinity(evaluator: Any) -> Callable[[Config], str]:
+    """The evaluator's ``affinity(config)``, else one key per config (no two configs share a worker's state)."""
+    return getattr(evaluator, "affinity", lambda config: repr(sorted(config.items())))
+
+
 class Pool(ABC):
     """Where candidates run: :meth:`submit` starts one, :meth:`next` returns whichever finishes first."""
 
@@ -206,7 +213,7 @@ class WorkerPool(Pool):
 
     def __init__(self, evaluator: Any, n_workers: int = 1, limits: Limits = Limits()) -> None:
         self.payload = cloudpickle.dumps(evaluator)
-        self.affinity = getattr(evaluator, "affinity", lambda config: repr(sorted(config.items())))
+        self.affinity = _affinity(evaluator)
         self.limits = limits
         self.workers: list[_Worker | None] = [None] * max(1, n_workers)
         self.home: dict[str, int] = {}  # affinity → the worker that last evaluated it
@@ -344,7 +351,7 @@ class DaskPool(Pool):
         from distributed import Client, LocalCluster
 
         self.limits = limits
-        self.affinity = getattr(evaluator, "affinity", lambda config: repr(sorted(config.items())))
+        self.affinity = _affinity(evaluator)
         self.cluster = None
         if isinstance(scheduler, Client):
             self.client, self.own = scheduler, False
@@ -366,7 +373,6 @@ class DaskPool(Pool):
         threads = sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values())
         self._capacity = n_workers if n_workers > 0 else max(1, threads)
         self.bytes = cloudpickle.dumps(evaluator)
-        self.key = f"admm_tune-{hashlib.sha1(self.bytes).hexdigest()}"
         # hash=False: a key of this pool's own; keyed by content, another pool of the same evaluator shared it and,
         # released just as this one scattered, took the data away from under this pool's tasks
         self.payload = self.client.scatter(self.bytes, broadcast=True, hash=False)
@@ -397,7 +403,7 @@ class DaskPool(Pool):
         home = self.home.get(key)
         address = home if home in workers and busy[home] == 0 else min(workers, key=lambda a: (busy[a], a != home))
         self.home[key] = address
-        future = self.client.submit(_dask_evaluate, self.key, self.payload, config, registry.ALLOWED_PREFIXES,
+        future = self.client.submit(_dask_evaluate, self.payload.key, self.payload, config, registry.ALLOWED_PREFIXES,
                                     pure=False, workers=[address], allow_other_workers=True)
         ticket = self.tickets
         self.tickets += 1
@@ -453,7 +459,11 @@ def _outcome(future: Any) -> Observation:
 
 
 def _dask_evaluate(key: str, payload: bytes, config: Config, allowed: tuple[str, ...]) -> Observation:
-    """Run on a Dask worker: the evaluator it keeps for this run (unpickled once) evaluates ``config``."""
+    """Run on a Dask worker: the evaluator it keeps for this run (unpickled once) evaluates ``config``.
+
+    A worker keeps the evaluators of the last :data:`DASK_KEPT` runs (pools) that used it, with their caches;
+    older ones are dropped, so a long-lived cluster serving run after run does not grow without bound.
+    """
     from distributed import get_worker
 
     registry.ALLOWED_PREFIXES = tuple(dict.fromkeys(registry.ALLOWED_PREFIXES + allowed))
@@ -461,6 +471,8 @@ def _dask_evaluate(key: str, payload: bytes, config: Config, allowed: tuple[str,
     evaluators = worker.__dict__.setdefault("_admm_tune_evaluators", {})
     if key not in evaluators:
         evaluators[key] = cloudpickle.loads(payload)
+        for old in list(evaluators)[:-DASK_KEPT]:
+            evaluators.pop(old, None)
     return evaluators[key](config)
 
 

@@ -73,6 +73,15 @@ def test_pools_of_the_same_evaluator_do_not_share_its_data(client):
     assert all(o.ok for o in second.evaluate([{"s": 0.0}, {"s": 0.0}]))
 
 
+def test_a_worker_keeps_only_the_evaluators_of_its_latest_runs(client):
+    from admm_tune.parallel import DASK_KEPT
+
+    for _ in range(DASK_KEPT + 2):  # run after run on one cluster: evaluators with their caches must not pile up
+        assert DaskPool(FunctionEvaluator(sleepy), client, n_workers=2).evaluate([{"s": 0.0}] * 2)[0].ok
+    kept = client.run(lambda dask_worker: len(getattr(dask_worker, "_admm_tune_evaluators", {})))
+    assert max(kept.values()) == DASK_KEPT
+
+
 def crashing(config):
     if config["m"] == "exits":
         os._exit(3)
