@@ -21,7 +21,6 @@ import optuna
 import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
-from sqlalchemy.exc import DBAPIError
 
 from .errors import RunError
 from .observation import COMPLETE, FAILED, Observation
@@ -32,9 +31,9 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 ITERATION_PREFIX = "admm:"
 SCHEMA_ATTEMPTS = 5
 MEMORY = "memory"
+"""The ``storage`` value of a journal kept in memory only."""
 INTERRUPTED = "interrupted"
 """Failure reason of an evaluation whose process died while it ran."""
-"""The ``storage`` value of a journal kept in memory only."""
 
 
 class Journal:
@@ -50,7 +49,9 @@ class Journal:
         Gives each parameter its Optuna distribution.
     """
 
-    def __init__(self, storage: str, study_name: str, space: SearchSpace | None) -> None:
+    def __init__(self, storage: str, study_name: str, space: SearchSpace) -> None:
+        from sqlalchemy.exc import DBAPIError  # here, not at import: it costs ``import admm_tune`` 0.1 s
+
         self.storage = storage
         self.space = space
         backend = optuna.storages.InMemoryStorage() if storage == MEMORY else storage
@@ -102,7 +103,7 @@ class Journal:
         # A trial enqueued just before the kill was never started: asking pops it (oldest first).
         running += [study.ask() for _ in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))]
         for trial in running:
-            trial.set_user_attr("status", "failed")
+            trial.set_user_attr("status", FAILED)
             trial.set_user_attr("reason", INTERRUPTED)
             study.tell(trial, state=TrialState.FAIL)
         return journal

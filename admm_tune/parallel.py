@@ -33,7 +33,6 @@ import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -41,6 +40,7 @@ import cloudpickle
 
 from . import registry
 from .observation import Observation
+from .problem import Limits
 from .space import Config
 
 PRELOAD = ["admm_tune.evaluate.deploy", "admm_tune.evaluate.function", "admm_tune.evaluate.pipeline",
@@ -52,24 +52,6 @@ DASK_KEPT = 2
 
 GRACE_S = 10.0
 """How long past its time limit a worker may stay silent before it is killed."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-candidate limits.
-
-    Parameters
-    ----------
-    seconds : float, optional
-        Wall-clock limit of one evaluation (None: none).
-    memory_mb : int, optional
-        Address-space limit of a worker process in MiB (None: none).  It
-        covers the libraries a worker loads (about 0.8 GiB with ONNX Runtime
-        and OpenVINO), so give a few GiB.
-    """
-
-    seconds: float | None = 600.0
-    memory_mb: int | None = None
 
 
 class _Timeout(BaseException):

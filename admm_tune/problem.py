@@ -21,7 +21,6 @@ from . import _fields as F
 from .data import CLASSIFICATION, REGRESSION, TASKS, Dataset, load_dataset
 from .deployment import DEPLOY_METRICS, MISMATCH, Deployment, deploy_metrics, load_deployment, with_deployment
 from .errors import ProblemError
-from .parallel import Limits
 from .registry import resolve_class
 from .space import Config, SearchSpace, read_yaml
 
@@ -83,6 +82,24 @@ class Budget:
         if self.seconds is not None:
             parts.append(f"{self.seconds:g} s")
         return " / ".join(parts) or "unbounded"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-candidate limits, enforced where evaluations run (``admm_tune.parallel``).
+
+    Parameters
+    ----------
+    seconds : float, optional
+        Wall-clock limit of one evaluation (None: none).
+    memory_mb : int, optional
+        Address-space limit of a worker process in MiB (None: none).  It
+        covers the libraries a worker loads (about 0.8 GiB with ONNX Runtime
+        and OpenVINO), so give a few GiB.
+    """
+
+    seconds: float | None = 600.0
+    memory_mb: int | None = None
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,13 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "admm_tune"
 
 FORBIDDEN = {
-    "optim": ("admm_tune.evaluate", "admm_tune.journal", "admm_tune.runner", "admm_tune.result", "admm_tune.cli",
-              "sklearn.pipeline", "sklearn.model_selection", "onnx", "onnxruntime", "openvino"),
+    "optim": ("admm_tune.evaluate", "admm_tune.parallel", "admm_tune.journal", "admm_tune.runner", "admm_tune.result",
+              "admm_tune.cli", "sklearn.pipeline", "sklearn.model_selection", "onnx", "onnxruntime", "openvino"),
     "evaluate": ("admm_tune.optim", "admm_tune.journal", "admm_tune.runner", "admm_tune.result", "admm_tune.cli"),
     "journal.py": ("admm_tune.optim", "admm_tune.evaluate", "admm_tune.runner", "admm_tune.cli"),
     "result.py": ("admm_tune.optim", "admm_tune.evaluate", "admm_tune.runner", "admm_tune.cli"),
     "space.py": ("admm_tune.optim", "admm_tune.evaluate", "admm_tune.problem", "admm_tune.journal", "sklearn"),
-    "problem.py": ("admm_tune.optim", "admm_tune.evaluate", "admm_tune.runner", "admm_tune.cli"),
+    "problem.py": ("admm_tune.optim", "admm_tune.evaluate", "admm_tune.parallel", "admm_tune.runner", "admm_tune.cli"),
     # The problem loader checks deployment spaces against the backends' capabilities (a leaf layer) and
     # reads timing settings; it never touches the evaluators.
     "deployment.py": ("admm_tune.optim", "admm_tune.evaluate.pipeline", "admm_tune.evaluate.deploy",
