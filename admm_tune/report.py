@@ -44,8 +44,9 @@ def pareto(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def cost_column(trials: pd.DataFrame) -> str:
-    """``metric:latency_p95_ms`` when present, else ``metric:fit_time_s``."""
-    return LATENCY if LATENCY in trials and trials[LATENCY].notna().any() else "metric:fit_time_s"
+    """``metric:latency_p95_ms`` when measured, else ``metric:fit_time_s``, else ``duration_s`` (a callable's)."""
+    measured = [c for c in (LATENCY, "metric:fit_time_s") if c in trials and trials[c].notna().any()]
+    return measured[0] if measured else "duration_s"
 
 
 def write_report(result: Any, path: str | Path) -> Path:
@@ -58,15 +59,12 @@ def write_report(result: Any, path: str | Path) -> Path:
 
 def render(result: Any) -> str:
     """The report of ``result`` as an HTML string."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     trials, trace, problem = result.trials, result.trace, result.problem
     sections = [_problem_section(problem), _best_section(result), _figure("Convergence", _convergence(trials))]
     if len(trace):
         sections.append(_figure("ADMM trace", _trace(trace)))
     sections.append(_figure("Score against cost, with the Pareto front", _front(trials, problem)))
-    if "backend" in trials and LATENCY in trials and trials[LATENCY].notna().any():
+    if "backend" in trials and cost_column(trials) == LATENCY:
         sections.append(_figure("Latency per backend", _per_backend(trials)))
     sections.append(_trials_section(trials))
     title = f"admm_tune report: {html.escape(problem.name)}"
@@ -137,12 +135,16 @@ def _kv(rows: list[tuple[str, Any]]) -> str:
     return f"<table>{body}</table>"
 
 
-def _figure(title: str, fig: Any) -> str:
-    import matplotlib.pyplot as plt
+def _new_figure(width: float, height: float) -> Any:
+    """A matplotlib figure outside pyplot: rendering a report leaves the user's pyplot state and backend alone."""
+    from matplotlib.figure import Figure
 
+    return Figure(figsize=(width, height))
+
+
+def _figure(title: str, fig: Any) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
 
@@ -152,21 +154,25 @@ def _best_so_far(trials: pd.DataFrame) -> np.ndarray:
     return np.fmin.accumulate(np.where(ok, trials["loss"].astype(float), np.inf))
 
 
-def _convergence(trials: pd.DataFrame) -> Any:
-    import matplotlib.pyplot as plt
+def _shown(best: np.ndarray) -> np.ndarray:
+    """Best-so-far values to plot: NaN (no line) until the first feasible one."""
+    return np.where(np.isfinite(best), best, np.nan)
 
+
+def _convergence(trials: pd.DataFrame) -> Any:
     trials = trials.sort_values("number")
-    best = _best_so_far(trials)
-    shown = np.where(np.isfinite(best), best, np.nan)
-    start = pd.to_datetime(trials["datetime_start"]).min()
-    elapsed = (pd.to_datetime(trials["datetime_complete"]) - start).dt.total_seconds().to_numpy()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
+    shown = _shown(_best_so_far(trials))
+    # by time: in finishing order, which differs from the trials' (start) order when evaluations overlap
+    by_end = trials.assign(end=pd.to_datetime(trials["datetime_complete"])).sort_values("end", kind="stable")
+    elapsed = (by_end["end"] - pd.to_datetime(trials["datetime_start"]).min()).dt.total_seconds().to_numpy()
+    fig = _new_figure(10, 3.4)
+    a, b = fig.subplots(1, 2)
     done = trials["state"] == "complete"
     a.scatter(trials["number"][done] + 1, trials["loss"][done], s=10, color="#bbb", label="each evaluation")
     a.step(trials["number"] + 1, shown, where="post", color="#1f5fa8", label="best feasible")
     a.set(xlabel="evaluations", ylabel="loss", title="best feasible loss by evaluations")
     a.legend(fontsize=8)
-    b.step(elapsed, shown, where="post", color="#1f5fa8")
+    b.step(elapsed, _shown(_best_so_far(by_end)), where="post", color="#1f5fa8")
     b.set(xlabel="seconds", ylabel="loss", title="by time")
     for ax in (a, b):
         ax.grid(alpha=0.3)
@@ -174,10 +180,9 @@ def _convergence(trials: pd.DataFrame) -> Any:
 
 
 def _trace(trace: pd.DataFrame) -> Any:
-    import matplotlib.pyplot as plt
-
     it = trace["iteration"].to_numpy()
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    fig = _new_figure(12, 3.2)
+    axes = fig.subplots(1, 3)
     axes[0].plot(it, trace["primal_residual"], marker="o", ms=3)
     axes[0].set(title="integer residual ‖θ̃ᵈ − δ‖", xlabel="iteration")
     violation = trace["violation"].replace([np.inf], np.nan)
@@ -197,13 +202,12 @@ def _trace(trace: pd.DataFrame) -> Any:
 
 
 def _front(trials: pd.DataFrame, problem: Any) -> Any:
-    import matplotlib.pyplot as plt
-
     cost = cost_column(trials)
     done = trials[(trials["state"] == "complete") & trials[cost].notna()]
     feasible = done["feasible"].fillna(False).astype(bool)
     score = "metric:cv_score" if "metric:cv_score" in done else "loss"
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = _new_figure(7, 4)
+    ax = fig.subplots()
     ax.scatter(done[cost][~feasible], done[score][~feasible], s=14, color="#d9534f", alpha=0.7, label="infeasible")
     ax.scatter(done[cost][feasible], done[score][feasible], s=14, color="#1f5fa8", alpha=0.8, label="feasible")
     front = pareto(trials)
@@ -220,11 +224,10 @@ def _front(trials: pd.DataFrame, problem: Any) -> Any:
 
 
 def _per_backend(trials: pd.DataFrame) -> Any:
-    import matplotlib.pyplot as plt
-
     done = trials[(trials["state"] == "complete") & trials[LATENCY].notna()]
     groups = sorted(done["backend"].dropna().unique())
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig = _new_figure(7, 3.2)
+    ax = fig.subplots()
     ax.boxplot([done.loc[done["backend"] == g, LATENCY] for g in groups], tick_labels=groups, orientation="horizontal")
     ax.set(xlabel="latency p95 (ms)", title="measured p95 latency of every timed candidate")
     ax.grid(alpha=0.3)

@@ -149,7 +149,7 @@ class Result:
         return result
 
     def pareto(self) -> pd.DataFrame:
-        """Completed trials on the loss / cost Pareto front (cost: p95 latency, else fit time)."""
+        """Completed trials on the loss / cost Pareto front (cost: p95 latency, else fit time, else evaluation time)."""
         from .report import pareto
 
         return pareto(self.trials)

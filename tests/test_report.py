@@ -99,3 +99,16 @@ def test_the_report_renders_in_chromium_with_every_image_loaded(deployed_run, tm
     match = re.search(r'data-images="(\d+)/(\d+)"', out.stdout)
     assert match, out.stderr[-2000:]
     assert match.group(1) == match.group(2) == "4"
+
+
+def test_a_callable_objective_reports_against_evaluation_time(quadratic_problem, tmp_path):
+    """No fit time and no latency: the report and the front fall back to each evaluation's duration."""
+    import matplotlib
+
+    backend = matplotlib.get_backend()
+    result = admm_tune.fit(quadratic_problem, budget=12, seed=0, n_jobs=2, run_dir=tmp_path, progress=False)
+    assert "metric:fit_time_s" not in result.trials
+    front = result.pareto()
+    assert len(front) >= 1 and front["duration_s"].is_monotonic_increasing
+    assert len(images(result.report(tmp_path / "report.html").read_text())) == 3  # no latency: no backend plot
+    assert matplotlib.get_backend() == backend  # the user's pyplot backend is left alone
