@@ -28,7 +28,7 @@ LATENCY = "metric:latency_p95_ms"
 
 
 def pareto(trials: pd.DataFrame) -> pd.DataFrame:
-    """Completed trials not dominated in (loss, cost); cost is p95 latency, else fit time.
+    """Completed trials not dominated in (loss, cost); cost is :func:`cost_column`.
 
     Sorted by cost.  A trial is dominated when another has no higher loss
     and no higher cost, and is strictly better in one of them.
