@@ -223,11 +223,7 @@ def restore_problem(attrs: Mapping[str, Any]) -> Problem:
         When the problem cannot be rebuilt (it held Python arrays or a callable).
     """
     file = attrs.get("problem_file")
-    try:
-        problem = load_problem(file if file and Path(file).is_file() else dict(attrs.get("problem", {})))
-    except ProblemError as exc:
-        raise ProblemError(exc.field, f"{exc.reason} (a problem given as Python objects cannot be rebuilt from "
-                                      "its journal)") from None
+    problem = load_problem(file if file and Path(file).is_file() else dict(attrs.get("problem", {})))
     budget = attrs.get("budget")
     return replace(problem, seed=attrs.get("seed", problem.seed),
                    budget=Budget(**budget) if budget else problem.budget)

@@ -17,6 +17,26 @@ from .problem import Problem, restore_problem
 from .space import Config, describe
 
 
+def open_run(run_dir: Path) -> tuple[Journal, Problem]:
+    """The journal of the run in ``run_dir`` and its problem (see :func:`~admm_tune.problem.restore_problem`).
+
+    Raises
+    ------
+    RunError
+        When ``run_dir`` holds no journal, or its problem cannot be rebuilt:
+        a problem given as Python objects (arrays, a callable) is not stored
+        in its journal.
+    """
+    db = run_dir / "journal.db"
+    if not db.is_file():
+        raise RunError(f"{run_dir} holds no journal.db: not a run directory")
+    journal = Journal.open(f"sqlite:///{db}")
+    try:
+        return journal, restore_problem(journal.attrs)
+    except ProblemError as exc:
+        raise RunError(f"cannot rebuild the problem of {run_dir} ({exc}); a problem given as Python objects "
+                       "(arrays, a callable) is not stored in its journal") from None
+
 @dataclass
 class Best:
     """The chosen candidate: its config, loss, metrics and feasibility."""
@@ -128,15 +148,7 @@ class Result:
             (it held Python arrays or a callable).
         """
         run_dir = Path(run_dir)
-        db = run_dir / "journal.db"
-        if not db.is_file():
-            raise RunError(f"{run_dir} holds no journal.db: not a run directory")
-        journal = Journal.open(f"sqlite:///{db}")
-        try:
-            problem = restore_problem(journal.attrs)
-        except ProblemError as exc:
-            raise RunError(f"cannot rebuild the problem of {run_dir} ({exc}); a problem given as Python objects "
-                           "can only be reported from the Result that fit returned") from None
+        journal, problem = open_run(run_dir)
         trials, trace = journal.trials(), journal.trace()
         if not len(trials) or not (trials["state"] == "complete").any():
             raise RunError(f"{run_dir} holds no completed evaluation")

@@ -6,7 +6,7 @@ import json
 import math
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -25,9 +25,9 @@ from .observation import Observation
 from .optim import ADMM, Candidate
 from .optim.constraints import ConstraintTerms
 from .parallel import DaskPool, Pool, WorkerPool
-from .problem import Budget, Problem, load_problem, parse_budget, restore_problem
+from .problem import Budget, Problem, load_problem, parse_budget
 from .progress import Progress
-from .result import Result
+from .result import Result, open_run
 
 
 def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
@@ -111,6 +111,8 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
             retry.append(replace(_candidate(attrs), step="retry"))
             retry_of[attrs["config"]] = attrs["retry_of"]
         optimiser.restore(history, journal.iterations(), retry)
+        if budget is not None:  # the budget given now is the run's from here on (a later resume keeps it)
+            journal.set_attr("budget", _jsonable(problem.budget.__dict__))
     else:
         journal = Journal(storage, problem.name, problem.space)
         journal.set_attr("problem", _jsonable(problem.source or {"name": problem.name}))
@@ -125,7 +127,7 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         pool = WorkerPool(evaluator, workers_n, problem.isolation)
     else:
         raise ProblemError("backend", f"expected 'processes' or 'dask', got {backend!r}")
-    executor = _JournaledExecutor(problem, pool, journal, bar, retry_of, len(optimiser.records))
+    executor = _JournaledExecutor(problem, pool, journal, bar, retry_of, [r.observation for r in optimiser.records])
 
     def on_iteration(entry: dict[str, Any]) -> None:
         journal.record_iteration(entry)
@@ -156,13 +158,15 @@ class _JournaledExecutor:
     """
 
     def __init__(self, problem: Problem, pool: Pool, journal: Journal, bar: Progress, retry_of: Mapping[str, int],
-                 done: int) -> None:
+                 done: Sequence[Observation]) -> None:
         self.problem, self.pool, self.journal, self.bar, self.retry_of = problem, pool, journal, bar, retry_of
         self.terms = ConstraintTerms(problem.constraints)
         self.capacity = pool.capacity
         self.started: dict[int, tuple[Candidate, Any]] = {}  # ticket → (candidate, journal trial)
-        self.done = done
+        self.done = 0
         self.leader: tuple[bool, float, float] | None = None  # (infeasible, violation, loss) of the best so far
+        for obs in done:  # a resumed run's evaluations: the progress line starts from them
+            self._count(obs)
 
     def submit(self, candidate: Candidate) -> None:
         """Journal the trial as running and start it."""
@@ -176,14 +180,18 @@ class _JournaledExecutor:
         missing = [c.metric for c in self.problem.constraints if c.metric not in obs.metrics]
         if obs.ok and missing:
             obs = Observation.failed(f"error: the constrained metric {missing[0]!r} was not measured", obs.duration_s)
-        violation = self.terms.violation(self.terms.violations(obs.metrics)) if obs.ok else math.inf
-        self.journal.finish(trial, obs, violation)
-        if obs.ok:
-            self.leader = min(filter(None, [self.leader, (violation > 0, violation, float(obs.loss))]))
-        self.done += 1
+        self.journal.finish(trial, obs, self._count(obs))
         self.bar.update(self.done, self.leader[2] if self.leader else None,
                         self.leader is not None and not self.leader[0])
         return candidate, obs
+
+    def _count(self, obs: Observation) -> float:
+        """Count a finished evaluation towards the progress line; return its constraint violation."""
+        violation = self.terms.violation(self.terms.violations(obs.metrics)) if obs.ok else math.inf
+        if obs.ok:
+            self.leader = min(filter(None, [self.leader, (violation > 0, violation, float(obs.loss))]))
+        self.done += 1
+        return violation
 
 
 def _finalize(result: Result, evaluator: DeploymentEvaluator, run_path: Path | None) -> None:
@@ -250,15 +258,9 @@ def resume(run_dir: str | Path, *, budget: Budget | Mapping[str, Any] | int | st
         When ``run_dir`` holds no journal or its problem cannot be rebuilt.
     """
     run_dir = Path(run_dir)
-    db = run_dir / "journal.db"
-    if not db.is_file():
-        raise RunError(f"{run_dir} holds no journal.db: not a run directory")
-    try:
-        problem = restore_problem(Journal.open(f"sqlite:///{db}").attrs)
-    except ProblemError as exc:
-        raise RunError(f"cannot rebuild the problem of {run_dir}: {exc}") from None
-    return fit(problem, budget=budget, storage=f"sqlite:///{db}", run_dir=run_dir, n_jobs=n_jobs,
-               progress=progress, resume=True)
+    journal, problem = open_run(run_dir)
+    return fit(problem, budget=budget, storage=journal.storage, run_dir=run_dir, n_jobs=n_jobs, progress=progress,
+               resume=True)
 
 
 def _workers(n_jobs: int) -> int:

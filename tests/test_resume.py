@@ -82,6 +82,7 @@ def test_fit_resume_extends_a_finished_run_to_a_larger_budget(tmp_path, fast_pro
     assert list(more.trials["config"][:8]) == list(first.trials["config"])
     assert more.trials["config"].is_unique
     assert more.best.loss <= first.best.loss
+    assert admm_tune.Result.load(tmp_path).problem.budget.evaluations == 12  # a later plain resume keeps it
 
 
 def test_resume_needs_a_journal(tmp_path, fast_problem_dict):
