@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 the run failed, 2 bad usage or a malformed problem.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -91,8 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"admm-tune: run failed: {exc}", file=sys.stderr)
         return 1
     if result.run_dir is not None:
-        (result.run_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
-        result.report(result.run_dir / "report.html")
+        result.save(result.run_dir)
     print(result.summary())
     if result.run_dir is not None:
         print(f"report       {result.run_dir / 'report.html'}")

@@ -178,13 +178,24 @@ class Result:
         return {"problem": self.problem.name, "best": {"config": b.config, "loss": b.loss, "metrics": b.metrics,
                                                        "feasible": b.feasible, "trial": b.trial},
                 "deployment": self.deployment, "evaluations": self.n_evaluations,
-                "failed": int((self.trials["state"] == "fail").sum()), "iterations": len(self.trace),
+                "failed": self.n_failed, "iterations": len(self.trace),
                 "storage": self.storage, "onnx_path": str(self.onnx_path) if self.onnx_path else None}
 
     @property
     def n_evaluations(self) -> int:
         """Number of evaluations in the journal."""
         return len(self.trials)
+
+    @property
+    def n_failed(self) -> int:
+        """Number of evaluations that failed."""
+        return int((self.trials["state"] == "fail").sum()) if len(self.trials) else 0
+
+    def save(self, run_dir: str | Path) -> None:
+        """Write ``result.json`` (:meth:`to_dict`) and ``report.html`` (:meth:`report`) into ``run_dir``."""
+        run_dir = Path(run_dir)
+        (run_dir / "result.json").write_text(json.dumps(self.to_dict(), indent=2, default=str))
+        self.report(run_dir / "report.html")
 
     def summary(self) -> str:
         """A few lines for people: the pipeline, its score, the search."""
@@ -210,8 +221,7 @@ class Result:
                              + (f"; p95 {f['latency_p95_ms']:.3g} ms" if "latency_p95_ms" in f else ""))
             if self.onnx_path is not None:
                 lines.append(f"model        {self.onnx_path}")
-        failed = int((self.trials["state"] == "fail").sum()) if len(self.trials) else 0
-        lines.append(f"evaluations  {self.n_evaluations} ({failed} failed) in {len(self.trace)} ADMM iterations")
+        lines.append(f"evaluations  {self.n_evaluations} ({self.n_failed} failed) in {len(self.trace)} ADMM iterations")
         if len(self.trace):
             last = self.trace.iloc[-1]
             lines.append(f"ADMM         final rho {last['rho']:.3g}, integer residual {last['primal_residual']:.2g}, "

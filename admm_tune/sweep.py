@@ -5,7 +5,7 @@ a combination is complete when its row file ``sweep.json`` exists, so running th
 same sweep again skips it and finishes only what is missing (a combination
 cut off half-way is started again from scratch).  The table of all complete
 combinations is written as ``OUT/results.csv`` and ``OUT/results.parquet``
-after each one finishes.
+after each one finishes (with ``n_jobs > 1``: when all have).
 """
 
 from __future__ import annotations
@@ -72,9 +72,12 @@ def sweep(problems: Sequence[str | Path], seeds: Sequence[int], budgets: Sequenc
         A problem file or budget is malformed (checked before anything runs).
     """
     out = Path(out)
-    names = {}
+    names: dict[str, str] = {}
     for file in problems:
-        names[str(file)] = load_problem(file).name  # validates every file before any run starts
+        name = load_problem(file).name  # validates every file before any run starts
+        if name in names.values():  # their runs would share run directories
+            raise ProblemError("problems", f"two problem files are named {name!r}; give each its own name")
+        names[str(file)] = name
     for b in budgets:
         if b is not None:
             parse_budget(b, "--budgets")
@@ -104,23 +107,23 @@ def _one(file: str, name: str, seed: int, budget: str | None, out: Path, progres
     except RunError as exc:
         row = {"status": "failed", "reason": str(exc)}
     else:
-        best = result.best
-        row = {"status": "complete", "reason": "", "evaluations": result.n_evaluations, "best_loss": best.loss,
-               "best_score": best.metrics.get("cv_score"), "feasible": best.feasible}
-        deployment = result.deployment
+        saved = result.to_dict()
+        best, deployment = saved["best"], saved["deployment"]
+        row = {"status": "complete", "reason": "", "evaluations": saved["evaluations"], "best_loss": best["loss"],
+               "best_score": best["metrics"].get("cv_score"), "feasible": best["feasible"]}
         if deployment is not None:
             row.update({"backend": deployment["backend"], "precision": deployment["precision"],
                         "latency_p95_ms": deployment["measured"].get("latency_p95_ms"),
                         "model_size_kb": deployment["measured"].get("model_size_kb")})
-        (run_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
-        result.report(run_dir / "report.html")
-    row.update({"problem": name, "file": file, "seed": seed, "budget": budget or FILE_BUDGET,
+        result.save(run_dir)
+    label = budget or FILE_BUDGET
+    row.update({"problem": name, "file": file, "seed": seed, "budget": label,
                 "seconds": time.perf_counter() - start, "run_dir": str(run_dir)})
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / ROW).write_text(json.dumps(row, indent=2, default=str))
     if progress:
         shown = f"best loss {row['best_loss']:.4g}" if row["status"] == "complete" else row["reason"][:80]
-        print(f"sweep: {name} seed {seed} budget {budget}: {shown} ({row['seconds']:.0f} s)", flush=True)
+        print(f"sweep: {name} seed {seed} budget {label}: {shown} ({row['seconds']:.0f} s)", flush=True)
 
 
 def table(out: str | Path) -> pd.DataFrame:

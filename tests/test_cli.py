@@ -89,3 +89,6 @@ def test_sweep_refuses_bad_seeds_and_budgets(tmp_path):
     assert bad_seeds.returncode == 2 and "--seeds" in bad_seeds.stderr
     bad_budget = run("sweep", file, "--budgets", "fast", "--out", str(tmp_path / "s"))
     assert bad_budget.returncode == 2 and "--budgets" in bad_budget.stderr
+    twin = str(tiny_problem(tmp_path / "b.yaml", "tiny_iris", "sklearn:wine"))  # same name: same run directories
+    same_name = run("sweep", file, twin, "--out", str(tmp_path / "s"))
+    assert same_name.returncode == 2 and "'tiny_iris'" in same_name.stderr
