@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _fields as F
+from .data import CLASSIFICATION, REGRESSION
 from .errors import ProblemError
 from .evaluate.backends import BACKENDS, PRECISIONS
 from .evaluate.timing import TimingSettings
@@ -54,14 +55,13 @@ DEPLOY_METRICS = {
 }
 """Metrics measured for every deployed candidate, usable in constraints."""
 
-TASK_METRICS = {"classification": ("label_agreement", "max_proba_diff"), "regression": ("max_output_diff",)}
-"""Deployment metrics measured only for one task (``max_proba_diff`` only for classifiers with probabilities)."""
+ONLY_FOR = {"label_agreement": CLASSIFICATION, "max_proba_diff": CLASSIFICATION, "max_output_diff": REGRESSION}
+"""Deployment metrics measured for one task only (``max_proba_diff`` only for classifiers with probabilities)."""
 
 
 def deploy_metrics(task: str) -> dict[str, str]:
     """The deployment metrics measured for a task."""
-    other = {m for t, names in TASK_METRICS.items() if t != task for m in names}
-    return {k: v for k, v in DEPLOY_METRICS.items() if k not in other}
+    return {k: v for k, v in DEPLOY_METRICS.items() if ONLY_FOR.get(k, task) == task}
 
 
 MISMATCH = "output_mismatch"

@@ -363,7 +363,10 @@ def _constraint(raw: Any, path: str, measurable: Mapping[str, str] | None) -> Co
     F.only_keys(raw, ("metric", "max", "min"), path)
     metric = F.string(raw.get("metric"), F.join(path, "metric"))
     if measurable is not None and metric not in measurable:
-        hint = " (add a `deployment` to measure it)" if metric in DEPLOY_METRICS else ""
+        hint = ""
+        if metric in DEPLOY_METRICS:  # a deployment metric: none measured without a deployment, else another task's
+            hint = " (not measured for this task)" if DEPLOY_METRICS.keys() & measurable.keys() else \
+                " (add a `deployment` to measure it)"
         raise ProblemError(F.join(path, "metric"),
                            f"unknown metric {metric!r}{hint}; measurable here: {sorted(measurable)}")
     if ("max" in raw) == ("min" in raw):

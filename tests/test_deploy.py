@@ -90,7 +90,7 @@ MALFORMED = [
     (deployed(deployment=None, constraints=[{"metric": "latency_p95_ms", "max": 1.0}]),
      "constraints[0].metric", "add a `deployment` to measure it"),
     (deployed(data="sklearn:diabetes", restrict=None, constraints=[{"metric": "max_proba_diff", "max": 0.1}]),
-     "constraints[0].metric", "unknown metric 'max_proba_diff'"),
+     "constraints[0].metric", "unknown metric 'max_proba_diff' (not measured for this task)"),
 ]
 
 
