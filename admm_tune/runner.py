@@ -205,7 +205,7 @@ def _finalize(result: Result, evaluator: DeploymentEvaluator, run_path: Path | N
     result.final = {"verification": final.verification, "measured": final.metrics}
     result.exporter = partial(write_deployment, deployed=final, config=config,
                               search_metrics=result.deployment["measured"], batch_size=batch,
-                              X_sample=result.problem.data.X.iloc[:max(5, batch)])
+                              X_sample=result.problem.data.X.iloc[:5])
     if run_path is not None and result.best.feasible:
         result.export(run_path)
 

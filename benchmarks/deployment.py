@@ -50,9 +50,9 @@ from admm_tune.evaluate.backends.onnxruntime import OrtSession
 from admm_tune.evaluate.export import export, feeds, is_standard
 from admm_tune.evaluate.timing import TimingSettings, batch_rows, measure
 from admm_tune.problem import Budget, Problem, load_problem
+from _results import RESULTS  # beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 TIMING = TimingSettings(warmup=20, min_runs=50, max_runs=2000, seconds=1.0)
 MODELS = {
     "logistic_regression": lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),

@@ -29,9 +29,9 @@ import admm_tune
 from admm_tune.evaluate.pipeline import MLEvaluator
 from admm_tune.problem import Objective, load_problem
 from admm_tune.space import Categorical, Int, SearchSpace, param_key
+from _results import RESULTS  # beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 PROBLEMS = ["breast_cancer", "wine", "diabetes", "digits"]
 
 
