@@ -24,6 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .data import CLASSIFICATION, REGRESSION, as_categories
 from .errors import ProblemError
 from .journal import MEMORY
+from .problem import Limits
 from .result import Result
 from .runner import fit as run_fit
 
@@ -51,7 +52,7 @@ class _AutoPipeline(BaseEstimator):
                  constraints: Mapping[str, float] | Sequence[Mapping[str, Any]] | None = None,
                  scoring: str | None = None, cv: int = 3, max_evals: int | None = None,
                  time_budget: float | None = None, n_jobs: int = 1, random_state: int | None = None,
-                 storage: str | None = None, verbose: int = 0, time_limit: float | None = 600.0,
+                 storage: str | None = None, verbose: int = 0, time_limit: float | None = Limits.seconds,
                  memory_limit_mb: int | None = None) -> None:
         self.search_space = search_space
         self.deployment = deployment
