@@ -100,7 +100,6 @@ class DeploymentEvaluator:
 
     def __init__(self, space: SearchSpace, data: Any, objective: Any, deployment: Deployment,
                  seed: int | None = None) -> None:
-        self.space = space
         self.deployment = deployment
         ml_space = replace(space, modules=tuple(m for m in space.modules if m.name not in MODULES))
         self.ml = MLEvaluator(ml_space, data, objective, seed, keep_fitted=True)
