@@ -1,4 +1,4 @@
-"""Choose a pipeline and its deployment together, under a latency bound, then run the deployed model.
+"""Choose a pipeline and its deployment together under a latency bound, then check its ONNX graph against sklearn.
 
     python examples/latency_constrained.py [EVALUATIONS] [P95_MS]
 """
