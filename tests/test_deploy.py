@@ -5,18 +5,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pandas as pd
 import pytest
+import yaml
+from reference import p95_ms, reference_p95_ms
 
 import admm_tune
 from admm_tune import ProblemError, load_problem
 from admm_tune.evaluate.backends import get_backend
 from admm_tune.evaluate.deploy import DeploymentEvaluator
-from admm_tune.evaluate.export import feeds
-from admm_tune.evaluate.timing import TimingSettings, batch_rows, measure
+from admm_tune.evaluate.timing import TimingSettings
+
+ROOT = Path(__file__).resolve().parent.parent
 
 FAST_TIMING = {"warmup": 2, "min_runs": 10, "max_runs": 50, "seconds": 0.02}
 P95_TOLERANCE = 1.5
@@ -164,24 +168,49 @@ def test_a_candidate_that_fails_to_convert_is_recorded_and_the_search_goes_on(ev
     assert not trees.ok and "no MatMul/Gemm" in trees.reason
 
 
+def onnxruntime_only() -> dict:
+    """The bundled CPU deployment space with ONNX Runtime alone.
+
+    OpenVINO's fixed per-call cost (~70 µs, 4-8x a small linear model on ONNX Runtime) lies near any bound that
+    separates fast from slow models at batch 64; how the search copes with that is the optimiser's business
+    (docs/deployment.md), not what this test checks.
+    """
+    raw = yaml.safe_load((ROOT / "search_spaces" / "deployment_cpu.yaml").read_text())
+    backend = next(m for m in raw["modules"] if m["name"] == "backend")
+    backend["algorithms"] = [a for a in backend["algorithms"] if a["name"] == "onnxruntime"]
+    raw["limits"] = []
+    return raw
+
+
+BOUND_FACTOR = 3.0
+"""The bound is 3x the p95 of the fast reference (logistic regression) measured in the test: gaussian_nb (~1.7x)
+passes, k-NN (~140x) and forests of 100 trees (~5x) do not (tests/reference.py)."""
+
+
 def test_latency_constrained_fit_is_feasible_and_remeasures_within_the_bound(tmp_path):
-    bound = 0.05  # ms for 64 rows: linear models and naive Bayes pass, k-NN and 100-tree forests do not
+    timing = TimingSettings(**FAST_TIMING)
+    fast, slow = (reference_p95_ms(kind, 64, timing) for kind in ("fast", "slow"))
+    bound = BOUND_FACTOR * fast
+    assert slow > 4 * bound, (fast, slow)  # the bound separates the references with room for a 4x slower machine
     problem = deployed(constraints=[{"metric": "latency_p95_ms", "max": bound}], budget={"evaluations": 20})
+    problem["deployment"] = {**problem["deployment"], "space": onnxruntime_only()}
     result = admm_tune.fit(problem, run_dir=tmp_path, progress=False)
     trials = result.trials
     assert result.best.feasible and result.best.metrics["latency_p95_ms"] <= bound
-    slow = trials[trials["metric:latency_p95_ms"] > bound]
-    assert len(slow) and not slow["feasible"].astype(bool).any()  # measured too slow: rejected
+    measured = trials[trials["state"] == "complete"]
+    slow_trials = measured[measured["metric:latency_p95_ms"] > bound]
+    assert len(slow_trials) and not slow_trials["feasible"].astype(bool).any()  # measured too slow: rejected
+    assert measured["feasible"].astype(bool).sum() >= 2  # not one lucky candidate
     assert trials["reused_fit"].astype(bool).any()
     deployment = result.deployment
-    assert deployment["backend"] in ("onnxruntime", "openvino") and deployment["batch_size"] == 64
-    # Re-measure the exported model on the chosen backend with the chosen knobs.
+    assert deployment["backend"] == "onnxruntime" and deployment["batch_size"] == 64
+    # Re-measure the exported model on the chosen backend with the chosen knobs, against the fast reference
+    # re-measured now: their ratio, not the absolute time, must stay within the bound's.
     spec = json.loads((tmp_path / "deployment.json").read_text())
     model = onnx.load(result.onnx_path)
     session = get_backend(spec["backend"]).compile(model, spec["knobs"], spec["precision"])
-    X = result.problem.data.X
-    timing = measure(session, feeds(model, X.iloc[batch_rows(len(X), 64)]), TimingSettings())
-    assert timing.latency_p95_ms <= bound * P95_TOLERANCE
+    chosen, fast_now = p95_ms(model, session, 64, TimingSettings()), reference_p95_ms("fast", 64, TimingSettings())
+    assert chosen <= BOUND_FACTOR * fast_now * P95_TOLERANCE, (chosen, fast_now)
     out = subprocess.run([sys.executable, "load_model.py"], cwd=tmp_path, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and "array(" in out.stdout, out.stderr
