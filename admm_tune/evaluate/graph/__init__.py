@@ -1,0 +1,14 @@
+"""Graph rewrites of exported pipelines: lowering of ai.onnx.ml operators and lossless passes.
+
+:func:`lower` rewrites every ai.onnx.ml operator skl2onnx emits into
+standard ONNX operators (so OpenVINO, and TensorRT's parser, can run every
+pipeline), with tree ensembles in one of three strategies
+(:data:`~.trees.STRATEGIES`); ``docs/lowering.md`` gives each rewrite's
+exactness argument.
+"""
+
+from ._builder import LoweringError
+from .lower import ML_DOMAIN, NATIVE, TREE_LOWERINGS, lower, ml_operators
+from .trees import STRATEGIES
+
+__all__ = ["ML_DOMAIN", "NATIVE", "STRATEGIES", "TREE_LOWERINGS", "LoweringError", "lower", "ml_operators"]
