@@ -16,7 +16,7 @@ One iteration:
    rounding cell, the relaxed iterate is the exact minimiser of the consensus
    term on the best point's cell (on the cell's edge when the integer copy
    lies in another cell, which leaves a residual for the duals to close).
-2. u-step: ``u = clip(1 − ĝ − μ/ρ, 0, 1)`` at the iterate.
+2. u-step: ``u = max(1 − ĝ − μ/ρ, 0)`` at the iterate (no upper cap: see docs/optimiser.md).
 3. δ-step: ``δ = round(Π(θ̃ᵈ + λ/ρ))``.
 4. z-step: Thompson-sampling pulls evaluated with θ fixed (with random
    parameters when that point was evaluated already); z becomes the
