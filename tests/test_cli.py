@@ -65,9 +65,12 @@ def test_an_interrupted_sweep_finishes_only_the_missing_combinations(tmp_path):
     out = tmp_path / "sweep"
     args = [*CLI, "sweep", *files, "--seeds", "0-1", "--budgets", "3,4", "--out", str(out)]
     first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    while not list(out.glob("*/sweep.json")) and time.monotonic() < deadline:
+    # Kill on an observable state, the first combination written, however slow the machine: the sweep runs one
+    # combination at a time, each of several evaluations in worker processes, so the next takes seconds.
+    deadline = time.monotonic() + 900
+    while not list(out.glob("*/sweep.json")) and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert first.poll() is None, "the sweep ended before it could be cut off"
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
     done = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/sweep.json")}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pool_checks import results_come_as_they_finish, sleepy
 
 import admm_tune
 from admm_tune import Problem, SearchSpace
@@ -44,20 +45,9 @@ def test_a_small_fit_runs_end_to_end_on_a_local_cluster(client, tmp_path):
     assert len(client.scheduler_info()["workers"]) == 2
 
 
-def sleepy(config):
-    time.sleep(config["s"])
-    return 1.0
-
-
-def test_the_dask_pool_returns_results_as_they_finish(client):
+def test_the_dask_pool_returns_results_as_they_finish(client, tmp_path):
     assert DaskPool(FunctionEvaluator(sleepy), client, n_workers=-1).capacity == 2  # every worker thread
-    pool = DaskPool(FunctionEvaluator(sleepy), client, n_workers=2)
-    slow = pool.submit({"s": 3.0})
-    fast = pool.submit({"s": 0.1})
-    order = [pool.next()[0]]
-    third = pool.submit({"s": 0.1})  # goes to the idle worker, not behind the slow one
-    order += [pool.next()[0], pool.next()[0]]
-    assert order == [fast, third, slow]
+    results_come_as_they_finish(DaskPool(FunctionEvaluator(sleepy), client, n_workers=2), tmp_path / "release")
 
 
 def test_pools_of_the_same_evaluator_do_not_share_its_data(client):
@@ -82,11 +72,14 @@ def test_a_worker_keeps_only_the_evaluators_of_its_latest_runs(client):
     assert max(kept.values()) == DASK_KEPT
 
 
+HANG_S = 300.0
+
+
 def crashing(config):
     if config["m"] == "exits":
         os._exit(3)
     if config["m"] == "hangs":
-        time.sleep(30)
+        time.sleep(HANG_S)
     return 1.0
 
 
@@ -105,7 +98,8 @@ def test_dask_workers_that_die_or_hang_fail_their_candidate_only(client):
     assert dead.reason.startswith("crash: the Dask worker died")
     start = time.monotonic()
     assert all(o.ok for o in pool.evaluate([{"m": "fine"}, {"m": "fine"}]))
-    assert time.monotonic() - start < 20  # nothing queued behind the hung thread: its worker was restarted
+    # Nothing queued behind the hung thread (its worker was restarted): seconds, where waiting for it takes minutes.
+    assert time.monotonic() - start < HANG_S / 5
 
 
 def test_unknown_backend_is_a_problem_error(tmp_path):

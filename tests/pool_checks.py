@@ -1,0 +1,31 @@
+"""Checks shared by the tests of the process pool and of the Dask pool."""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def sleepy(config):
+    """Sleeps ``s`` seconds or, given ``until``, until that file exists (60 s at most)."""
+    if "until" in config:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(config["until"]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return 1.0
+    time.sleep(config.get("m.slow.s", config.get("s", 0.05)))
+    return 1.0
+
+
+def results_come_as_they_finish(pool, release) -> None:
+    """The slow candidate runs until the test releases it, after the other two came back: no sleep races a
+    sleep, and a pool that returned results in order, or queued the third behind the slow one, would hand
+    back the slow one first (after its 60 s) and fail."""
+    slow = pool.submit({"until": str(release)})
+    fast = pool.submit({"s": 0.1})
+    order = [pool.next()[0]]
+    third = pool.submit({"s": 0.1})  # the freed worker takes it while the slow one runs
+    order.append(pool.next()[0])
+    release.touch()
+    order.append(pool.next()[0])
+    assert order == [fast, third, slow]
