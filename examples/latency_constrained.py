@@ -31,4 +31,8 @@ if __name__ == "__main__":
 
     session = ort.InferenceSession(str(path))
     labels = session.run(None, {session.get_inputs()[0].name: X[:10].astype(np.float32)})[0]
-    print("ONNX Runtime predicts", labels, "| scikit-learn", model.predict(X[:10]))
+    expected = model.predict(X[:10])
+    print("ONNX Runtime predicts", labels, "| scikit-learn", expected)
+    if not np.array_equal(labels.ravel(), expected):
+        sys.exit(f"mismatch: the exported graph disagrees with scikit-learn on {int((labels.ravel() != expected).sum())}"
+                 " of 10 rows")

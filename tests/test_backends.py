@@ -6,6 +6,7 @@ import fcntl
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -94,7 +95,15 @@ def test_harness_reports_percentiles_and_throughput(model_and_rows):
     timing = measure(session, feeds(model, X.iloc[batch_rows(len(X), 32)]), settings)
     assert 20 <= timing.runs <= 50 and timing.batch_size == 32
     assert 0 < timing.latency_p50_ms <= timing.latency_p95_ms <= timing.latency_p99_ms
-    assert timing.throughput_rps == pytest.approx(32 / (timing.latency_mean_ms / 1e3))
+    # Throughput against one measured independently, by the wall clock over a loop of calls made just after:
+    # the two agree within 3x either way on a loaded machine, and a harness that reported calls (not rows) per
+    # second, or milliseconds for seconds, would be 32x or 1000x off.
+    inputs, calls, start = feeds(model, X.iloc[batch_rows(len(X), 32)]), 0, time.perf_counter()
+    while calls < 200 or time.perf_counter() - start < 0.05:
+        session.run(inputs)
+        calls += 1
+    rows_per_s = 32 * calls / (time.perf_counter() - start)
+    assert rows_per_s / 3 < timing.throughput_rps < rows_per_s * 3, (timing.throughput_rps, rows_per_s)
     assert list(batch_rows(3, 7)) == [0, 1, 2, 0, 1, 2, 0]
 
 

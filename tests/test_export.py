@@ -25,8 +25,15 @@ BASE = {"classification": {"scaler": "standard", "transformer": "none", "estimat
 TREES = {"decision_tree", "random_forest", "extra_trees", "gradient_boosting", "hist_gradient_boosting", "adaboost"}
 """Tested without a scaler: float32 scaling in front of trees moves rows across split thresholds
 (verification rejects those deployments; see admm_tune.evaluate.deploy)."""
-PROBA_TOL = VALUE_TOL = TOLERANCES["fp32"].outputs
-ROW_SHARE = TOLERANCES["fp32"].labels
+PROBA_TOL = VALUE_TOL = 1e-3
+"""Written here, not taken from the product's TOLERANCES: float32 inference of float64-fitted models stays
+within 1e-3 of scikit-learn's probabilities (regression: of the target's standard deviation)."""
+ROW_SHARE = 0.01
+"""At most 1 % of the rows (at least one) may disagree: float32 rounding flips a row sitting on a boundary."""
+
+
+def test_the_deployment_verification_is_no_looser_than_this_rule():
+    assert TOLERANCES["fp32"].outputs <= PROBA_TOL and TOLERANCES["fp32"].labels <= ROW_SHARE
 
 
 def algorithms():
