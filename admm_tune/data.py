@@ -1,9 +1,29 @@
 """Data sets of a problem: bundled scikit-learn sets, CSV/Parquet files, arrays.
 
 Every loader returns a :class:`Dataset` whose ``X`` is a pandas DataFrame
-(column names kept, so non-numeric columns can get the categorical front)
-and whose ``y`` is a 1-d numpy array.  Data problems are reported as
-:class:`~admm_tune.errors.ProblemError` naming the ``data`` field.
+(column names kept as strings, so non-numeric columns can get the
+categorical front) and whose ``y`` is a 1-d numpy array.  Data problems are
+reported as :class:`~admm_tune.errors.ProblemError` naming the ``data``
+field.
+
+The tables users have are brought to what the pipelines and their float32
+ONNX graphs take, the same way for the training rows and for new rows
+(:meth:`Dataset.prepare`):
+
+- a scipy sparse matrix is made dense (up to :data:`MAX_DENSE_CELLS` cells;
+  the graphs take dense input), pandas sparse columns likewise;
+- pandas nullable numbers (``Int64``, ``Float64``...) become float64 with
+  ``pd.NA`` as NaN (imputed by the front); ``boolean`` columns are
+  categorical like ``bool`` ones; object columns holding only numbers are
+  numeric; time deltas become seconds;
+- datetime columns, naive or time-zone aware (converted to UTC), and text
+  columns of ISO dates are expanded into numeric parts
+  (:data:`DATE_PARTS`, those that vary in the training rows, plus
+  ``days``, the days since 1970-01-01): ``when`` becomes ``when_year``,
+  ``when_dayofyear``..., so that trends and seasons are learnable and the
+  graph gets numbers;
+- a numeric column with infinite values is refused, naming it (every
+  scikit-learn model rejects them).
 """
 
 from __future__ import annotations
@@ -15,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse
 
 from . import _fields as F
 from .errors import ProblemError
@@ -50,6 +71,10 @@ class Dataset:
         Held-out rows, never used by the search.
     categorical : list of str
         Columns that get the fixed front (imputer + one-hot).
+    dates : dict
+        Datetime column of the raw table → the parts it was expanded into.
+    task_reason : str
+        How the task was inferred (empty when the problem named it).
     """
 
     X: pd.DataFrame
@@ -59,6 +84,32 @@ class Dataset:
     X_test: pd.DataFrame | None = None
     y_test: np.ndarray | None = None
     categorical: list[str] = field(default_factory=list)
+    dates: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    task_reason: str = ""
+
+    def prepare(self, X: Any) -> pd.DataFrame:
+        """New raw rows as the training rows were prepared: dtypes, dates expanded, categories as strings.
+
+        Parameters
+        ----------
+        X : DataFrame, array or sparse matrix of shape (n_rows, n_raw_columns)
+
+        Returns
+        -------
+        DataFrame of shape (n_rows, n_features)
+            The columns of :attr:`X`, in order.
+
+        Raises
+        ------
+        ProblemError
+            When a column of the training rows is missing (named).
+        """
+        frame = normalise(_frame(X, "X"), "X")
+        frame = expand_dates(frame, self.dates)
+        missing = [c for c in self.X.columns if c not in frame.columns]
+        if missing:
+            raise ProblemError("X", f"column {missing[0]!r} of the training data is missing")
+        return as_categories(frame[list(self.X.columns)], self.categorical)
 
     @property
     def n_features(self) -> int:
@@ -112,10 +163,16 @@ def load_dataset(spec: Any, path: str = "data", base_dir: Path | None = None,
         else:
             X, y = _file(source, spec, path, base_dir)
         name = source
-    task = task or infer_task(y)
+    task_reason = ""
+    if task is None:
+        task, task_reason = infer_task(y)
+    X = normalise(X, path)
+    dates = date_parts(X)
+    X = expand_dates(X, dates)
     categorical = _categorical(X, spec.get("categorical"), F.join(path, "categorical"))
     X = as_categories(X, categorical)
-    X_test = None if X_test is None else as_categories(X_test, categorical)
+    if X_test is not None:
+        X_test = as_categories(expand_dates(normalise(X_test, path), dates), categorical)
     _check(X, y, task, path)
     if X_test is not None:
         if list(X_test.columns) != list(X.columns):
@@ -126,7 +183,7 @@ def load_dataset(spec: Any, path: str = "data", base_dir: Path | None = None,
         if test_size >= 1:
             raise ProblemError(F.join(path, "test_size"), f"must be < 1, got {test_size:g}")
         X, X_test, y, y_test = _split(X, y, test_size, task, seed, F.join(path, "test_size"))
-    return Dataset(X, y, task, name, X_test, y_test, categorical)
+    return Dataset(X, y, task, name, X_test, y_test, categorical, dates, task_reason)
 
 
 MISSING = "<missing>"
@@ -148,13 +205,118 @@ def as_categories(X: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
     return X
 
 
-def infer_task(y: np.ndarray) -> str:
-    """Classification for non-float targets or few integer values, else regression."""
+MAX_CLASSES = 20
+"""An integer target with more distinct values than this (and than 5 % of the rows) is taken as regression."""
+
+
+def infer_task(y: np.ndarray) -> tuple[str, str]:
+    """The task a target calls for, and why, in words.
+
+    Classification for labels (strings, booleans, categories) and for
+    integer-valued targets (integers, or floats that are all whole
+    numbers, as scikit-learn's ``type_of_target`` reads them) with few
+    distinct values: at most ``max(MAX_CLASSES, 5 % of the rows)`` and at
+    most half the rows (so that a class has two rows on average).  Else
+    regression.
+
+    Returns
+    -------
+    task : {"classification", "regression"}
+    reason : str
+        E.g. ``"task inferred: regression (a float target with 150 distinct values); set `task:` to override"``.
+    """
+    override = "; set `task:` (or use the other estimator) to override"
     if y.dtype.kind in "OUSb" or isinstance(y.dtype, pd.CategoricalDtype):
-        return CLASSIFICATION
-    if y.dtype.kind in "iu" and len(np.unique(y)) <= max(20, int(0.05 * len(y))):
-        return CLASSIFICATION
-    return REGRESSION
+        return CLASSIFICATION, f"task inferred: classification (a target of labels, {y.dtype}){override}"
+    distinct = len(np.unique(y))
+    kind = "an integer" if y.dtype.kind in "iu" else "a float"
+    whole = y.dtype.kind in "iu" or bool(np.all(np.mod(y, 1) == 0))
+    if whole and distinct <= max(MAX_CLASSES, 0.05 * len(y)) and distinct <= len(y) / 2:
+        return CLASSIFICATION, (f"task inferred: classification ({kind} target of whole numbers with {distinct} "
+                                f"distinct values in {len(y)} rows){override}")
+    return REGRESSION, f"task inferred: regression ({kind} target with {distinct} distinct values in {len(y)} rows)" \
+        + override
+
+
+MAX_DENSE_CELLS = 20_000_000
+"""Largest sparse matrix (rows × columns) made dense: 160 MB as float64."""
+
+DATE_PARTS = ("year", "month", "day", "dayofweek", "dayofyear", "hour", "minute", "second")
+"""Parts a datetime column is expanded into (those that vary in the training rows), besides ``days``."""
+
+_ISO_DATE = r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
+
+
+def normalise(X: pd.DataFrame, path: str = "data") -> pd.DataFrame:
+    """Column dtypes as the pipelines take them (see the module docstring); a copy when anything changes.
+
+    Raises
+    ------
+    ProblemError
+        A numeric column holds infinite values (named).
+    """
+    out = {}
+    for name in X.columns:
+        column = X[name]
+        if isinstance(column.dtype, pd.SparseDtype):
+            column = column.sparse.to_dense()
+        if pd.api.types.is_timedelta64_dtype(column):
+            column = column.dt.total_seconds()
+        elif isinstance(column.dtype, pd.DatetimeTZDtype):
+            column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+        elif column.dtype == object or isinstance(column.dtype, pd.StringDtype):
+            column = _object_column(column)
+        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            column = pd.Series(column.to_numpy(dtype="float64", na_value=np.nan), index=column.index, name=name) \
+                if pd.api.types.is_extension_array_dtype(column) else column
+            values = column.to_numpy(dtype="float64", na_value=np.nan)
+            if np.isinf(values).any():
+                raise ProblemError(path, f"column {str(name)!r} has infinite values (row {int(np.isinf(values).argmax())})"
+                                         "; replace them by NaN (imputed) or finite numbers")
+        out[name] = column
+    return pd.DataFrame(out, index=X.index)
+
+
+def _object_column(column: pd.Series) -> pd.Series:
+    """A text/object column as numbers (all values numeric), datetimes (all ISO dates) or left as is."""
+    values = column.dropna()
+    if len(values) == 0:
+        return column
+    if values.map(lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))).all():
+        return pd.to_numeric(column.astype(object).where(column.notna(), np.nan))
+    if values.map(lambda v: isinstance(v, str)).all() and values.str.match(_ISO_DATE).all():
+        parsed = pd.to_datetime(column, utc=True, errors="coerce", format="ISO8601")
+        return parsed.dt.tz_localize(None)
+    return column
+
+
+def date_parts(X: pd.DataFrame) -> dict[str, tuple[str, ...]]:
+    """Datetime column → the parts it is expanded into: ``days`` and the :data:`DATE_PARTS` that vary in ``X``."""
+    out = {}
+    for name in X.columns:
+        if pd.api.types.is_datetime64_any_dtype(X[name]):
+            dt = X[name].dt
+            out[str(name)] = ("days",) + tuple(p for p in DATE_PARTS if getattr(dt, p).nunique(dropna=True) > 1)
+    return out
+
+
+def expand_dates(X: pd.DataFrame, dates: dict[str, tuple[str, ...]]) -> pd.DataFrame:
+    """Replace each datetime column of ``dates`` by its numeric parts ``COLUMN_PART`` (NaT → NaN), in place order."""
+    if not dates:
+        return X
+    out = {}
+    for name in X.columns:
+        if name not in dates:
+            out[name] = X[name]
+            continue
+        when = pd.to_datetime(X[name], utc=True, errors="coerce").dt.tz_localize(None)
+        for part in dates[name]:
+            if part == "days":
+                values = (when - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
+            else:
+                values = getattr(when.dt, part).astype("float64")
+            out[f"{name}_{part}"] = values.astype("float64")
+    return pd.DataFrame(out, index=X.index)
 
 
 def _bundled(name: str, path: str) -> tuple[pd.DataFrame, np.ndarray, str]:
@@ -164,9 +326,7 @@ def _bundled(name: str, path: str) -> tuple[pd.DataFrame, np.ndarray, str]:
 
     loader, task = BUNDLED[name]
     bunch = getattr(sklearn.datasets, loader)(as_frame=True)
-    X = bunch.data.copy()
-    X.columns = [str(c) for c in X.columns]
-    return X, np.asarray(bunch.target), task
+    return _frame(bunch.data, path), np.asarray(bunch.target), task
 
 
 def _file(source: str, spec: Mapping[str, Any], path: str, base_dir: Path | None) -> tuple[pd.DataFrame, np.ndarray]:
@@ -189,23 +349,50 @@ def _file(source: str, spec: Mapping[str, Any], path: str, base_dir: Path | None
     if target not in frame.columns:
         raise ProblemError(F.join(path, "target"),
                            f"column {target!r} is not in {file.name} (columns: {list(frame.columns)[:10]})")
-    y = frame.pop(target).to_numpy()
+    y = _target(frame.pop(target))
     frame.columns = [str(c) for c in frame.columns]
     return frame, y
+
+
+def _frame(X: Any, path: str) -> pd.DataFrame:
+    """Rows as a DataFrame with string column names: a DataFrame's own, else ``x0, x1, ...``.
+
+    A scipy sparse matrix is made dense (at most :data:`MAX_DENSE_CELLS` cells).
+    """
+    if isinstance(X, pd.DataFrame):
+        frame = X.copy()
+        frame.columns = [str(c) for c in frame.columns]
+        return frame
+    if scipy.sparse.issparse(X):
+        cells = X.shape[0] * X.shape[1]
+        if cells > MAX_DENSE_CELLS:
+            raise ProblemError(path, f"a sparse matrix of {X.shape[0]} x {X.shape[1]} ({cells:,} cells) is too "
+                                     f"large to make dense (at most {MAX_DENSE_CELLS:,}): the pipelines and their "
+                                     "ONNX graphs take dense rows; select columns first")
+        X = X.toarray()
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise ProblemError(path, f"expected a 2-d array, got {arr.ndim} dimension(s)")
+    return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+
+
+def _target(y: Any) -> np.ndarray:
+    """A target as a numpy array: pandas nullable numbers as float (``pd.NA`` as NaN), whole ones as integers."""
+    if isinstance(y, (pd.Series, pd.Index)) and pd.api.types.is_extension_array_dtype(y.dtype) \
+            and pd.api.types.is_numeric_dtype(y.dtype) and not pd.api.types.is_bool_dtype(y.dtype):
+        values = y.to_numpy(dtype="float64", na_value=np.nan)
+        return values.astype(np.int64) if pd.api.types.is_integer_dtype(y.dtype) and not np.isnan(values).any() \
+            else values
+    if scipy.sparse.issparse(y):
+        y = y.toarray()
+    return np.asarray(y)
 
 
 def _arrays(X: Any, y: Any, path: str, suffix: str = "") -> tuple[pd.DataFrame, np.ndarray]:
     if X is None or y is None:
         raise ProblemError(F.join(path, f"X{suffix}" if X is None else f"y{suffix}"), "missing")
-    if isinstance(X, pd.DataFrame):
-        frame = X.copy()
-        frame.columns = [str(c) for c in frame.columns]
-    else:
-        arr = np.asarray(X)
-        if arr.ndim != 2:
-            raise ProblemError(F.join(path, f"X{suffix}"), f"expected a 2-d array, got {arr.ndim} dimension(s)")
-        frame = pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
-    target = np.asarray(y)
+    frame = _frame(X, F.join(path, f"X{suffix}"))
+    target = _target(y)
     if target.ndim != 1:
         target = target.ravel() if target.ndim == 2 and target.shape[1] == 1 else target
     if target.ndim != 1:

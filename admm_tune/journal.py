@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -121,8 +122,9 @@ class Journal:
                 continue
             metrics = {k[len("metric:"):]: float(v) for k, v in attrs.items() if k.startswith("metric:")}
             status = COMPLETE if t.state == TrialState.COMPLETE else FAILED
+            kept = {k: attrs[k] for k in ("structural",) if k in attrs}  # what the optimiser learns from again
             out.append((attrs, Observation(status, t.value, metrics, attrs.get("reason", ""),
-                                           float(attrs.get("duration_s", 0.0)))))
+                                           float(attrs.get("duration_s", 0.0)), kept)))
         return out
 
     def interrupted(self) -> list[dict[str, Any]]:
@@ -149,19 +151,21 @@ class Journal:
         self.study.set_user_attr(key, value)
 
     def start(self, config: Config, attrs: Mapping[str, Any]) -> optuna.Trial:
-        """Create the trial of an evaluation that is starting."""
-        self.study.enqueue_trial(dict(config), skip_if_exists=False)
-        trial = self.study.ask()
-        for key, dist in self.distributions(config).items():
-            if isinstance(dist, CategoricalDistribution):
-                trial.suggest_categorical(key, dist.choices)
-            elif isinstance(dist, IntDistribution):
-                trial.suggest_int(key, dist.low, dist.high, log=dist.log)
-            else:
-                trial.suggest_float(key, dist.low, dist.high, log=dist.log)
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
-        return trial
+        """Create the trial of an evaluation that is starting: its config and attributes in one write.
+
+        One transaction (the storage's ``create_new_trial`` from a template
+        trial), so a process killed at any moment leaves either no trial or a
+        ``RUNNING`` one with its whole config, which a resume retries.
+        """
+        dists = self.distributions(config)
+        template = optuna.trial.FrozenTrial(
+            number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(), datetime_complete=None,
+            params={k: _param_value(config[k]) for k in dists}, distributions=dists, user_attrs=dict(attrs),
+            system_attrs={}, intermediate_values={}, trial_id=-1)
+        # Optuna has no public call that creates a running trial with its params in one write: the study's
+        # storage does it (enqueue_trial + ask + suggest_* + set_user_attr are a write each).
+        trial_id = self.study._storage.create_new_trial(self.study._study_id, template_trial=template)
+        return optuna.Trial(self.study, trial_id)
 
     def finish(self, trial: optuna.Trial, obs: Observation, violation: float) -> None:
         """Record the outcome of an evaluation."""
@@ -216,3 +220,8 @@ class Journal:
     def trace(self) -> pd.DataFrame:
         """One row per ADMM iteration."""
         return pd.DataFrame(self.iterations())
+
+
+def _param_value(value: Any) -> Any:
+    """A config value as Optuna stores a parameter (numpy scalars as Python ones)."""
+    return value.item() if hasattr(value, "item") else value

@@ -29,11 +29,14 @@ import os
 import resource
 import signal
 import sys
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Sequence
+from multiprocessing import popen_forkserver, spawn
 from multiprocessing.connection import Connection, wait
+from multiprocessing.context import ForkServerProcess
 from typing import Any
 
 import cloudpickle
@@ -54,6 +57,43 @@ GRACE_S = 10.0
 """How long past its time limit a worker may stay silent before it is killed."""
 
 
+MAIN_KEYS = ("init_main_from_path", "init_main_from_name")
+"""What multiprocessing tells a child about the parent's main module (see :class:`_NoMainPopen`)."""
+
+_LAUNCH = threading.Lock()
+
+
+class _NoMainPopen(popen_forkserver.Popen):
+    """The forkserver's ``Popen``, except that the child is not told of the parent's ``__main__``.
+
+    multiprocessing sends each child the path (or module name) of the
+    parent's main module, and the child runs it as ``__mp_main__`` before
+    anything else: a user's script without an ``if __name__ == "__main__":``
+    guard then starts its search again in every worker, and a script read
+    from standard input (``'<stdin>'``) cannot be found at all.  A worker
+    needs nothing from ``__main__``: the evaluator, with the user's
+    functions and classes, reaches it pickled by value (cloudpickle), as
+    joblib's loky workers get theirs.
+    """
+
+    def _launch(self, process_obj: Any) -> None:
+        with _LAUNCH:  # get_preparation_data is looked up on the spawn module: swap it for this launch only
+            original = spawn.get_preparation_data
+            spawn.get_preparation_data = lambda name: {k: v for k, v in original(name).items() if k not in MAIN_KEYS}
+            try:
+                super()._launch(process_obj)
+            finally:
+                spawn.get_preparation_data = original
+
+
+class _WorkerProcess(ForkServerProcess):
+    """A process forked by the forkserver that never runs the parent's main module."""
+
+    @staticmethod
+    def _Popen(process_obj: Any) -> _NoMainPopen:
+        return _NoMainPopen(process_obj)
+
+
 class _Timeout(BaseException):
     """Raised in a worker when a candidate's time is up (not an Exception: evaluators must not catch it)."""
 
@@ -62,9 +102,20 @@ def _on_alarm(signum: int, frame: Any) -> None:
     raise _Timeout
 
 
+EVALUATE, FINAL = "__call__", "final"
+"""What a worker is asked to do with a config: evaluate it, or refit and deploy the chosen one."""
+
+
 def _serve(conn: Connection, payload: bytes, path: list[str], allowed: tuple[str, ...], memory_mb: int | None
            ) -> None:
-    """A worker's loop: receive ``(config, seconds)``, answer an :class:`Observation`; ``None`` ends it."""
+    """A worker's loop: receive ``(method, config, seconds)``, answer; ``None`` ends it.
+
+    ``EVALUATE`` answers an :class:`Observation`.  ``FINAL`` answers
+    ``evaluator.final(config)``, or, when that does not finish within
+    ``seconds`` (or runs out of memory), ``evaluator.fallback(config, reason)``:
+    what the search already verified for that config.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it closes the pool
     sys.path[:] = path  # the parent's, so that objectives defined in its modules unpickle
     registry.ALLOWED_PREFIXES = allowed  # and the packages it allowed (registry.allow)
     if memory_mb:
@@ -79,21 +130,27 @@ def _serve(conn: Connection, payload: bytes, path: list[str], allowed: tuple[str
             return
         if message is None:
             return
-        config, seconds = message
+        method, config, seconds = message
         start = time.perf_counter()
+        reason = ""
         try:
             if seconds:
                 signal.setitimer(signal.ITIMER_REAL, seconds)
-            obs = evaluator(config)
+            answer = getattr(evaluator, method)(config)
         except _Timeout:
-            obs = Observation.failed(f"timeout: over the {seconds:g} s limit", time.perf_counter() - start)
+            reason = f"timeout: over the {seconds:g} s limit"
         except MemoryError:
-            obs = Observation.failed(f"memory: over the {memory_mb} MiB limit", time.perf_counter() - start)
+            reason = f"memory: over the {memory_mb} MiB limit"
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-        if obs.reason.startswith("error: MemoryError"):  # caught by the evaluator itself
-            obs = Observation.failed(f"memory: over the {memory_mb} MiB limit ({obs.reason[7:]})", obs.duration_s)
-        conn.send(obs)
+        if method == FINAL:
+            answer = evaluator.fallback(config, reason) if reason else answer
+        elif reason:
+            answer = Observation.failed(reason, time.perf_counter() - start)
+        elif answer.reason.startswith("error: MemoryError"):  # caught by the evaluator itself
+            answer = Observation.failed(f"memory: over the {memory_mb} MiB limit ({answer.reason[7:]})",
+                                        answer.duration_s)
+        conn.send(answer)
 
 
 class _Worker:
@@ -101,8 +158,8 @@ class _Worker:
 
     def __init__(self, ctx: Any, payload: bytes, memory_mb: int | None) -> None:
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(child, payload, list(sys.path), registry.ALLOWED_PREFIXES,
-                                                        memory_mb), daemon=True)
+        self.process = _WorkerProcess(target=_serve, args=(child, payload, list(sys.path), registry.ALLOWED_PREFIXES,
+                                                           memory_mb), daemon=True)
         self.process.start()
         child.close()
 
@@ -141,7 +198,17 @@ def _affinity(evaluator: Any) -> Callable[[Config], str]:
 
 
 class Pool(ABC):
-    """Where candidates run: :meth:`submit` starts one, :meth:`next` returns whichever finishes first."""
+    """Where candidates run: :meth:`submit` starts one, :meth:`next` returns whichever finishes first.
+
+    Attributes
+    ----------
+    grace_s : float
+        How long past its time limit a candidate may stay silent before its
+        worker is killed (:data:`GRACE_S`; a time budget shortens it).
+    """
+
+    limits: Limits
+    grace_s: float
 
     @property
     @abstractmethod
@@ -149,8 +216,8 @@ class Pool(ABC):
         """How many configs run at once."""
 
     @abstractmethod
-    def submit(self, config: Config) -> int:
-        """Start evaluating ``config``; return its ticket."""
+    def submit(self, config: Config, seconds: float | None = None) -> int:
+        """Start evaluating ``config`` within ``seconds`` (default the limits'); return its ticket."""
 
     @abstractmethod
     def next(self) -> tuple[int, Observation]:
@@ -165,6 +232,16 @@ class Pool(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @abstractmethod
+    def final(self, config: Config, seconds: float | None) -> tuple[Any, str]:
+        """``evaluator.final(config)`` run isolated within ``seconds`` (None: no limit).
+
+        Nothing else may be running.  Returns ``(answer, "")``, where the
+        answer is the evaluator's fallback when the final step ran out of
+        time inside the worker, or ``(None, reason)`` when the worker had to
+        be killed or died.
+        """
 
     def evaluate(self, configs: Sequence[Config]) -> list[Observation]:
         """Evaluate ``configs`` (nothing else may be running); observations in their order."""
@@ -201,8 +278,9 @@ class WorkerPool(Pool):
         self.home: dict[str, int] = {}  # affinity → the worker that last evaluated it
         self.ctx = mp.get_context("forkserver")
         self.ctx.set_forkserver_preload(PRELOAD)
-        self.queue: list[tuple[int, Config]] = []  # (ticket, config) waiting for a worker
-        self.running: dict[int, tuple[int, float]] = {}  # worker → (ticket, start)
+        self.grace_s = GRACE_S
+        self.queue: list[tuple[int, Config, float | None]] = []  # (ticket, config, seconds) waiting for a worker
+        self.running: dict[int, tuple[int, float, float | None]] = {}  # worker → (ticket, start, seconds)
         self.finished: list[tuple[int, Observation]] = []
         self.tickets = 0
 
@@ -218,11 +296,14 @@ class WorkerPool(Pool):
                 worker.stop()
                 self.workers[i] = None
 
-    def submit(self, config: Config) -> int:
-        """Start evaluating ``config`` on a free worker (queued while none is free); return its ticket."""
+    def submit(self, config: Config, seconds: float | None = None) -> int:
+        """Start evaluating ``config`` on a free worker (queued while none is free); return its ticket.
+
+        ``seconds`` (default ``limits.seconds``) bounds this evaluation.
+        """
         ticket = self.tickets
         self.tickets += 1
-        self.queue.append((ticket, config))
+        self.queue.append((ticket, config, self.limits.seconds if seconds is None else seconds))
         self._dispatch()
         return ticket
 
@@ -241,7 +322,7 @@ class WorkerPool(Pool):
         free = [w for w in range(len(self.workers)) if w not in self.running]
         if not free or not self.queue:
             return
-        keys = [self.affinity(config) for _, config in self.queue]
+        keys = [self.affinity(config) for _, config, _ in self.queue]
         assigned: dict[int, int] = {}  # queue slot → worker
         for slot, key in enumerate(keys):
             preferred = self.home.get(key, hash(key) % len(self.workers))
@@ -252,16 +333,16 @@ class WorkerPool(Pool):
             if slot not in assigned and free:
                 assigned[slot] = free.pop(0)
         for slot, w in sorted(assigned.items()):
-            ticket, config = self.queue[slot]
+            ticket, config, seconds = self.queue[slot]
             self.home[keys[slot]] = w  # where this affinity's state now lives
             worker = self._worker(w)
             try:
-                worker.conn.send((config, self.limits.seconds))
+                worker.conn.send((EVALUATE, config, seconds))
             except (BrokenPipeError, OSError):
                 self.finished.append((ticket, Observation.failed(worker.death())))
                 self.workers[w] = None
                 continue
-            self.running[w] = (ticket, time.perf_counter())
+            self.running[w] = (ticket, time.perf_counter(), seconds)
         self.queue = [item for slot, item in enumerate(self.queue) if slot not in assigned]
 
     def _worker(self, index: int) -> _Worker:
@@ -272,29 +353,46 @@ class WorkerPool(Pool):
 
     def _collect(self) -> None:
         """Wait until a running worker answers or dies, or one is past its time (killed); note the results."""
-        limit = None if self.limits.seconds is None else self.limits.seconds + GRACE_S
         conns = {self.workers[w].conn: w for w in self.running}  # type: ignore[union-attr]
-        timeout = None
-        if limit is not None:
-            oldest = min(start for _, start in self.running.values())
-            timeout = max(0.0, oldest + limit - time.perf_counter())
+        kill_at = {w: start + seconds + self.grace_s for w, (_, start, seconds) in self.running.items()
+                   if seconds is not None}
+        timeout = max(0.0, min(kill_at.values()) - time.perf_counter()) if kill_at else None
         for conn in wait(list(conns), timeout=timeout):
             w = conns[conn]
-            ticket, start = self.running.pop(w)
+            ticket, start, _ = self.running.pop(w)
             try:
                 self.finished.append((ticket, conn.recv()))
             except (EOFError, OSError):
                 self.finished.append((ticket, Observation.failed(self.workers[w].death(),  # type: ignore[union-attr]
                                                                  time.perf_counter() - start)))
                 self.workers[w] = None
-        if limit is not None:
-            for w, (ticket, start) in list(self.running.items()):
-                if time.perf_counter() - start >= limit:
-                    self.workers[w].stop(kill=True)  # type: ignore[union-attr]
-                    self.workers[w] = None
-                    self.finished.append((ticket, Observation.failed(
-                        f"timeout: over the {self.limits.seconds:g} s limit (killed)", time.perf_counter() - start)))
-                    del self.running[w]
+        for w, (ticket, start, seconds) in list(self.running.items()):
+            if w in kill_at and time.perf_counter() >= kill_at[w]:
+                self.workers[w].stop(kill=True)  # type: ignore[union-attr]
+                self.workers[w] = None
+                self.finished.append((ticket, Observation.failed(
+                    f"timeout: over the {seconds:g} s limit (killed)", time.perf_counter() - start)))
+                del self.running[w]
+
+    def final(self, config: Config, seconds: float | None) -> tuple[Any, str]:
+        """See :meth:`Pool.final`; runs on the worker that evaluated ``config`` (it holds its fitted pipeline)."""
+        if self.running or self.queue:
+            raise RuntimeError("final() while candidates are running")
+        key = self.affinity(config)
+        w = self.home.get(key, 0)
+        worker = self._worker(w)
+        start = time.perf_counter()
+        try:
+            worker.conn.send((FINAL, config, seconds))
+            ready = wait([worker.conn], timeout=None if seconds is None else seconds + self.grace_s)
+            if ready:
+                return worker.conn.recv(), ""
+        except (EOFError, OSError):
+            self.workers[w] = None
+            return None, worker.death()
+        worker.stop(kill=True)
+        self.workers[w] = None
+        return None, f"timeout: over the {seconds:g} s left (killed after {time.perf_counter() - start:.1f} s)"
 
 
 class DaskPool(Pool):
@@ -358,7 +456,8 @@ class DaskPool(Pool):
         # hash=False: a key of this pool's own; keyed by content, another pool of the same evaluator shared it and,
         # released just as this one scattered, took the data away from under this pool's tasks
         self.payload = self.client.scatter(self.bytes, broadcast=True, hash=False)
-        self.running: dict[int, tuple[Any, float, str]] = {}  # ticket → (future, start, worker address)
+        self.grace_s = GRACE_S
+        self.running: dict[int, tuple[Any, float, str, float | None]] = {}  # ticket → (future, start, address, s)
         self.home: dict[str, str] = {}  # affinity → the worker that last evaluated it
         self.tickets = 0
 
@@ -374,13 +473,16 @@ class DaskPool(Pool):
             if self.cluster is not None:
                 self.cluster.close()
 
-    def submit(self, config: Config) -> int:
-        """Send ``config`` to a worker: the one that last evaluated its affinity when idle, else the least busy."""
+    def submit(self, config: Config, seconds: float | None = None) -> int:
+        """Send ``config`` to a worker: the one that last evaluated its affinity when idle, else the least busy.
+
+        ``seconds`` (default ``limits.seconds``) bounds this evaluation.
+        """
         self.client.wait_for_workers(1, timeout=GRACE_S * 12)  # a nanny may be restarting a dead worker
         if self.payload.status != "finished":  # every worker holding it died: send the evaluator again
             self.payload = self.client.scatter(self.bytes, broadcast=True, hash=False)
         workers = sorted(self.client.scheduler_info()["workers"])
-        busy = Counter(address for _, _, address in self.running.values())
+        busy = Counter(address for _, _, address, _ in self.running.values())
         key = self.affinity(config)
         home = self.home.get(key)
         address = home if home in workers and busy[home] == 0 else min(workers, key=lambda a: (busy[a], a != home))
@@ -389,7 +491,8 @@ class DaskPool(Pool):
                                     pure=False, workers=[address], allow_other_workers=True)
         ticket = self.tickets
         self.tickets += 1
-        self.running[ticket] = (future, time.perf_counter(), address)
+        self.running[ticket] = (future, time.perf_counter(), address,
+                                 self.limits.seconds if seconds is None else seconds)
         return ticket
 
     def next(self) -> tuple[int, Observation]:
@@ -398,26 +501,32 @@ class DaskPool(Pool):
 
         if not self.running:
             raise RuntimeError("nothing was submitted")
-        limit = None if self.limits.seconds is None else self.limits.seconds + GRACE_S
         while True:
-            for ticket, (future, _, _) in self.running.items():
+            for ticket, (future, *_) in self.running.items():
                 if future.done():  # finished, failed, or cancelled by the scheduler (a lost worker)
                     del self.running[ticket]
                     return ticket, _outcome(future)
-            oldest = min(self.running, key=lambda t: self.running[t][1])
-            timeout = None if limit is None else max(0.0, self.running[oldest][1] + limit - time.perf_counter())
+            kill_at = {t: start + seconds + self.grace_s for t, (_, start, _, seconds) in self.running.items()
+                       if seconds is not None}
+            first = min(kill_at, key=kill_at.__getitem__) if kill_at else None
+            timeout = None if first is None else max(0.0, kill_at[first] - time.perf_counter())
             try:
-                wait_futures([f for f, _, _ in self.running.values()], timeout=timeout,
-                             return_when="FIRST_COMPLETED")
+                wait_futures([f for f, *_ in self.running.values()], timeout=timeout, return_when="FIRST_COMPLETED")
             except TimeoutError:
-                future, start, address = self.running.pop(oldest)
+                future, start, address, seconds = self.running.pop(first)  # type: ignore[arg-type]
                 future.cancel()
                 self._restart(address)
-                return oldest, Observation.failed(f"timeout: over the {self.limits.seconds:g} s limit",
-                                                  time.perf_counter() - start)
+                return first, Observation.failed(f"timeout: over the {seconds:g} s limit",  # type: ignore[return-value]
+                                                 time.perf_counter() - start)
             except Exception:  # a future was cancelled meanwhile: the loop above reports it
-                if not any(f.done() for f, _, _ in self.running.values()):
+                if not any(f.done() for f, *_ in self.running.values()):
                     raise
+
+    def final(self, config: Config, seconds: float | None) -> tuple[Any, str]:
+        """See :meth:`Pool.final`; runs in a worker process of this machine (a Dask thread cannot be interrupted)."""
+        with WorkerPool(cloudpickle.loads(self.bytes), 1, self.limits) as local:
+            local.grace_s = self.grace_s
+            return local.final(config, seconds)
 
     def _restart(self, address: str) -> None:
         """Restart a worker whose thread is stuck in a timed-out evaluation, so nothing queues behind it."""

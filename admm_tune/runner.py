@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -14,17 +15,15 @@ from typing import Any
 
 from joblib import effective_n_jobs
 
-from .errors import ProblemError, RunError
-from .evaluate.backends import BackendError
+from .errors import Interrupted, ProblemError, RunError
 from .evaluate.deploy import DeploymentEvaluator, write_deployment
-from .evaluate.export import ExportError
 from .evaluate.function import FunctionEvaluator
-from .evaluate.pipeline import MLEvaluator
+from .evaluate.pipeline import Final, MLEvaluator
 from .journal import Journal
 from .observation import Observation
 from .optim import ADMM, Candidate
 from .optim.constraints import ConstraintTerms
-from .parallel import DaskPool, Pool, WorkerPool
+from .parallel import GRACE_S, DaskPool, Pool, WorkerPool
 from .problem import Budget, Problem, load_problem, parse_budget
 from .progress import Progress
 from .result import Result, open_run
@@ -85,12 +84,15 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     RunError
         No candidate completed; the message summarises the failure reasons.
     """
+    clock_start = time.monotonic()
     problem_file = Path(problem).resolve() if isinstance(problem, (str, Path)) else None
     problem = load_problem(problem)
     if budget is not None:
         problem = problem.with_budget(parse_budget(budget))
     if seed is not None:
         problem = replace(problem, seed=seed)
+    elif problem.seed is None and not resume:  # drawn, and journaled below, so that the run can be replayed
+        problem = replace(problem, seed=secrets.randbelow(2**31))
     workers_n = _workers(n_jobs)
     if resume and storage is None and run_dir is None:
         raise ProblemError("resume", "give the storage or run_dir of the run to continue")
@@ -120,34 +122,122 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         journal.set_attr("budget", _jsonable(problem.budget.__dict__))
         if problem_file is not None:
             journal.set_attr("problem_file", str(problem_file))
-    bar = Progress(problem.budget.evaluations, problem.budget.seconds, progress)
+    bar = Progress(problem.budget.evaluations, problem.budget.seconds, progress,
+                   iteration=len(journal.iterations()) if resume else 0, done=len(optimiser.records))
+    clock = Clock(problem.budget.seconds, clock_start)
     if backend == "dask":
         pool: Pool = DaskPool(evaluator, scheduler, -1 if n_jobs == -1 else workers_n, problem.isolation)
     elif backend == "processes":
         pool = WorkerPool(evaluator, workers_n, problem.isolation)
     else:
         raise ProblemError("backend", f"expected 'processes' or 'dask', got {backend!r}")
-    executor = _JournaledExecutor(problem, pool, journal, bar, retry_of, [r.observation for r in optimiser.records])
+    if clock.seconds is not None:
+        pool.grace_s = clock.grace_s
+    executor = _JournaledExecutor(problem, pool, journal, bar, retry_of, [r.observation for r in optimiser.records],
+                                  clock)
 
     def on_iteration(entry: dict[str, Any]) -> None:
         journal.record_iteration(entry)
         bar.iteration(int(entry["iteration"]) + 1)
 
+    final: Final | None = None
     try:
-        optimiser.run(executor, on_iteration)
+        optimiser.run(executor, on_iteration, executor.search_time_left if clock.seconds is not None else None)
+        best = optimiser.best()
+        if best is None:
+            reasons = Counter(r.observation.reason[:120] for r in optimiser.records)
+            summary = "; ".join(f"{n}× {reason}" for reason, n in reasons.most_common(5))
+            raise RunError(f"every one of the {len(optimiser.records)} candidates failed: {summary}")
+        if problem.data is not None:  # the refit (and its deployment) runs isolated, in the time left
+            final, why = pool.final(best.config, clock.final_seconds(problem.isolation.seconds))
+            final = final or Final(None, f"none: the refit on all training rows failed ({why})")
+    except KeyboardInterrupt:
+        raise Interrupted(run_path, executor.done) from None
     finally:
         pool.close()
         bar.close()
-    best = optimiser.best()
-    if best is None:
-        reasons = Counter(r.observation.reason[:120] for r in optimiser.records)
-        summary = "; ".join(f"{n}× {reason}" for reason, n in reasons.most_common(5))
-        raise RunError(f"every one of the {len(optimiser.records)} candidates failed: {summary}")
-    pipeline = evaluator.refit(best.config) if problem.data is not None else None
-    result = Result.from_frames(problem, journal.trials(), journal.trace(), storage, run_path, pipeline)
-    if isinstance(evaluator, DeploymentEvaluator):
-        _finalize(result, evaluator, run_path)
+    result = Result.from_frames(problem, journal.trials(), journal.trace(), storage, run_path,
+                                final.pipeline if final is not None else None)
+    result.refit = final.source if final is not None else None
+    if isinstance(evaluator, DeploymentEvaluator) and final is not None:
+        _finalize(result, final, evaluator.deployment.batch_size, run_path)
+    result.timing = clock.report()
     return result
+
+
+FINISH_S = 1.0
+"""Seconds a time-budgeted run keeps at its very end for the result, its files and the report."""
+
+FINAL_SHARE = 0.3
+"""At most this share of a time budget is kept back from the search for the final refit and deployment."""
+
+
+class Clock:
+    """The time plan of a run with a budget of ``seconds`` (None: no time budget).
+
+    The whole call ends by ``max(1.1 × seconds, seconds + 5)`` after it
+    started.  The search starts candidates until ``seconds`` minus the time
+    the final refit and deployment of the best candidate so far are
+    expected to take (estimated from its own evaluation, at most
+    :data:`FINAL_SHARE` of the budget); each candidate's limit is the time
+    the search has left; a worker silent past its limit is killed after
+    :attr:`grace_s`; the final step gets what is left, less the grace and
+    :data:`FINISH_S` for writing the result.
+    """
+
+    def __init__(self, seconds: float | None, start: float) -> None:
+        self.seconds, self.start = seconds, start
+
+    @property
+    def end(self) -> float:
+        """When the whole call must be over (monotonic clock); inf without a time budget."""
+        if self.seconds is None:
+            return math.inf
+        return self.start + max(1.1 * self.seconds, self.seconds + 5.0) - FINISH_S
+
+    @property
+    def grace_s(self) -> float:
+        """How long a candidate may overrun its limit before its worker is killed."""
+        if self.seconds is None:
+            return GRACE_S
+        return float(min(GRACE_S, max(0.5, (self.end - self.start - self.seconds) / 2)))
+
+    def search_left(self, reserve: float) -> float:
+        """Seconds the search may still start candidates in, keeping ``reserve`` for the final step."""
+        if self.seconds is None:
+            return math.inf
+        reserve = min(reserve, FINAL_SHARE * self.seconds)
+        return self.start + self.seconds - reserve - time.monotonic()
+
+    def final_seconds(self, limit: float | None) -> float | None:
+        """The final step's limit: what is left (at least a second), or ``limit`` without a time budget."""
+        if self.seconds is None:
+            return limit
+        left = max(1.0, self.end - self.grace_s - time.monotonic())
+        return left if limit is None else min(limit, left)
+
+    def report(self) -> dict[str, float | None]:
+        """Budget adherence: ``budget_s``, ``wall_s`` and ``overrun`` (wall / budget; None without a budget)."""
+        wall = time.monotonic() - self.start
+        return {"budget_s": self.seconds, "wall_s": wall,
+                "overrun": wall / self.seconds if self.seconds else None}
+
+
+def final_cost(obs: Observation, cv: int) -> float:
+    """Expected seconds to refit and deploy a candidate, from its own evaluation ``obs`` (``cv`` folds).
+
+    The refit fits all rows once (a fold fitted ``(cv - 1) / cv`` of them,
+    and fits grow faster than linearly for many models: x1.5); the
+    deployment (export, compile, verify, time) costs what it cost in the
+    search, the evaluation's time beyond its folds.
+    """
+    fit, score = obs.metrics.get("fit_time_s", 0.0), obs.metrics.get("score_time_s", 0.0)
+    deploy = max(0.0, obs.duration_s - cv * (fit + score))
+    return 1.5 * fit * cv / max(1, cv - 1) + deploy
+
+
+FAIL_FAST = 4
+"""A run whose first this many evaluations all failed for one same reason stops with that reason."""
 
 
 class _JournaledExecutor:
@@ -155,23 +245,42 @@ class _JournaledExecutor:
 
     A trial is written when it starts and again when it finishes, so a run
     killed at any point loses nothing finished and knows what was in flight.
+    Each candidate's time limit is the smaller of the problem's
+    ``isolation.seconds`` and the time the search has left (:class:`Clock`).
+    When the first :data:`FAIL_FAST` evaluations of a run all fail for one
+    reason (a crash, an import error, the same exception; not a time-out or
+    the memory limit, which depend on the candidate), the run stops with
+    that reason instead of spending its budget on it.
     """
 
     def __init__(self, problem: Problem, pool: Pool, journal: Journal, bar: Progress, retry_of: Mapping[str, int],
-                 done: Sequence[Observation]) -> None:
+                 done: Sequence[Observation], clock: Clock) -> None:
         self.problem, self.pool, self.journal, self.bar, self.retry_of = problem, pool, journal, bar, retry_of
+        self.clock = clock
         self.terms = ConstraintTerms(problem.constraints)
         self.capacity = pool.capacity
         self.started: dict[int, tuple[Candidate, Any]] = {}  # ticket → (candidate, journal trial)
         self.done = 0
         self.leader: tuple[bool, float, float] | None = None  # (infeasible, violation, loss) of the best so far
+        self.leader_obs: Observation | None = None
+        self.failures: list[str] | None = [] if not done else None  # reasons of a new run's first failures
         for obs in done:  # a resumed run's evaluations: the progress line starts from them
             self._count(obs)
 
+    def search_time_left(self) -> float:
+        """Seconds the search may still start candidates in (the final step's expected cost kept back)."""
+        cv = getattr(self.problem.objective, "cv", 1)
+        reserve = final_cost(self.leader_obs, cv) if self.leader_obs is not None else 0.0
+        return self.clock.search_left(reserve)
+
     def submit(self, candidate: Candidate) -> None:
-        """Journal the trial as running and start it."""
+        """Journal the trial as running and start it, limited to the time the search has left."""
         trial = self.journal.start(candidate.config, _attrs(self.problem, candidate, self.retry_of))
-        self.started[self.pool.submit(candidate.config)] = (candidate, trial)
+        seconds = self.problem.isolation.seconds
+        if self.clock.seconds is not None:
+            left = max(0.5, self.search_time_left())
+            seconds = left if seconds is None else min(seconds, left)
+        self.started[self.pool.submit(candidate.config, seconds)] = (candidate, trial)
 
     def next(self) -> tuple[Candidate, Observation]:
         """Wait for the next finished trial; journal it and update the progress line."""
@@ -183,30 +292,47 @@ class _JournaledExecutor:
         self.journal.finish(trial, obs, self._count(obs))
         self.bar.update(self.done, self.leader[2] if self.leader else None,
                         self.leader is not None and not self.leader[0])
+        self._fail_fast(obs)
         return candidate, obs
+
+    def _fail_fast(self, obs: Observation) -> None:
+        """Stop a run whose first :data:`FAIL_FAST` evaluations all failed for the same reason."""
+        if self.failures is None:
+            return
+        if obs.ok or obs.reason.startswith(("timeout", "memory")):
+            self.failures = None
+            return
+        self.failures.append(obs.reason)
+        if len(self.failures) == FAIL_FAST and len(set(self.failures)) == 1:
+            raise RunError(f"stopped early: the first {FAIL_FAST} candidates all failed the same way: "
+                           f"{obs.reason[:300]}")
+        if len(self.failures) >= FAIL_FAST:
+            self.failures = None
 
     def _count(self, obs: Observation) -> float:
         """Count a finished evaluation towards the progress line; return its constraint violation."""
         violation = self.terms.violation(self.terms.violations(obs.metrics)) if obs.ok else math.inf
         if obs.ok:
-            self.leader = min(filter(None, [self.leader, (violation > 0, violation, float(obs.loss))]))
+            entry = (violation > 0, violation, float(obs.loss))
+            if self.leader is None or entry < self.leader:
+                self.leader, self.leader_obs = entry, obs
         self.done += 1
         return violation
 
 
-def _finalize(result: Result, evaluator: DeploymentEvaluator, run_path: Path | None) -> None:
-    """Deploy the refit pipeline (verified and timed itself) and write its files into the run directory."""
-    config, batch = result.best.config, evaluator.deployment.batch_size
-    try:
-        final = evaluator.finalize(config, result.pipeline)
-    except (ExportError, BackendError) as exc:
-        result.final = {"verification": f"the refit pipeline could not be deployed: {exc}", "measured": {}}
+def _finalize(result: Result, final: Final, batch: int, run_path: Path | None) -> None:
+    """Hand over the final pipeline's deployment (verified and timed itself); write its files into the run dir."""
+    config = result.best.config
+    if final.deployed is None:
+        result.final = {"verification": final.error or f"no pipeline to deploy: {final.source}", "measured": {},
+                        "pipeline": final.source}
         return
-    result.final = {"verification": final.verification, "measured": final.metrics}
-    result.exporter = partial(write_deployment, deployed=final, config=config,
+    deployed = final.deployed
+    result.final = {"verification": deployed.verification, "measured": deployed.metrics, "pipeline": final.source}
+    result.exporter = partial(write_deployment, deployed=deployed, config=config,
                               search_metrics=result.deployment["measured"], batch_size=batch,
                               X_sample=result.problem.data.X.iloc[:5])
-    if run_path is not None and result.best.feasible:
+    if run_path is not None and result.feasible:  # never a graph that failed verification
         result.export(run_path)
 
 

@@ -179,6 +179,11 @@ class Algorithm:
         keeps ``ai.onnx.ml`` ones (which OpenVINO and TensorRT cannot run).
     note : str
         Why it is not exportable, or any remark for the user.
+    quantizable : bool
+        Whether its exported graph has MatMul/Gemm weights for int8 to
+        quantise (``quantizable: false`` in YAML for scalers, trees, SVMs,
+        ...): int8 is never proposed for a pipeline none of whose steps has
+        any (see :func:`admm_tune.deployment.with_deployment`).
     """
 
     name: str
@@ -188,6 +193,7 @@ class Algorithm:
     exportable: bool = True
     note: str = ""
     onnx_ops: str = "standard"
+    quantizable: bool = True
 
     def param(self, name: str) -> Param:
         """Return the hyper-parameter called ``name``."""
@@ -488,7 +494,7 @@ def _module(raw: Any, path: str) -> Module:
 
 def _algorithm(raw: Any, path: str) -> Algorithm:
     raw = F.mapping(raw, path)
-    F.only_keys(raw, ("name", "class", "params", "fixed", "exportable", "onnx_ops", "note"), path)
+    F.only_keys(raw, ("name", "class", "params", "fixed", "exportable", "onnx_ops", "note", "quantizable"), path)
     name = F.string(raw.get("name"), F.join(path, "name"))
     if "." in name:
         raise ProblemError(F.join(path, "name"), "must not contain '.'")
@@ -504,7 +510,8 @@ def _algorithm(raw: Any, path: str) -> Algorithm:
     exportable = F.boolean(raw.get("exportable", True), F.join(path, "exportable"))
     note = str(raw.get("note", ""))
     onnx_ops = F.string(raw.get("onnx_ops", "standard"), F.join(path, "onnx_ops"), choices=ONNX_OPS)
-    return Algorithm(name, estimator, params, fixed, exportable, note, onnx_ops)
+    quantizable = F.boolean(raw.get("quantizable", estimator is not None), F.join(path, "quantizable"))
+    return Algorithm(name, estimator, params, fixed, exportable, note, onnx_ops, quantizable)
 
 
 def _param(name: str, raw: Any, path: str) -> Param:

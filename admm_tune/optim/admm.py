@@ -54,14 +54,14 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from ..observation import Observation
 from ..problem import Budget, Constraint, OptimizerSettings
-from ..space import Config, Float, Int, SearchSpace
+from ..space import Config, Float, Forbidden, Int, SearchSpace
 from .bandit import NoAllowedDraw, ThompsonBandit, reward
 from .bayes import ThetaTask, make_solver
 from .constraints import ConstraintTerms
@@ -151,10 +151,12 @@ class ADMM:
         self._started = 0
         self._executor: Executor = SerialExecutor(lambda batch: [])
         self._start = time.monotonic()
+        self._time_left: Callable[[], float] | None = None
         self._stalled = 0
 
     # -- public ----------------------------------------------------------------
-    def run(self, evaluate: Executor | EvaluateFn, on_iteration: IterationFn | None = None) -> list[Record]:
+    def run(self, evaluate: Executor | EvaluateFn, on_iteration: IterationFn | None = None,
+            time_left: Callable[[], float] | None = None) -> list[Record]:
         """Iterate until the budget is spent or progress stalls; return every record.
 
         Parameters
@@ -164,9 +166,13 @@ class ADMM:
             callable is used one candidate at a time.
         on_iteration : callable, optional
             Called with each iteration's trace entry.
+        time_left : callable, optional
+            Seconds left to start candidates in; when given, it replaces the
+            budget's ``seconds`` (the caller keeps time back for its own work).
         """
         self._executor = evaluate if isinstance(evaluate, Executor) else SerialExecutor(evaluate)
         self._start = time.monotonic()
+        self._time_left = time_left
         if self._retry:
             retry = iter(self._retry)
             records = self._step(lambda: next(retry, None))
@@ -206,6 +212,8 @@ class ADMM:
         """
         self.records = [Record(c, o, self.terms.violations(o.metrics) if o.ok else np.full(len(self.terms), np.inf))
                         for c, o in history]
+        for record in self.records:
+            self._ban(record)
         self._seen = {_key(r.config) for r in self.records}
         self.trace = [dict(e) for e in trace]
         if self.trace:
@@ -319,7 +327,7 @@ class ADMM:
 
         def propose() -> Candidate | None:
             nonlocal proposed
-            if proposed == s.inner:
+            if proposed == s.inner or not self.space.allowed(s.z):  # z's structure may have been banned since
                 return None
             points = self.solver.propose(self._theta_task(zkey, keys, center, fixed, others), 1, self.rng)
             if len(points) == 0:
@@ -476,6 +484,8 @@ class ADMM:
         while True:
             while proposing and len(self._running) < capacity:
                 candidate = None if self._exhausted() else propose()
+                while candidate is not None and not self.space.allowed(candidate.config):  # banned meanwhile
+                    candidate = propose()
                 if candidate is None:
                     proposing = False
                 else:
@@ -503,7 +513,26 @@ class ADMM:
         viol = self.terms.violations(obs.metrics) if obs.ok else np.full(len(self.terms), np.inf)
         record = Record(candidate, obs, viol)
         self.records.append(record)
+        self._ban(record)
         return record
+
+    def _ban(self, record: Record) -> None:
+        """Never propose again the structure of a failure that follows from it (the evaluator says so).
+
+        The observation's ``structural`` attribute names the modules whose
+        choices made the failure certain (``"scaler,transformer,estimator,
+        precision"`` for int8 on a graph with no weights): every config with
+        the same choices there becomes forbidden, whatever its parameters
+        and its other modules' choices.
+        """
+        scope = record.observation.attrs.get("structural") if not record.observation.ok else None
+        if not scope:
+            return
+        when = {m: frozenset([record.config[m]]) for m in str(scope).split(",") if m in record.config}
+        clause = Forbidden(when, f"failed by structure: {record.observation.reason[:200]}")
+        if when and clause not in self.space.forbidden:
+            self.space = replace(self.space, forbidden=self.space.forbidden + (clause,))
+            self.bandit.space = self.space
 
     def _credit(self, records: list[Record]) -> None:
         merits = [self._merit(r) for r in self.records]
@@ -578,6 +607,8 @@ class ADMM:
     def _exhausted(self) -> bool:
         if self._left() == 0:
             return True
+        if self._time_left is not None:
+            return self._time_left() <= 0
         return self.budget.seconds is not None and time.monotonic() - self._start >= self.budget.seconds
 
     def _converged(self, entry: dict[str, Any]) -> bool:
