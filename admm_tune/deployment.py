@@ -10,9 +10,9 @@ machine, by construction:
   :attr:`Deployment.notes`); none left is an error;
 - precisions that no remaining backend runs are dropped, and each backend is
   kept away from the precisions it cannot run (forbidden clauses);
-- backends that need standard ONNX operators are kept away from algorithms
-  whose exported graphs keep ``ai.onnx.ml`` ones, and dropped when the data
-  needs the categorical front (imputer / one-hot are ``ai.onnx.ml`` too).
+- backends that need standard ONNX operators get graphs whose ``ai.onnx.ml``
+  operators are lowered (:mod:`~admm_tune.evaluate.graph`), so every
+  algorithm and the categorical front run on every backend.
 
 :func:`with_deployment` then joins the ML space (exportable algorithms only)
 and the deployment space into the one space the optimiser searches.
@@ -158,14 +158,11 @@ def with_deployment(ml: SearchSpace, deployment: Deployment) -> tuple[SearchSpac
         keep[module.name] = names
     ml = ml.restricted(keep)
     extra = []
-    backends = deployment.space.module(BACKEND).names
-    for b in backends:
-        if BACKENDS[b].capabilities().standard_ops_only:
-            for module in ml.modules:
-                ml_ops = [a.name for a in module.algorithms if a.onnx_ops == "ml"]
-                if ml_ops:
-                    extra.append(Forbidden({BACKEND: frozenset([b]), module.name: frozenset(ml_ops)},
-                                           f"{b} runs only standard ONNX operators"))
+    if "int8" in deployment.space.module(PRECISION).names:  # int8 quantises MatMul/Gemm weights: some step needs them
+        extra.append(Forbidden({PRECISION: frozenset(["int8"]), **{
+            m.name: frozenset(a.name for a in m.algorithms if not a.quantizable) for m in ml.modules}},
+            "int8 needs MatMul/Gemm weights, which none of these steps has"))
+    # no rule keeps ai.onnx.ml graphs from a backend: those that need standard operators lower them
     return ml.combined(deployment.space, extra + list(ml.not_exportable)), tuple(notes)
 
 
@@ -217,8 +214,6 @@ def _fit_to_machine(space: SearchSpace, path: str, needs_front: bool) -> tuple[S
     kept, reasons = [], []
     for algo in space.module(BACKEND).algorithms:
         ok, reason = BACKENDS[algo.name].available()
-        if ok and needs_front and BACKENDS[algo.name].capabilities().standard_ops_only:
-            ok, reason = False, "the data needs the categorical front (ai.onnx.ml imputer / one-hot operators)"
         if ok:
             kept.append(algo.name)
         else:

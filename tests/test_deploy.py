@@ -44,14 +44,16 @@ def test_the_joint_space_is_fitted_to_this_machine():
     assert problem.space.groups == ("ml", "deployment")
     assert problem.constraints[-1].metric == "output_mismatch"
     rng = np.random.default_rng(0)
-    for _ in range(300):  # never a tree ensemble on OpenVINO, int8 on OpenVINO, bf16 on ONNX Runtime
+    seen = set()
+    for _ in range(300):  # never int8 on OpenVINO, bf16 on ONNX Runtime; tree ensembles everywhere (lowered)
         config = problem.space.sample(rng)
-        assert not (config["backend"] == "openvino" and config["estimator"] == "random_forest")
+        seen.add((config["backend"], config["estimator"]))
         assert (config["backend"], config["precision"]) not in {("openvino", "int8"), ("onnxruntime", "bf16"),
                                                                 ("onnxruntime", "fp16")}
         if config["backend"] == "openvino":
             assert config["backend.openvino.num_streams"] * config["backend.openvino.inference_num_threads"] <= \
                 admm_tune.machine.cores()
+    assert ("openvino", "random_forest") in seen
 
 
 def test_gpu_space_is_refused_here_with_the_reasons():
@@ -226,8 +228,7 @@ def test_refit_graph_is_verified_and_timed_and_its_loader_runs_with_categorical_
                                          "transformer": ["none"]},
                             "deployment": {"space": "cpu", "timing": FAST_TIMING}, "budget": {"evaluations": 6},
                             "seed": 0}, run_dir=tmp_path, progress=False)
-    assert result.deployment["backend"] == "onnxruntime"  # OpenVINO left out: the one-hot front is ai.onnx.ml
-    assert any("openvino left out" in note for note in result.problem.notes)
+    assert not any("openvino left out" in note for note in result.problem.notes)  # the one-hot front is lowered
     assert result.final["verification"].startswith("agrees") and "latency_p95_ms" in result.final["measured"]
     spec = json.loads((tmp_path / "deployment.json").read_text())
     assert spec["inputs"] == ["x", "colour"] and spec["measured"] == result.final["measured"]

@@ -316,3 +316,12 @@ def test_probit_and_equality_splits_are_refused():
                    target_ids=[0] * 5, target_weights=[1.0] * 5, **tree_attrs(["BRANCH_EQ"] * 3, [0] * 8))
     with pytest.raises(LoweringError, match="BRANCH_EQ"):
         lower(model, "gemm")
+
+
+def test_openvino_gets_string_inputs_as_codes_it_computes_itself():
+    model = single("OneHotEncoder", [("X", TensorProto.STRING, [None, 1])],
+                   [("Y", TensorProto.FLOAT, [None, 1, 3])], cats_strings=["red", "green", "blue"], zeros=1)
+    x = np.array([["green"], ["blue"], ["other"], ["red"]], dtype=object)
+    session = get_backend("openvino").compile(model, {"tree_lowering": "gemm"})
+    assert session.codes == {"X": {"blue": 0, "green": 1, "red": 2}}
+    np.testing.assert_array_equal(session.run({"X": x})[0], native(model, {"X": x})[0])

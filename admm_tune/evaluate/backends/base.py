@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 """Every precision a deployment space may name."""
 
-__all__ = ["PRECISIONS", "Backend", "BackendError", "Capabilities", "Knob", "Session", "check_request"]
+__all__ = ["PRECISIONS", "Backend", "BackendError", "Capabilities", "Knob", "Session", "check_request", "lowered"]
 
 
 @dataclass(frozen=True)
@@ -102,3 +102,19 @@ def check_request(backend: Backend, knobs: Mapping[str, Any], precision: str) ->
             raise BackendError(f"{backend.name} knob {name!r} must be one of {list(knob.choices)}, got {value!r}")
     if precision not in caps.precisions:
         raise BackendError(f"{backend.name} does not run {precision!r} here (runs {list(caps.precisions)})")
+
+
+def lowered(model: onnx.ModelProto, tree_lowering: str, string_codes: bool = False) -> onnx.ModelProto:
+    """The graph to compile for a ``tree_lowering`` knob (:func:`~admm_tune.evaluate.graph.prepared`).
+
+    Raises
+    ------
+    BackendError
+        When an operator of the graph has no standard-operator form.
+    """
+    from ..graph import LoweringError, prepared
+
+    try:
+        return prepared(model, tree_lowering, string_codes)
+    except LoweringError as exc:
+        raise BackendError(f"lowering ({tree_lowering}): {exc}") from None

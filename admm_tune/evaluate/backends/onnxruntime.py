@@ -1,7 +1,10 @@
 """ONNX Runtime: CPU execution provider (and CUDA where ``onnxruntime-gpu`` and a GPU exist).
 
 Knobs: ``graph_optimization_level``, ``intra_op_num_threads``,
-``inter_op_num_threads``, ``execution_mode`` and ``allow_spinning``.  On
+``inter_op_num_threads``, ``execution_mode``, ``allow_spinning`` and
+``tree_lowering`` (``native`` keeps the ai.onnx.ml operators for ONNX
+Runtime's own kernels; ``gemm`` / ``traversal`` / ``perfect`` compile the
+graph lowered to standard operators, :mod:`admm_tune.evaluate.graph`).  On
 small graphs measured here threads matter most, ``parallel`` execution never
 helped and the graph levels were within noise; the search learns that
 rather than having it hard-coded.  Precisions: ``fp32`` and dynamic ``int8``
@@ -20,7 +23,8 @@ if TYPE_CHECKING:
     import onnx
 
 from ...machine import cores
-from .base import BackendError, Capabilities, Knob, check_request
+from ..graph import NATIVE, TREE_LOWERINGS
+from .base import BackendError, Capabilities, Knob, check_request, lowered
 
 LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
           "all": "ORT_ENABLE_ALL"}
@@ -74,6 +78,7 @@ class OnnxRuntimeBackend:
             "inter_op_num_threads": Knob("int", 1, n, doc="threads across operators (parallel mode)"),
             "execution_mode": Knob("categorical", choices=tuple(MODES), doc="operator scheduling"),
             "allow_spinning": Knob("categorical", choices=(True, False), doc="busy-wait of idle threads"),
+            "tree_lowering": Knob("categorical", choices=TREE_LOWERINGS, doc="ai.onnx.ml kernels or a lowered graph"),
         }
         return Capabilities((self.device,), ("fp32", "int8"), knobs)
 
@@ -82,6 +87,7 @@ class OnnxRuntimeBackend:
         import onnxruntime as ort
 
         check_request(self, knobs, precision)
+        model = lowered(model, knobs.get("tree_lowering", NATIVE))
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if "graph_optimization_level" in knobs:

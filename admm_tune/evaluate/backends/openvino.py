@@ -1,13 +1,17 @@
 """OpenVINO on the CPU device.
 
-Knobs: ``performance_hint`` (LATENCY/THROUGHPUT), ``num_streams`` and
-``inference_num_threads``.  Precisions: ``fp32`` always, and ``bf16`` /
+Knobs: ``performance_hint`` (LATENCY/THROUGHPUT), ``num_streams``,
+``inference_num_threads`` and ``tree_lowering`` (the tree strategy of the
+lowered graph: ``gemm``, ``traversal`` or ``perfect``).  Precisions: ``fp32`` always, and ``bf16`` /
 ``fp16`` where the CPU plugin reports them (``OPTIMIZATION_CAPABILITIES``),
 through ``INFERENCE_PRECISION_HINT``.  The plugin defaults to bf16 on CPUs
 that have it, so an fp32 candidate sets ``f32`` explicitly.
 
-OpenVINO reads ONNX but not the ``ai.onnx.ml`` operators, so it only gets
-graphs of standard operators (:attr:`Capabilities.standard_ops_only`).  It
+OpenVINO reads ONNX but not the ``ai.onnx.ml`` operators
+(:attr:`Capabilities.standard_ops_only`), nor string tensors in
+comparisons: :meth:`OpenVinoBackend.compile` compiles the graph lowered to
+standard operators (:mod:`admm_tune.evaluate.graph`), with string inputs as
+integer codes that the session computes from the strings it is given.  It
 returned wrong results at batch >= 2 for some graphs that were right at
 batch 1; the evaluator therefore verifies agreement at the batch size it
 times.
@@ -25,9 +29,12 @@ if TYPE_CHECKING:
     import onnx
 
 from ...machine import cores
-from .base import BackendError, Capabilities, Knob, check_request
+from ..graph import STRATEGIES, encode_strings, string_codes
+from .base import BackendError, Capabilities, Knob, check_request, lowered
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+DEFAULT_TREES = "gemm"
+"""Tree strategy when the knob is not given."""
 
 
 @lru_cache(maxsize=1)
@@ -40,13 +47,16 @@ def _core() -> Any:
 class OvSession:
     """A compiled OpenVINO model behind the :class:`~.base.Session` protocol."""
 
-    def __init__(self, compiled: Any, size_bytes: int) -> None:
+    def __init__(self, compiled: Any, size_bytes: int, codes: dict[str, dict[str, int]] | None = None) -> None:
         self.compiled = compiled
         self.request = compiled.create_infer_request()
         self.size_bytes = size_bytes
+        self.codes = codes or {}
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        """Run one synchronous inference."""
+        """Run one synchronous inference (string inputs turned into the graph's integer codes)."""
+        if self.codes:
+            feeds = {k: encode_strings(v, self.codes[k]) if k in self.codes else v for k, v in feeds.items()}
         result = self.request.infer(dict(feeds))
         return [np.asarray(result[out]) for out in self.compiled.outputs]
 
@@ -76,12 +86,14 @@ class OpenVinoBackend:
             "performance_hint": Knob("categorical", choices=("LATENCY", "THROUGHPUT"), doc="PERFORMANCE_HINT"),
             "num_streams": Knob("int", 1, n, doc="NUM_STREAMS: parallel inference streams"),
             "inference_num_threads": Knob("int", 1, n, doc="INFERENCE_NUM_THREADS"),
+            "tree_lowering": Knob("categorical", choices=STRATEGIES, doc="tree strategy of the lowered graph"),
         }
         return Capabilities(("cpu",), precisions, knobs, standard_ops_only=True)
 
     def compile(self, model: onnx.ModelProto, knobs: Mapping[str, Any], precision: str = "fp32") -> OvSession:
-        """Read the ONNX graph and compile it for the CPU with the knobs."""
+        """Lower the ONNX graph to standard operators, read it and compile it for the CPU with the knobs."""
         check_request(self, knobs, precision)
+        model = lowered(model, knobs.get("tree_lowering", DEFAULT_TREES), string_codes=True)
         config = {"INFERENCE_PRECISION_HINT": HINTS[precision]}
         if "performance_hint" in knobs:
             config["PERFORMANCE_HINT"] = str(knobs["performance_hint"])
@@ -94,4 +106,4 @@ class OpenVinoBackend:
             compiled = _core().compile_model(_core().read_model(data, b""), "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError/Exception with multi-line text
             raise BackendError("openvino: " + " ".join(str(exc).split())[:400]) from None
-        return OvSession(compiled, len(data))
+        return OvSession(compiled, len(data), string_codes(model))

@@ -1,5 +1,7 @@
 """TensorRT, through ONNX Runtime's TensorRT execution provider.
 
+Graphs are lowered to standard operators first
+(:mod:`admm_tune.evaluate.graph`), which TensorRT's ONNX parser needs.
 Available only where an NVIDIA GPU, the ``tensorrt`` package and an
 ``onnxruntime-gpu`` build with ``TensorrtExecutionProvider`` all exist; on
 any other machine :meth:`TensorRtBackend.available` says which part is
@@ -13,7 +15,8 @@ import subprocess
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .base import BackendError, Capabilities, Knob, check_request
+from ..graph import STRATEGIES
+from .base import BackendError, Capabilities, Knob, check_request, lowered
 from .onnxruntime import OrtSession
 
 if TYPE_CHECKING:
@@ -57,7 +60,8 @@ class TensorRtBackend:
 
     def capabilities(self) -> Capabilities:
         """fp32 and fp16 engines; the workspace size is the knob."""
-        knobs = {"workspace_mb": Knob("int", 16, None, doc="trt_max_workspace_size in MiB")}
+        knobs = {"workspace_mb": Knob("int", 16, None, doc="trt_max_workspace_size in MiB"),
+                 "tree_lowering": Knob("categorical", choices=STRATEGIES, doc="tree strategy of the lowered graph")}
         return Capabilities(("cuda",), ("fp32", "fp16"), knobs, standard_ops_only=True)
 
     def compile(self, model: onnx.ModelProto, knobs: Mapping[str, Any], precision: str = "fp32") -> OrtSession:
@@ -66,6 +70,7 @@ class TensorRtBackend:
         if not ok:
             raise BackendError(f"tensorrt is unavailable: {reason}")
         check_request(self, knobs, precision)
+        model = lowered(model, knobs.get("tree_lowering", "gemm"))
         import onnxruntime as ort
 
         options = {"trt_fp16_enable": precision == "fp16",

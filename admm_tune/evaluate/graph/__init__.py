@@ -8,7 +8,8 @@ exactness argument.
 """
 
 from ._builder import LoweringError
-from .lower import ML_DOMAIN, NATIVE, TREE_LOWERINGS, lower, ml_operators
+from .lower import ML_DOMAIN, NATIVE, TREE_LOWERINGS, encode_strings, lower, ml_operators, prepared, string_codes
 from .trees import STRATEGIES
 
-__all__ = ["ML_DOMAIN", "NATIVE", "STRATEGIES", "TREE_LOWERINGS", "LoweringError", "lower", "ml_operators"]
+__all__ = ["ML_DOMAIN", "NATIVE", "STRATEGIES", "TREE_LOWERINGS", "LoweringError", "encode_strings", "lower",
+           "ml_operators", "prepared", "string_codes"]

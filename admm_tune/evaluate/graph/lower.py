@@ -7,12 +7,16 @@ opset import once no node uses it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from collections import OrderedDict
 
+import numpy as np
 import onnx
 from onnx import helper, shape_inference
 
-from ._builder import FLOAT, Builder, LoweringError, attributes
+from ._builder import FLOAT, INT64, STRING, Builder, LoweringError, attributes
 from .ml_ops import RULES
 from .trees import STRATEGIES, tree_classifier, tree_regressor
 
@@ -22,6 +26,11 @@ NATIVE = "native"
 """``tree_lowering`` value that keeps tree ensembles as ai.onnx.ml operators (ONNX Runtime only)."""
 TREE_LOWERINGS = (NATIVE, *STRATEGIES)
 """Every value of the ``tree_lowering`` deployment choice."""
+CODES_KEY = "admm_tune.string_codes"
+"""Metadata key of a lowered graph whose string inputs became integer codes: ``{input: vocabulary}``."""
+PASS_THROUGH = {"Identity", "Gather", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Transpose", "Concat"}
+"""Operators that only move string values around (their outputs stay codes of the same vocabulary)."""
+ENCODERS = {"OneHotEncoder": ("cats_strings", "cats_int64s"), "LabelEncoder": ("keys_strings", "keys_int64s")}
 
 
 def ml_operators(model: onnx.ModelProto) -> list[str]:
@@ -29,7 +38,7 @@ def ml_operators(model: onnx.ModelProto) -> list[str]:
     return sorted({n.op_type for n in model.graph.node if n.domain == ML_DOMAIN})
 
 
-def lower(model: onnx.ModelProto, tree_strategy: str = "traversal") -> onnx.ModelProto:
+def lower(model: onnx.ModelProto, tree_strategy: str = "traversal", string_codes: bool = False) -> onnx.ModelProto:
     """A copy of ``model`` whose ai.onnx.ml operators are rewritten into standard ones.
 
     Parameters
@@ -38,6 +47,12 @@ def lower(model: onnx.ModelProto, tree_strategy: str = "traversal") -> onnx.Mode
     tree_strategy : {"gemm", "traversal", "perfect", "native"}
         How tree ensembles are rewritten (see :mod:`.trees`); ``native``
         keeps them (the result then still needs ONNX Runtime).
+    string_codes : bool
+        Turn string inputs into int64 inputs of codes (the position in a
+        vocabulary, -1 for an unknown string), for backends without string
+        tensors (OpenVINO); the vocabulary of each input is recorded in the
+        graph's metadata under :data:`CODES_KEY` (:func:`encode_strings`
+        makes the codes).
 
     Returns
     -------
@@ -52,6 +67,8 @@ def lower(model: onnx.ModelProto, tree_strategy: str = "traversal") -> onnx.Mode
         raise LoweringError(f"unknown tree strategy {tree_strategy!r}; expected one of {list(TREE_LOWERINGS)}")
     out = onnx.ModelProto()
     out.CopyFrom(model)
+    if string_codes:
+        _strings_to_codes(out)
     if not ml_operators(out):
         return out
     types = _elem_types(out)
@@ -106,6 +123,78 @@ def _retype_outputs(model: onnx.ModelProto, names: dict[str, int]) -> None:
             o.CopyFrom(helper.make_tensor_value_info(o.name, elem, None))
 
 
+_PREPARED: OrderedDict[tuple[bytes, str, bool], onnx.ModelProto] = OrderedDict()
+
+
+def prepared(model: onnx.ModelProto, tree_lowering: str, string_codes: bool = False) -> onnx.ModelProto:
+    """The graph a backend compiles: ``model`` itself when nothing needs lowering, else :func:`lower`'s copy.
+
+    ``tree_lowering="native"`` keeps every ai.onnx.ml operator (ONNX
+    Runtime's own kernels).  The last few lowered graphs are cached by
+    content, so deployments of one pipeline that differ only in knobs lower
+    it once.
+    """
+    has_strings = string_codes and any(i.type.tensor_type.elem_type == STRING for i in model.graph.input)
+    if (tree_lowering == NATIVE or not ml_operators(model)) and not has_strings:
+        return model
+    key = (hashlib.sha1(model.SerializeToString()).digest(), tree_lowering, string_codes)
+    if key not in _PREPARED:
+        _PREPARED[key] = lower(model, tree_lowering, string_codes)
+        while len(_PREPARED) > 8:
+            _PREPARED.popitem(last=False)
+    _PREPARED.move_to_end(key)
+    return _PREPARED[key]
+
+
+def _strings_to_codes(model: onnx.ModelProto) -> None:
+    """String inputs become int64 codes into the sorted vocabulary of every string-keyed encoder.
+
+    Raises
+    ------
+    LoweringError
+        When a string value reaches an operator other than a pass-through
+        (:data:`PASS_THROUGH`) or a string-keyed encoder.
+    """
+    graph = model.graph
+    strings = {i.name for i in graph.input if i.type.tensor_type.elem_type == STRING}
+    if not strings:
+        return
+    encoders = [n for n in graph.node if n.domain == ML_DOMAIN and n.op_type in ENCODERS]
+    vocabulary = sorted({v for n in encoders for v in attributes(n).get(ENCODERS[n.op_type][0], [])})
+    code = {v: i for i, v in enumerate(vocabulary)}
+    for node in graph.node:  # topological order: string values propagate forward
+        if not strings.intersection(node.input):
+            continue
+        if node.op_type in PASS_THROUGH and node.domain in ("", "ai.onnx"):
+            strings.update(node.output)
+        elif node.domain == ML_DOMAIN and node.op_type in ENCODERS and ENCODERS[node.op_type][0] in attributes(node):
+            old, new = ENCODERS[node.op_type]
+            keys = [code[v] for v in attributes(node)[old]]
+            kept = [a for a in node.attribute if a.name != old]
+            del node.attribute[:]
+            node.attribute.extend([*kept, helper.make_attribute(new, keys)])
+        else:
+            raise LoweringError(f"string input reaches {node.op_type}, which has no integer-code form here")
+    inputs = [i for i in graph.input if i.type.tensor_type.elem_type == STRING]
+    for inp in inputs:
+        inp.type.tensor_type.elem_type = INT64
+    entry = model.metadata_props.add()
+    entry.key, entry.value = CODES_KEY, json.dumps({i.name: vocabulary for i in inputs})
+
+
+def string_codes(model: onnx.ModelProto) -> dict[str, dict[str, int]]:
+    """``{input: {string: code}}`` of a graph lowered with ``string_codes=True`` (empty otherwise)."""
+    raw = next((p.value for p in model.metadata_props if p.key == CODES_KEY), None)
+    return {name: {v: i for i, v in enumerate(vocab)} for name, vocab in json.loads(raw).items()} if raw else {}
+
+
+def encode_strings(values: np.ndarray, codes: dict[str, int]) -> np.ndarray:
+    """The int64 codes of an array of strings (-1 for a string outside the vocabulary)."""
+    flat = np.asarray(values).reshape(-1)
+    return np.fromiter((codes.get(str(v), -1) for v in flat), dtype=np.int64, count=flat.size).reshape(
+        np.shape(values))
+
+
 def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
     """Element type of every typed value of the graph (after shape inference)."""
     try:
@@ -126,4 +215,5 @@ def _set_opsets(model: onnx.ModelProto, opset: int) -> None:
     model.opset_import.extend([helper.make_opsetid("", max(current, opset)), *imports])
 
 
-__all__ = ["ML_DOMAIN", "NATIVE", "TREE_LOWERINGS", "LoweringError", "lower", "ml_operators"]
+__all__ = ["CODES_KEY", "ML_DOMAIN", "NATIVE", "TREE_LOWERINGS", "LoweringError", "encode_strings", "lower",
+           "ml_operators", "prepared", "string_codes"]

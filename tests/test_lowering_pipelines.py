@@ -1,0 +1,140 @@
+"""Every algorithm of the default spaces on ONNX Runtime and OpenVINO, through the backends' lowering.
+
+Parametrised over the algorithms of ``classification`` (breast_cancer, and
+digits for the estimators) and ``regression`` (diabetes): each pipeline is compiled by the
+backends exactly as a deployment compiles it (``tree_lowering`` knob), and
+must agree with scikit-learn on every row when its graph has ai.onnx.ml
+operators (the lowering is under test): labels 100 %, probabilities within
+1e-4 (regression values within 1e-4 of the target's sd); a graph of
+standard operators reaches OpenVINO unchanged and must agree with ONNX
+Runtime's run of it (its agreement with scikit-learn is test_export's).  Tree
+ensembles are checked with each strategy and on rows lying exactly on their
+split thresholds (and one float32 step either side).  Scalers and
+transformers are checked in front of a linear SVC / an SVR, pipelines whose
+export keeps ai.onnx.ml operators (in front of trees, see the folding test).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from threadpoolctl import threadpool_limits
+
+from admm_tune.data import load_dataset
+from admm_tune.evaluate.backends import get_backend
+from admm_tune.evaluate.export import export, feeds
+from admm_tune.evaluate.graph import STRATEGIES, ml_operators
+from admm_tune.evaluate.pipeline import build_pipeline
+from admm_tune.space import SearchSpace
+
+CASES = {"classification": ["breast_cancer", "digits"], "regression": ["diabetes"]}
+BASE = {"classification": {"scaler": "none", "transformer": "none", "estimator": "linear_svc"},
+        "regression": {"scaler": "none", "transformer": "none", "estimator": "svr"}}
+"""Scalers and transformers are checked in front of estimators whose export keeps ai.onnx.ml operators."""
+SMALL = {"n_estimators": 4}
+"""Few trees keep the test fast; the lowering does not depend on their number."""
+TOL = 1e-4
+ROWS = 160
+RAN_ON_OPENVINO: set[str] = set()
+
+
+def cases():
+    for space_name, datasets in CASES.items():
+        for module in SearchSpace.load(space_name).modules:
+            for algo in module.algorithms:
+                for data_name in datasets if module.name == "estimator" else datasets[:1]:
+                    yield pytest.param(space_name, data_name, module.name, algo.name,
+                                       id=f"{data_name}-{module.name}-{algo.name}")
+
+
+_DATA: dict = {}
+
+
+def fitted(space_name: str, data_name: str, module: str, algo: str):
+    if data_name not in _DATA:
+        _DATA[data_name] = load_dataset(f"sklearn:{data_name}", seed=0)
+    data = _DATA[data_name]
+    space = SearchSpace.load(space_name)
+    spec = next(a for a in space.module(module).algorithms if a.name == algo)
+    pipeline = build_pipeline(space.complete({**BASE[space_name], module: algo}), space, data, 0)
+    step = pipeline.steps[-1][1]
+    step.set_params(**{k: v for k, v in SMALL.items() if k in step.get_params()})
+    if algo == "hist_gradient_boosting":
+        step.set_params(max_iter=4)
+    with threadpool_limits(1), np.errstate(all="ignore"):
+        pipeline.fit(data.X.iloc[ROWS:], data.y[ROWS:])
+    return spec, data, pipeline
+
+
+def on_thresholds(pipeline, X: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``X`` with one feature moved exactly onto a split threshold of the final tree model
+    (as the float32 the graph holds), or one float32 step below or above it."""
+    final = pipeline.steps[-1][1]
+    trees = [e for e in np.ravel(getattr(final, "estimators_", [final])) if hasattr(e, "tree_")][:3]
+    rows = []
+    rng = np.random.default_rng(0)
+    for tree in trees:
+        inner = np.flatnonzero(tree.tree_.children_left >= 0)[:6]
+        for node in inner:
+            t = np.float32(tree.tree_.threshold[node])
+            for value in (t, np.nextafter(t, np.float32(-np.inf)), np.nextafter(t, np.float32(np.inf))):
+                row = X.iloc[int(rng.integers(len(X)))].copy()
+                row.iloc[tree.tree_.feature[node]] = value
+                rows.append(row)
+    return pd.DataFrame(rows, columns=X.columns).astype(np.float32) if rows else X.iloc[:0]
+
+
+def agree(task: str, pipeline, X, outputs, sd: float, what: str, reference=None) -> None:
+    """Labels all equal and probabilities within 1e-4 (regression: values within 1e-4 sd) of scikit-learn's,
+    or of the ``reference`` outputs."""
+    with threadpool_limits(1):
+        expected = pipeline.predict(X) if reference is None else np.asarray(reference[0]).ravel()
+        if task == "regression":
+            gap = np.abs(np.asarray(outputs[0]).ravel() - expected).max() / sd
+            assert gap <= TOL, f"{what}: values differ by {gap:.3g} sd"
+            return
+        labels = np.asarray(outputs[0]).ravel()
+        assert (labels == expected).all(), f"{what}: {(labels != expected).sum()}/{len(labels)} labels differ"
+        if hasattr(pipeline, "predict_proba"):
+            proba = pipeline.predict_proba(X) if reference is None else np.asarray(reference[1])
+            gap = np.abs(np.asarray(outputs[1]).reshape(proba.shape) - proba).max()
+            assert gap <= TOL, f"{what}: probabilities differ by {gap:.3g}"
+
+
+@pytest.mark.parametrize("space_name, data_name, module, algo", list(cases()))
+def test_every_algorithm_runs_on_both_backends_and_agrees_with_scikit_learn(space_name, data_name, module, algo):
+    spec, data, pipeline = fitted(space_name, data_name, module, algo)
+    if not spec.exportable:
+        pytest.skip("not exportable (no ONNX converter)")
+    model = export(pipeline, data.X.iloc[:5])
+    X = data.X.iloc[:ROWS]
+    if hasattr(pipeline.steps[-1][1], "tree_") or hasattr(pipeline.steps[-1][1], "estimators_"):
+        X = pd.concat([X, on_thresholds(pipeline, X)]) if module == "estimator" else X
+    strategies = STRATEGIES if ml_operators(model) and module == "estimator" else ("gemm",)
+    if not ml_operators(model):  # nothing to lower: one compile per backend
+        strategies = ("gemm",)
+    sd = float(np.std(data.y)) or 1.0
+    lowered = bool(ml_operators(model))
+    ort = ("native", *strategies) if lowered else ("native",)
+    native = get_backend("onnxruntime").compile(model, {})
+    for backend, choices in (("onnxruntime", ort), ("openvino", strategies)):
+        for strategy in choices:
+            session = get_backend(backend).compile(model, {"tree_lowering": strategy})
+            for rows in (X, X.iloc[[0]]):
+                # a graph with ai.onnx.ml operators must agree with scikit-learn: the lowering is under test;
+                # a standard graph reaches OpenVINO unchanged and must agree with ONNX Runtime's run of it
+                reference = None if lowered else native.run(feeds(model, rows))
+                agree(space_name, pipeline, rows, session.run(feeds(model, rows)), sd,
+                      f"{backend}/{strategy}/batch {len(rows)}", reference)
+    RAN_ON_OPENVINO.add(f"{space_name}.{module}.{algo}")
+
+
+def test_zz_every_exportable_default_algorithm_ran_on_openvino():
+    """Runs after the parametrised test (alphabetical order within the file): the list, printed, is complete."""
+    expected = {f"{s}.{m.name}.{a.name}" for s in CASES for m in SearchSpace.load(s).modules for a in m.algorithms
+                if a.exportable and a.estimator is not None}
+    if not RAN_ON_OPENVINO:
+        pytest.skip("run together with the parametrised test")
+    print("\nran on OpenVINO with agreement:", ", ".join(sorted(RAN_ON_OPENVINO)))
+    assert expected <= RAN_ON_OPENVINO, sorted(expected - RAN_ON_OPENVINO)
