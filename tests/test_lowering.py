@@ -325,3 +325,21 @@ def test_openvino_gets_string_inputs_as_codes_it_computes_itself():
     session = get_backend("openvino").compile(model, {"tree_lowering": "gemm"})
     assert session.codes == {"X": {"blue": 0, "green": 1, "red": 2}}
     np.testing.assert_array_equal(session.run({"X": x})[0], native(model, {"X": x})[0])
+
+
+def test_folded_thresholds_decide_exactly_as_the_float64_scaler_then_float32():
+    from admm_tune.evaluate.graph.passes import folded_thresholds
+
+    steps = [["sub", [8.802687843616372, -3.0]], ["div", [6.038831185354463, 0.1]]]
+    features = np.array([0, 0, 1, 1, 0])
+    t = np.array([-0.7953009, 0.46734097, 12.5, -7.0, 0.0], dtype=np.float32)
+    strict = np.array([False, True, False, True, False])
+    v = folded_thresholds(t, strict, steps, features)
+    for i, f in enumerate(features):  # every float32 around the folded threshold decides the same both ways
+        x = np.float32(v[i])
+        for _ in range(40):
+            x = np.nextafter(x, np.float32(-np.inf))
+        for _ in range(80):
+            z = np.float32((np.float64(x) - steps[0][1][f]) / steps[1][1][f])
+            assert (z < t[i] if strict[i] else z <= t[i]) == (x <= v[i])
+            x = np.nextafter(x, np.float32(np.inf))

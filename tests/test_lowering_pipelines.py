@@ -138,3 +138,44 @@ def test_zz_every_exportable_default_algorithm_ran_on_openvino():
         pytest.skip("run together with the parametrised test")
     print("\nran on OpenVINO with agreement:", ", ".join(sorted(RAN_ON_OPENVINO)))
     assert expected <= RAN_ON_OPENVINO, sorted(expected - RAN_ON_OPENVINO)
+
+
+SCALED_TREES = [("digits", "standard", "random_forest"), ("digits", "standard", "decision_tree"),
+                ("digits", "robust", "decision_tree"),
+                ("breast_cancer", "minmax", "extra_trees"), ("breast_cancer", "maxabs", "gradient_boosting"),
+                ("breast_cancer", "standard", "random_forest")]
+
+
+def test_scalers_folded_into_tree_thresholds_agree_where_float32_scaling_did_not():
+    """Each scaler in front of trees, on every row; the unfolded graph (the scaler in float32) disagreed on
+    some of these rows, the folded one agrees with scikit-learn on all of them, with every strategy."""
+    import onnxruntime
+
+    from admm_tune.evaluate.graph import fold_scalers_into_trees
+
+    space = SearchSpace.load("classification")
+    disagreed = 0
+    for data_name, scaler, estimator in SCALED_TREES:
+        if data_name not in _DATA:
+            _DATA[data_name] = load_dataset(f"sklearn:{data_name}", seed=0)
+        data = _DATA[data_name]
+        pipeline = build_pipeline(space.complete({"scaler": scaler, "transformer": "none", "estimator": estimator}),
+                                  space, data, 0)
+        final = pipeline.steps[-1][1]
+        final.set_params(max_depth=8, **({"n_estimators": 10} if estimator != "decision_tree" else {}))
+        with threadpool_limits(1):
+            pipeline.fit(data.X, data.y)
+        model = export(pipeline, data.X.iloc[:5])
+        folded = fold_scalers_into_trees(model)
+        assert not {"Sub", "Div", "Mul", "Add", "Cast"} & {n.op_type for n in folded.graph.node}  # scaler gone
+        X = data.X
+        with threadpool_limits(1):
+            expected = pipeline.predict(X)
+        raw = onnxruntime.InferenceSession(model.SerializeToString())  # the unfolded graph (the backends fold)
+        raw_labels = raw.run(None, feeds(model, X))[0]
+        disagreed += int((raw_labels != expected).sum())
+        for backend, choices in (("onnxruntime", ("native", *STRATEGIES)), ("openvino", STRATEGIES)):
+            for strategy in choices:
+                out = get_backend(backend).compile(model, {"tree_lowering": strategy}).run(feeds(model, X))
+                agree("classification", pipeline, X, out, 1.0, f"{data_name}/{scaler}/{estimator}/{backend}/{strategy}")
+    assert disagreed > 0, "these pipelines no longer disagree unfolded: pick others that show the fix"

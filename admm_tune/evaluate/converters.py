@@ -6,14 +6,25 @@ probabilities up to 0.15 away from scikit-learn's.  scikit-learn computes
 classes or ``softmax(d)`` for more; this converter writes exactly that in
 standard operators (MatMul, Add, Sigmoid/Softmax, ArgMax, Gather), so the
 graph also runs on OpenVINO.
+
+``StandardScaler``, ``RobustScaler``, ``MaxAbsScaler`` and ``MinMaxScaler``
+(without ``clip``): skl2onnx's own converters, whose last node also records,
+in its ``doc_string`` (:data:`AFFINE_KEY`), the float64 operations
+scikit-learn applies per feature.  The graph computes them in float32, which
+moves some rows across the split thresholds of a tree ensemble behind the
+scaler; :func:`admm_tune.evaluate.graph.passes.fold_scalers_into_trees`
+uses the record to fold the scaler into the thresholds exactly.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from skl2onnx import update_registered_converter
+from skl2onnx.common._registration import get_converter, register_converter
 from skl2onnx.algebra.onnx_ops import (
     OnnxAdd,
     OnnxArgMax,
@@ -27,6 +38,13 @@ from skl2onnx.algebra.onnx_ops import (
 )
 from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
+
+AFFINE_KEY = "admm_tune.affine"
+"""``doc_string`` key of a scaler's last node: ``{"input": name, "steps": [[op, [float64 per feature]], ...]}``."""
+_ANNOTATED: set[str] = set()
+SCALERS = {"SklearnScaler": StandardScaler, "SklearnRobustScaler": RobustScaler,
+           "SklearnMaxAbsScaler": MaxAbsScaler, "SklearnMinMaxScaler": MinMaxScaler}
 
 
 def convert_lda(scope: Any, operator: Any, container: Any) -> None:
@@ -47,8 +65,45 @@ def convert_lda(scope: Any, operator: Any, container: Any) -> None:
     OnnxIdentity(proba, op_version=opv, output_names=[operator.outputs[1]]).add_to(scope, container)
 
 
+def affine_steps(scaler: Any) -> list[tuple[str, list[float]]] | None:
+    """The per-feature float64 operations ``transform`` applies, in order (None: not a plain affine map)."""
+    if isinstance(scaler, StandardScaler):
+        return ([("sub", scaler.mean_.tolist())] if scaler.with_mean else []) + \
+            ([("div", scaler.scale_.tolist())] if scaler.with_std else [])
+    if isinstance(scaler, RobustScaler):
+        return ([("sub", scaler.center_.tolist())] if scaler.with_centering else []) + \
+            ([("div", scaler.scale_.tolist())] if scaler.with_scaling else [])
+    if isinstance(scaler, MaxAbsScaler):
+        return [("div", scaler.scale_.tolist())]
+    if isinstance(scaler, MinMaxScaler) and not getattr(scaler, "clip", False):
+        return [("mul", scaler.scale_.tolist()), ("add", scaler.min_.tolist())]
+    return None
+
+
+def annotated(convert: Callable[..., None]) -> Callable[..., None]:
+    """``convert`` followed by the :data:`AFFINE_KEY` record on the node that makes the scaler's output."""
+
+    def convert_and_record(scope: Any, operator: Any, container: Any) -> None:
+        convert(scope, operator, container)
+        steps = affine_steps(operator.raw_operator)
+        if not steps or len(operator.inputs) != 1:
+            return
+        out = operator.outputs[0].full_name
+        node = next((n for n in reversed(container.nodes) if out in n.output), None)
+        if node is not None:
+            node.doc_string = json.dumps({AFFINE_KEY: {"input": operator.inputs[0].full_name, "steps": steps}})
+
+    return convert_and_record
+
+
 def register() -> None:
     """Register the converters above with skl2onnx (idempotent)."""
     update_registered_converter(LinearDiscriminantAnalysis, "SklearnLinearDiscriminantAnalysis",
                                 calculate_linear_classifier_output_shapes, convert_lda,
                                 options={"zipmap": [True, False, "columns"], "nocl": [True, False]})
+    for alias in SCALERS:
+        current = get_converter(alias)
+        if alias in _ANNOTATED:
+            continue
+        register_converter(alias, annotated(current), overwrite=True, options=current.get_allowed_options())
+        _ANNOTATED.add(alias)

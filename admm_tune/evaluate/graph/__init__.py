@@ -4,12 +4,15 @@
 standard ONNX operators (so OpenVINO, and TensorRT's parser, can run every
 pipeline), with tree ensembles in one of three strategies
 (:data:`~.trees.STRATEGIES`); ``docs/lowering.md`` gives each rewrite's
-exactness argument.
+exactness argument.  :func:`fold_scalers_into_trees` folds an affine scaler
+into the thresholds of the trees behind it; :func:`prepared` is what the
+backends compile.
 """
 
 from ._builder import LoweringError
+from .passes import drop_dead_nodes, fold_scalers_into_trees
 from .lower import ML_DOMAIN, NATIVE, TREE_LOWERINGS, encode_strings, lower, ml_operators, prepared, string_codes
 from .trees import STRATEGIES
 
-__all__ = ["ML_DOMAIN", "NATIVE", "STRATEGIES", "TREE_LOWERINGS", "LoweringError", "encode_strings", "lower",
-           "ml_operators", "prepared", "string_codes"]
+__all__ = ["ML_DOMAIN", "NATIVE", "STRATEGIES", "TREE_LOWERINGS", "LoweringError", "drop_dead_nodes",
+           "encode_strings", "fold_scalers_into_trees", "lower", "ml_operators", "prepared", "string_codes"]

@@ -15,6 +15,7 @@ from onnx import helper, numpy_helper
 
 FLOAT, INT64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
 BOOL, STRING = onnx.TensorProto.BOOL, onnx.TensorProto.STRING
+ML_DOMAIN = "ai.onnx.ml"
 
 
 class LoweringError(ValueError):

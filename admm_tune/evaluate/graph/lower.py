@@ -16,11 +16,11 @@ import numpy as np
 import onnx
 from onnx import helper, shape_inference
 
-from ._builder import FLOAT, INT64, STRING, Builder, LoweringError, attributes
+from ._builder import FLOAT, INT64, ML_DOMAIN, STRING, Builder, LoweringError, attributes
 from .ml_ops import RULES
+from .passes import fold_scalers_into_trees
 from .trees import STRATEGIES, tree_classifier, tree_regressor
 
-ML_DOMAIN = "ai.onnx.ml"
 TREES = {"TreeEnsembleClassifier": tree_classifier, "TreeEnsembleRegressor": tree_regressor}
 NATIVE = "native"
 """``tree_lowering`` value that keeps tree ensembles as ai.onnx.ml operators (ONNX Runtime only)."""
@@ -127,19 +127,21 @@ _PREPARED: OrderedDict[tuple[bytes, str, bool], onnx.ModelProto] = OrderedDict()
 
 
 def prepared(model: onnx.ModelProto, tree_lowering: str, string_codes: bool = False) -> onnx.ModelProto:
-    """The graph a backend compiles: ``model`` itself when nothing needs lowering, else :func:`lower`'s copy.
+    """The graph a backend compiles: ``model`` with its scalers folded into the trees they feed
+    (:func:`~.passes.fold_scalers_into_trees`, every backend) and lowered by :func:`lower` (unless
+    ``tree_lowering="native"``, which keeps ONNX Runtime's ai.onnx.ml kernels).
 
-    ``tree_lowering="native"`` keeps every ai.onnx.ml operator (ONNX
-    Runtime's own kernels).  The last few lowered graphs are cached by
-    content, so deployments of one pipeline that differ only in knobs lower
-    it once.
+    Graphs without a recorded scaler or an ai.onnx.ml operator come back
+    unchanged.  The last few prepared graphs are cached by content, so
+    deployments of one pipeline that differ only in knobs prepare it once.
     """
     has_strings = string_codes and any(i.type.tensor_type.elem_type == STRING for i in model.graph.input)
-    if (tree_lowering == NATIVE or not ml_operators(model)) and not has_strings:
+    if not ml_operators(model) and not has_strings:
         return model
     key = (hashlib.sha1(model.SerializeToString()).digest(), tree_lowering, string_codes)
     if key not in _PREPARED:
-        _PREPARED[key] = lower(model, tree_lowering, string_codes)
+        folded = fold_scalers_into_trees(model)
+        _PREPARED[key] = folded if tree_lowering == NATIVE else lower(folded, tree_lowering, string_codes)
         while len(_PREPARED) > 8:
             _PREPARED.popitem(last=False)
     _PREPARED.move_to_end(key)
