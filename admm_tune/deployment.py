@@ -107,14 +107,20 @@ class Deployment:
 
 
 def load_deployment(raw: Any, path: str = "deployment", *, base_dir: Path | None = None,
-                    needs_front: bool = False) -> Deployment:
+                    needs_front: bool = False, restrict: Mapping[str, Any] | None = None) -> Deployment:
     """Read a problem's ``deployment`` field (a space name, or a mapping with ``space``).
+
+    ``restrict`` is the problem's ``restrict`` field: its ``backend`` and
+    ``precision`` entries keep only those choices (``restrict: {backend:
+    [openvino], precision: [fp32, bf16]}``), before the space is fitted to
+    this machine; its other entries are the ML modules' and ignored here.
 
     Raises
     ------
     ProblemError
         Naming the field: unknown backend, precision or knob, a knob range
-        the backend does not accept, or no backend available here.
+        the backend does not accept, a restriction to a choice the space
+        does not have, or no backend available here.
     """
     if isinstance(raw, (str, Path)):
         raw = {"space": raw}
@@ -133,6 +139,7 @@ def load_deployment(raw: Any, path: str = "deployment", *, base_dir: Path | None
     space = SearchSpace.from_dict(data, spath, name=name)
     _check(space, spath)
     space = replace(space, modules=tuple(replace(m, group=GROUP) for m in space.modules))
+    space = _restricted(space, F.mapping(restrict, "restrict") if restrict is not None else {})
     batch = F.integer(raw.get("batch_size", 1), F.join(path, "batch_size"), minimum=1)
     timing = _timing(raw.get("timing", {}) or {}, F.join(path, "timing"))
     space, notes = _fit_to_machine(space, spath, needs_front)
@@ -164,6 +171,24 @@ def with_deployment(ml: SearchSpace, deployment: Deployment) -> tuple[SearchSpac
             "int8 needs MatMul/Gemm weights, which none of these steps has"))
     # no rule keeps ai.onnx.ml graphs from a backend: those that need standard operators lower them
     return ml.combined(deployment.space, extra + list(ml.not_exportable)), tuple(notes)
+
+
+def _restricted(space: SearchSpace, restrict: Mapping[str, Any]) -> SearchSpace:
+    """``space`` keeping only the backends and precisions ``restrict`` names (the other modules are ML ones)."""
+    keep = {}
+    for module in MODULES:
+        if module not in restrict:
+            continue
+        path = F.join("restrict", module)
+        names = F.sequence(restrict[module], path)
+        known = space.module(module).names
+        unknown = [n for n in names if n not in known]
+        if not names or unknown:
+            raise ProblemError(path, f"keeps no {module}" if not names else
+                               f"{unknown[0]!r} is not a {module} of this deployment space; expected some of "
+                               f"{list(known)}")
+        keep[module] = list(names)
+    return space.restricted(keep) if keep else space
 
 
 def _check(space: SearchSpace, path: str) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from . import _fields as F
 from .data import CLASSIFICATION, REGRESSION, TASKS, Dataset, load_dataset
 from .deployment import DEPLOY_METRICS, MISMATCH, Deployment, deploy_metrics, load_deployment, with_deployment
+from .deployment import MODULES as DEPLOYMENT_MODULES
 from .errors import ProblemError
 from .registry import resolve_class
 from .space import Config, SearchSpace, read_yaml
@@ -257,7 +258,7 @@ def _from_dict(raw: dict[str, Any], base_dir: Path | None) -> Problem:
         if data is None:
             raise ProblemError("deployment", "needs data: a callable objective has no pipeline to deploy")
         deployment = load_deployment(raw["deployment"], "deployment", base_dir=base_dir,
-                                     needs_front=data.needs_front)
+                                     needs_front=data.needs_front, restrict=raw.get("restrict"))
         space, notes = with_deployment(space, deployment)
         notes = deployment.notes + notes
     measurable = None if data is None else {**ML_METRICS, **(deploy_metrics(data.task) if deployment else {})}
@@ -310,6 +311,8 @@ def _space(spec: Any, raw: Mapping[str, Any], task: str | None, base_dir: Path |
     restrict = raw.get("restrict")
     if restrict is not None:
         restrict = F.mapping(restrict, "restrict")
+        if raw.get("deployment") is not None:  # backend / precision: restricted by load_deployment
+            restrict = {mod: names for mod, names in restrict.items() if mod not in DEPLOYMENT_MODULES}
         for mod, names in restrict.items():
             path = F.join("restrict", mod)
             if mod not in space.module_names:
