@@ -7,7 +7,7 @@ Public API: :func:`fit`, :class:`Problem`, :func:`load_problem`,
 (scikit-learn estimators).
 """
 
-from .errors import ProblemError, RunError
+from .errors import InfeasibleWarning, ProblemError, RunError
 from .estimator import AutoPipelineClassifier, AutoPipelineRegressor
 from .evaluate.backends import backends
 from .problem import Budget, Constraint, Objective, OptimizerSettings, Problem, load_problem
@@ -18,5 +18,5 @@ from .space import Categorical, Float, Int, SearchSpace
 __version__ = "0.1.0"
 
 __all__ = ["AutoPipelineClassifier", "AutoPipelineRegressor", "Best", "Budget", "Categorical", "Constraint", "Float",
-           "Int", "Objective", "OptimizerSettings", "Problem", "ProblemError", "Result", "RunError", "SearchSpace",
-           "backends", "fit", "load_problem"]
+           "InfeasibleWarning", "Int", "Objective", "OptimizerSettings", "Problem", "ProblemError", "Result", "RunError",
+           "SearchSpace", "backends", "fit", "load_problem"]

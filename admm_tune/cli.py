@@ -1,16 +1,19 @@
 """The ``admm-tune`` command line.
 
-Exit codes: 0 success, 1 the run failed, 2 bad usage or a malformed problem.
+Exit codes: 0 success, 1 the run failed, 2 bad usage or a malformed problem, 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from .errors import ProblemError, RunError
+from . import __version__
+from .errors import Interrupted, ProblemError, RunError
 from .evaluate.backends import backends
 from .problem import load_problem
 from .result import Result
@@ -21,6 +24,7 @@ from .runner import fit, resume
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``admm-tune``."""
     parser = argparse.ArgumentParser(prog="admm-tune", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"admm-tune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="search a problem file and print the chosen pipeline")
     run.add_argument("problem", help="problem YAML file")
@@ -52,9 +56,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("run_dir")
     report.add_argument("--out", help="report file (default RUN_DIR/report.html)")
     args = parser.parse_args(argv)
+    try:
+        return _command(args)
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line, no traceback
+        if args.command == "sweep":
+            said = "interrupted; run the same command again to finish the missing combinations"
+        else:  # a run says how far it got and how to continue
+            said = str(exc) if isinstance(exc, Interrupted) else "interrupted"
+        print(f"\nadmm-tune: {said}", file=sys.stderr)
+        return INTERRUPTED
+
+
+INTERRUPTED = 130
+"""Exit code after Ctrl-C (128 + SIGINT), as shells report it."""
+
+
+def _command(args: argparse.Namespace) -> int:
+    """Run the parsed command; return the exit code."""
     if args.command == "backends":
-        table = backends()
-        print(table.to_string(index=False))
+        print(backends_text(backends()))
         return 0
     if args.command == "report":
         try:
@@ -99,6 +119,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nADMM trace")
         print(result.trace[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0
+
+
+def backends_text(table: Any, width: int = 100) -> str:
+    """The backends table in ``width`` columns: one line per backend, its reason wrapped below it."""
+    lines = [f"{'backend':<18}{'available':<11}{'devices':<10}{'precisions':<16}standard ops only"]
+    for row in table.itertuples(index=False):
+        standard = {True: "yes", False: "no"}.get(row.standard_ops_only, "-")
+        lines.append(f"{row.backend:<18}{'yes' if row.available else 'no':<11}{row.devices or '-':<10}"
+                     f"{row.precisions or '-':<16}{standard}")
+        lines.append(textwrap.fill(str(row.reason), width, initial_indent="    ", subsequent_indent="    "))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

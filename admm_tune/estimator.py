@@ -10,6 +10,7 @@ pipeline (refit on all of ``X``).  Parameters are stored unchanged in
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.utils._available_if import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .data import CLASSIFICATION, REGRESSION, as_categories
-from .errors import ProblemError
+from .errors import InfeasibleWarning
 from .journal import MEMORY
 from .problem import Limits
 from .result import Result
@@ -30,16 +30,6 @@ from .runner import fit as run_fit
 
 DEFAULT_EVALUATIONS = 30
 """Evaluations of a search when neither ``max_evals`` nor ``time_budget`` is given."""
-
-
-def _winner_has(method: str) -> Any:
-    """``available_if`` check: present before ``fit`` (raising NotFittedError), after it only if the winner has it."""
-
-    def check(estimator: _AutoPipeline) -> bool:
-        pipeline = getattr(estimator, "best_pipeline_", None)
-        return pipeline is None or hasattr(pipeline, method)
-
-    return check
 
 
 class _AutoPipeline(BaseEstimator):
@@ -100,20 +90,35 @@ class _AutoPipeline(BaseEstimator):
         self.best_params_ = dict(result.best.config)
         self.best_score_ = float(result.best.metrics.get("cv_score", -result.best.loss))
         self.deployment_ = result.deployment
+        self.feasible_ = result.feasible
+        if not self.feasible_:
+            warnings.warn(f"{type(self).__name__}: no candidate met every requirement; the result misses "
+                          + "; ".join(result.shortfalls()), InfeasibleWarning, stacklevel=2)
         return self
+
+    def _folds(self, y: np.ndarray) -> int:
+        """``cv``, reduced (with a warning) to the rarest class's count when that is smaller, as inside an outer CV."""
+        if self._task != CLASSIFICATION:
+            return self.cv
+        rarest = int(np.unique(y, return_counts=True)[1].min())
+        if rarest >= self.cv or rarest < 2:  # < 2: no stratified CV at all; the problem says so
+            return self.cv
+        warnings.warn(f"{type(self).__name__}: the rarest class has {rarest} rows, fewer than cv={self.cv}; "
+                      f"the search cross-validates with {rarest} folds", UserWarning, stacklevel=3)
+        return rarest
 
     def _problem(self, X: pd.DataFrame, y: np.ndarray) -> dict[str, Any]:
         if self.max_evals is None and self.time_budget is None:
             budget: dict[str, Any] = {"evaluations": DEFAULT_EVALUATIONS}
         else:
             budget = {"evaluations": self.max_evals, "seconds": self.time_budget}
-        objective: dict[str, Any] = {"cv": self.cv}
+        objective: dict[str, Any] = {"cv": self._folds(y), "probabilities": self._task == CLASSIFICATION}
         if self.scoring is not None:
             objective["scoring"] = self.scoring
         problem: dict[str, Any] = {
             "name": type(self).__name__, "task": self._task, "data": {"X": X, "y": y}, "objective": objective,
             "search_space": self._task if self.search_space == "default" else self.search_space,
-            "constraints": _constraints(self.constraints), "budget": budget, "seed": self.random_state,
+            "constraints": self.constraints, "budget": budget, "seed": self.random_state,
             "isolation": {"seconds": self.time_limit, "memory_mb": self.memory_limit_mb}}
         if self.deployment is not None:
             problem["deployment"] = self.deployment
@@ -139,15 +144,38 @@ class _AutoPipeline(BaseEstimator):
         rows = self._rows(X)
         return self.best_pipeline_.predict(rows)
 
-    def export_onnx(self, path: str | Path) -> Path:
-        """Write the best pipeline as an ONNX graph (float32 input) to ``path``; return the path."""
+    def export_onnx(self, path: str | Path, force: bool = False) -> Path:
+        """Write the deployed graph to ``path`` (``*.onnx``); return the path.
+
+        With ``deployment``, this is :meth:`Result.export <admm_tune.Result.export>`:
+        the graph the chosen deployment runs (int8: quantised), verified and
+        timed after the refit, with ``deployment.json`` and ``load_model.py``
+        beside it.  Without ``deployment``, the float32 graph of
+        :attr:`best_pipeline_`, unverified.
+
+        Parameters
+        ----------
+        path : path
+            The graph's file; a path without the ``.onnx`` suffix is a directory
+            (the graph is ``model.onnx`` in it).
+        force : bool
+            Export even a graph that failed verification (see :attr:`feasible_`).
+
+        Raises
+        ------
+        RunError
+            When the deployed graph failed verification and ``force`` is False.
+        """
+        check_is_fitted(self, "best_pipeline_")
+        if self.deployment_ is not None:
+            return self.result_.export(path, force=force)
         import onnx
 
         from .evaluate.export import export
 
-        check_is_fitted(self, "best_pipeline_")
         model = export(self.best_pipeline_, self.result_.problem.data.X.iloc[:5])
         path = Path(path)
+        path = path if path.suffix == ".onnx" else path / "model.onnx"
         path.parent.mkdir(parents=True, exist_ok=True)
         onnx.save_model(model, path)
         return path
@@ -155,6 +183,12 @@ class _AutoPipeline(BaseEstimator):
 
 class AutoPipelineClassifier(ClassifierMixin, _AutoPipeline):
     """A classifier whose ``fit`` searches pipelines (and their deployment) by ADMM.
+
+    Its methods do not depend on which candidate wins: ``predict``,
+    ``predict_proba`` and ``score`` always (classifiers without
+    ``predict_proba`` are calibrated inside the search), never
+    ``decision_function``.  A ``cv`` larger than the rarest class is reduced
+    to it, with a warning (as inside an outer cross-validation).
 
     Parameters
     ----------
@@ -198,6 +232,12 @@ class AutoPipelineClassifier(ClassifierMixin, _AutoPipeline):
         Its cross-validated score.
     deployment_ : dict or None
         Backend, precision, knobs and measured figures (with ``deployment``).
+    feasible_ : bool
+        The best candidate met every constraint and its deployed graph passed
+        verification; when not, ``fit`` warned with
+        :class:`~admm_tune.InfeasibleWarning` (naming each missed constraint
+        and by how much) and :meth:`export_onnx` refuses a graph that failed
+        verification unless ``force=True``.
     result_ : Result
         The whole run (trials, ADMM trace).
     classes_ : ndarray
@@ -208,17 +248,16 @@ class AutoPipelineClassifier(ClassifierMixin, _AutoPipeline):
 
     _task = CLASSIFICATION
 
-    @available_if(_winner_has("predict_proba"))
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities of the best pipeline (when it has them)."""
+        """Class probabilities of the best pipeline, columns in the order of :attr:`classes_`.
+
+        Always offered: the search calibrates classifiers without
+        ``predict_proba`` inside their pipelines (sigmoid, see
+        ``objective.probabilities`` in ``docs/problem-format.md``), so the
+        calibrated probabilities were scored, deployed and verified too.
+        """
         rows = self._rows(X)
         return self.best_pipeline_.predict_proba(rows)
-
-    @available_if(_winner_has("decision_function"))
-    def decision_function(self, X: Any) -> np.ndarray:
-        """Decision scores of the best pipeline (when it has them)."""
-        rows = self._rows(X)
-        return self.best_pipeline_.decision_function(rows)
 
 
 class AutoPipelineRegressor(RegressorMixin, _AutoPipeline):
@@ -230,13 +269,3 @@ class AutoPipelineRegressor(RegressorMixin, _AutoPipeline):
 
     _task = REGRESSION
 
-
-def _constraints(spec: Mapping[str, float] | Sequence[Mapping[str, Any]] | None) -> list[Any]:
-    """The list form of ``constraints``: a mapping's values are ``max`` bounds (``min`` for throughput)."""
-    if spec is None:
-        return []
-    if isinstance(spec, Mapping):
-        return [{"metric": k, "min" if k == "throughput_rps" else "max": v} for k, v in spec.items()]
-    if isinstance(spec, (list, tuple)):
-        return list(spec)
-    raise ProblemError("constraints", f"expected a mapping or a list, got {type(spec).__name__}")

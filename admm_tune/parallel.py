@@ -34,7 +34,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Sequence
-from multiprocessing import popen_forkserver, spawn
+from multiprocessing import forkserver, popen_forkserver, spawn
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkServerProcess
 from typing import Any
@@ -151,6 +151,23 @@ def _serve(conn: Connection, payload: bytes, path: list[str], allowed: tuple[str
             answer = Observation.failed(f"memory: over the {memory_mb} MiB limit ({answer.reason[7:]})",
                                         answer.duration_s)
         conn.send(answer)
+
+
+def _start_forkserver() -> None:
+    """Start the forkserver with Ctrl-C ignored from its first instruction.
+
+    It ignores SIGINT itself only once it has imported :data:`PRELOAD`
+    (seconds); a Ctrl-C in between would print its traceback.  The ignored
+    disposition is inherited through its exec, and by the workers it forks.
+    """
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        forkserver.ensure_running()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _Worker:
@@ -278,6 +295,7 @@ class WorkerPool(Pool):
         self.home: dict[str, int] = {}  # affinity → the worker that last evaluated it
         self.ctx = mp.get_context("forkserver")
         self.ctx.set_forkserver_preload(PRELOAD)
+        _start_forkserver()
         self.grace_s = GRACE_S
         self.queue: list[tuple[int, Config, float | None]] = []  # (ticket, config, seconds) waiting for a worker
         self.running: dict[int, tuple[int, float, float | None]] = {}  # worker → (ticket, start, seconds)

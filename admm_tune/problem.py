@@ -105,10 +105,18 @@ class Limits:
 
 @dataclass(frozen=True)
 class Objective:
-    """Cross-validated scoring of a pipeline: loss = 1 - score (or -score for ``neg_*``)."""
+    """Cross-validated scoring of a pipeline: loss = 1 - score (or -score for ``neg_*``).
+
+    ``probabilities``: every candidate classifier gives class probabilities;
+    one without ``predict_proba`` is calibrated inside its pipeline (see
+    :func:`~admm_tune.evaluate.pipeline.build_pipeline`), so the calibrated
+    probabilities are what is scored, deployed and exported.
+    """
 
     scoring: str
     cv: int = 5
+    probabilities: bool = False
+
 
     def loss(self, score: float) -> float:
         """Turn a scikit-learn score (greater is better) into a loss."""
@@ -263,7 +271,7 @@ def _from_dict(raw: dict[str, Any], base_dir: Path | None) -> Problem:
         notes = deployment.notes + notes
     measurable = None if data is None else {**ML_METRICS, **(deploy_metrics(data.task) if deployment else {})}
     constraints = tuple(_constraint(c, f"constraints[{i}]", measurable)
-                        for i, c in enumerate(F.sequence(raw.get("constraints", []) or [], "constraints")))
+                        for i, c in enumerate(constraint_list(raw.get("constraints"))))
     if deployment is not None and all(c.metric != MISMATCH for c in constraints):
         constraints += (Constraint(MISMATCH, 1.0, "max"),)
     _check_contradictions(constraints)
@@ -340,7 +348,7 @@ def _check_classes(space: SearchSpace) -> None:
 
 def _objective(raw: Any, data: Dataset) -> Objective:
     raw = F.mapping(raw if raw is not None else {}, "objective")
-    F.only_keys(raw, ("scoring", "cv"), "objective")
+    F.only_keys(raw, ("scoring", "cv", "probabilities"), "objective")
     scoring = F.string(raw.get("scoring", DEFAULT_SCORING[data.task]), "objective.scoring")
     from sklearn.metrics import get_scorer_names
 
@@ -357,7 +365,20 @@ def _objective(raw: Any, data: Dataset) -> Objective:
         smallest = int(np.unique(data.y, return_counts=True)[1].min())
         if smallest < cv:
             raise ProblemError("objective.cv", f"{cv} folds but the rarest class has {smallest} rows")
-    return Objective(scoring, cv)
+    return Objective(scoring, cv, F.boolean(raw.get("probabilities", False), "objective.probabilities"))
+
+
+def constraint_list(spec: Any) -> list[Any]:
+    """The list form of ``constraints``: ``{metric: bound}`` means ``max`` bounds (``min`` for ``throughput_rps``).
+
+    Examples
+    --------
+    >>> constraint_list({"latency_p95_ms": 1.0})
+    [{'metric': 'latency_p95_ms', 'max': 1.0}]
+    """
+    if isinstance(spec, Mapping):
+        return [{"metric": k, "min" if k == "throughput_rps" else "max": v} for k, v in spec.items()]
+    return F.sequence(spec or [], "constraints")
 
 
 def _constraint(raw: Any, path: str, measurable: Mapping[str, str] | None) -> Constraint:
@@ -392,6 +413,14 @@ def _check_contradictions(constraints: tuple[Constraint, ...]) -> None:
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)\s*$")
 
 
+def _seconds(value: Any, path: str) -> float:
+    """A positive number of seconds, or a duration string: ``"90s"``, ``"5m"``, ``"1h"``."""
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match:
+        value = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
+    return F.number(value, path, minimum=0, exclusive=True)
+
+
 def parse_budget(raw: Any, path: str = "budget") -> Budget:
     """Read a budget: a mapping, an evaluation count, or ``"90s"``/``"5m"``/``"1h"``.
 
@@ -406,20 +435,17 @@ def parse_budget(raw: Any, path: str = "budget") -> Budget:
         text = raw.strip()
         if text.isdigit():
             raw = {"evaluations": int(text)}
+        elif _DURATION.match(text):
+            raw = {"seconds": text}
         else:
-            match = _DURATION.match(text)
-            if not match:
-                raise ProblemError(path, f"expected an evaluation count or a duration like '60s', got {raw!r}")
-            value, unit = float(match.group(1)), match.group(2)
-            raw = {"seconds": value * {"s": 1, "m": 60, "h": 3600}[unit]}
+            raise ProblemError(path, f"expected an evaluation count or a duration like '60s', got {raw!r}")
     elif isinstance(raw, int) and not isinstance(raw, bool):
         raw = {"evaluations": raw}
     raw = F.mapping(raw, path)
     F.only_keys(raw, ("evaluations", "seconds", "patience"), path)
     evals = None if raw.get("evaluations") is None else F.integer(raw["evaluations"], F.join(path, "evaluations"),
                                                                   minimum=1)
-    seconds = None if raw.get("seconds") is None else F.number(raw["seconds"], F.join(path, "seconds"),
-                                                               minimum=0, exclusive=True)
+    seconds = None if raw.get("seconds") is None else _seconds(raw["seconds"], F.join(path, "seconds"))
     patience = None if raw.get("patience") is None else F.integer(raw["patience"], F.join(path, "patience"),
                                                                   minimum=1)
     if evals is None and seconds is None:

@@ -1,4 +1,8 @@
-"""A progress line for long runs: evaluations, iteration, best score, time left."""
+"""The progress bar of a run (tqdm): evaluations, ADMM iteration, best loss and whether it is feasible, time left.
+
+tqdm knows the terminal's width (the bar shrinks, the line never wraps),
+Jupyter (a widget, through ``tqdm.auto``) and pipes.
+"""
 
 from __future__ import annotations
 
@@ -8,63 +12,73 @@ from typing import TextIO
 
 
 class Progress:
-    """Shows ``[#####.....] 12/40 evals | iter 3 | best 0.0312 (feasible) | 0:12, ~0:28 left``.
+    """Shows ``12/40 evals |#####     | iter 3 | best loss 0.0312 | ~0:28 left [00:12]``.
 
-    On a terminal the line is redrawn in place; elsewhere (CI logs, pipes)
-    a line is printed at each tenth of the budget.
+    The best loss is the best feasible one, else the least-violating
+    candidate's, marked ``infeasible``.  The line fits 80 columns with room
+    for the bar; tqdm trims it on narrower terminals rather than wrapping.
 
     Parameters
     ----------
     evaluations, seconds : optional
-        The budget, for the bar and the time-left estimate.
+        The budget, for the bar and the time-left estimate (the sooner of the two).
     enabled : bool
     stream : file, default stderr
+    iteration, done : int
+        ADMM iterations and evaluations already finished (a resumed run's).
     """
 
     def __init__(self, evaluations: int | None, seconds: float | None, enabled: bool = True,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, iteration: int = 0, done: int = 0) -> None:
         self.total = evaluations
         self.seconds = seconds
         self.enabled = enabled
-        self.stream = stream or sys.stderr
         self.start = time.monotonic()
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last_decile = -1
-        self._iteration = 0
-        self._line = ""
+        self._iteration = iteration
+        self._best = "best -"
+        self._bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            stream = stream or sys.stderr
+            tty = bool(getattr(stream, "isatty", lambda: False)())
+            shape = "{n_fmt}/{total_fmt} evals |{bar}| " if evaluations else "{n_fmt} evals | "
+            self._bar = tqdm(total=evaluations, initial=done, desc=self._text(done), file=stream, dynamic_ncols=True, leave=True,
+                             bar_format=shape + "{desc} [{elapsed}]", mininterval=0.2 if tty else 10.0)
 
     def iteration(self, number: int) -> None:
         """Note the current ADMM iteration."""
         self._iteration = number
+        self._show()
 
     def update(self, done: int, best_loss: float | None, feasible: bool) -> None:
-        """Redraw after ``done`` evaluations."""
-        if not self.enabled:
+        """Redraw after ``done`` evaluations (counting a resumed run's earlier ones)."""
+        if self._bar is None:
             return
-        elapsed = time.monotonic() - self.start
-        fraction = self._fraction(done, elapsed)
-        width = 20
-        bar = "#" * int(round(fraction * width))
-        count = f"{done}/{self.total}" if self.total else str(done)
-        state = "feasible" if feasible else "infeasible"
-        best = "best -" if best_loss is None else f"best loss {best_loss:.4g} ({state})"
-        left = f", ~{_clock(elapsed / fraction - elapsed)} left" if 0 < fraction < 1 else ""
-        self._line = (f"[{bar:<{width}}] {count} evals | iter {self._iteration} | {best} | "
-                      f"{_clock(elapsed)}{left}")
-        decile = int(fraction * 10)
-        if self.tty:
-            self.stream.write("\r" + self._line + " " * 4)
-            self.stream.flush()
-        elif decile != self._last_decile:
-            self._last_decile = decile
-            self.stream.write(self._line + "\n")
-            self.stream.flush()
+        if best_loss is not None:
+            self._best = f"best loss {best_loss:.4g}" + ("" if feasible else " infeasible")
+        self._bar.n = done
+        self._show()
 
     def close(self) -> None:
-        """End the line."""
-        if self.enabled and self.tty and self._line:
-            self.stream.write("\n")
-            self.stream.flush()
+        """End the bar."""
+        if self._bar is not None:
+            self._describe()
+            self._bar.close()  # draws the final state once
+
+    def _show(self) -> None:
+        if self._bar is not None:
+            self._describe()
+            self._bar.update(0)  # redraws at most every mininterval
+
+    def _describe(self) -> None:
+        self._bar.set_description_str(self._text(self._bar.n), refresh=False)
+
+    def _text(self, done: int) -> str:
+        elapsed = time.monotonic() - self.start
+        fraction = self._fraction(done, elapsed)
+        left = f" | ~{_clock(elapsed / fraction - elapsed)} left" if 0 < fraction < 1 else ""
+        return f"iter {self._iteration} | {self._best}{left}"
 
     def _fraction(self, done: int, elapsed: float) -> float:
         parts = []

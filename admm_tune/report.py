@@ -5,7 +5,8 @@ read back from a run directory) as HTML with the images embedded (PNG,
 base64): the problem, the best pipeline and deployment, convergence (best
 feasible loss against evaluations and time), the ADMM trace (residual,
 constraint violation, penalty, multipliers), score against latency with the
-Pareto front and the constraint line, latency per backend, and the trials.
+Pareto front and the constraint line, latency per backend, the failed
+evaluations grouped by reason, and the trials.
 """
 
 from __future__ import annotations
@@ -62,10 +63,11 @@ def render(result: Any) -> str:
     trials, trace, problem = result.trials, result.trace, result.problem
     sections = [_problem_section(problem), _best_section(result), _figure("Convergence", _convergence(trials))]
     if len(trace):
-        sections.append(_figure("ADMM trace", _trace(trace)))
+        sections.append(_figure("ADMM trace", _trace(trace, problem.constraints)))
     sections.append(_figure("Score against cost, with the Pareto front", _front(trials, problem)))
     if "backend" in trials and cost_column(trials) == LATENCY:
         sections.append(_figure("Latency per backend", _per_backend(trials)))
+    sections.append(_failures_section(trials))
     sections.append(_trials_section(trials))
     title = f"admm_tune report: {html.escape(problem.name)}"
     return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
@@ -104,6 +106,9 @@ def _best_section(result: Any) -> str:
         rows.append(("CV score", f"{best.metrics['cv_score']:.4f}"))
     for c in result.problem.constraints:
         rows.append((f"constraint {c}", f"measured {best.metrics.get(c.metric, float('nan')):.4g}"))
+    rows += [(f"test score, {which}", f"{score:.4f}") for which, score in (result.test_scores or {}).items()]
+    rows += [("not met", _Html(f"<span class='bad'>{html.escape(shortfall)}</span>"))
+             for shortfall in result.shortfalls()]
     deployment = result.deployment
     if deployment is not None:
         rows.append(("deployment", f"{deployment['backend']} {deployment['precision']}, "
@@ -114,6 +119,21 @@ def _best_section(result: Any) -> str:
             rows += [(f"refit graph {k}", f"{v:.4g}") for k, v in deployment["final"]["measured"].items()
                      if k.startswith(("latency", "model_size", "accuracy"))]
     return "<h2>Best candidate</h2>" + _kv(rows)
+
+
+def _failures_section(trials: pd.DataFrame) -> str:
+    """Failed evaluations grouped by reason, above the (scrolling) trials table; empty when none failed."""
+    if "reason" not in trials:
+        return ""
+    failed = trials[(trials["state"] == "fail") & trials["reason"].fillna("").astype(bool)]
+    if not len(failed):
+        return ""
+    groups = failed.groupby("reason", sort=False)["number"].agg(["count", lambda n: ", ".join(map(str, n[:8]))])
+    groups = groups.sort_values("count", ascending=False)
+    rows = "".join(f"<tr><td>{n}</td><td>{html.escape(numbers)}</td><td>{html.escape(str(reason))}</td></tr>"
+                   for reason, (n, numbers) in groups.iterrows())
+    return (f"<h2>Failures ({len(failed)} of {len(trials)} evaluations)</h2><table><tr><th>count</th>"
+            f"<th>trials</th><th>reason</th></tr>{rows}</table>")
 
 
 def _trials_section(trials: pd.DataFrame) -> str:
@@ -171,6 +191,7 @@ def _convergence(trials: pd.DataFrame) -> Any:
     a.scatter(trials["number"][done] + 1, trials["loss"][done], s=10, color="#bbb", label="each evaluation")
     a.step(trials["number"] + 1, shown, where="post", color="#1f5fa8", label="best feasible")
     a.set(xlabel="evaluations", ylabel="loss", title="best feasible loss by evaluations")
+    _integer_ticks(a)
     a.legend(fontsize=8)
     b.step(elapsed, _shown(_best_so_far(by_end)), where="post", color="#1f5fa8")
     b.set(xlabel="seconds", ylabel="loss", title="by time")
@@ -179,26 +200,47 @@ def _convergence(trials: pd.DataFrame) -> Any:
     return fig
 
 
-def _trace(trace: pd.DataFrame) -> Any:
+def _trace(trace: pd.DataFrame, constraints: Any = ()) -> Any:
+    """Residual, violation and ρ, and (with constraints) one multiplier line per constraint, by iteration."""
     it = trace["iteration"].to_numpy()
-    fig = _new_figure(12, 3.2)
-    axes = fig.subplots(1, 3)
+    mus = np.array([json.loads(m) for m in trace["mu"]], dtype=float).reshape(len(trace), -1)
+    fig = _new_figure(12 if mus.shape[1] else 8, 3.2)
+    axes = fig.subplots(1, 3 if mus.shape[1] else 2)
     axes[0].plot(it, trace["primal_residual"], marker="o", ms=3)
     axes[0].set(title="integer residual ‖θ̃ᵈ − δ‖", xlabel="iteration")
     violation = trace["violation"].replace([np.inf], np.nan)
     axes[1].plot(it, violation, marker="o", ms=3, color="#b5651d", label="violation")
     axes[1].plot(it, trace["rho"], marker=".", ms=3, color="#555", label="ρ")
-    axes[1].set(title="constraint violation and ρ", xlabel="iteration")
+    axes[1].set(title="constraint violation and ρ" if mus.shape[1] else "ρ (no constraints)", xlabel="iteration")
     axes[1].legend(fontsize=8)
-    mus = np.array([json.loads(m) for m in trace["mu"]], dtype=float).reshape(len(trace), -1)
-    for j in range(mus.shape[1]):
-        axes[2].plot(it, mus[:, j], marker="o", ms=3, label=f"μ{j}")
-    axes[2].set(title="multipliers μ", xlabel="iteration")
     if mus.shape[1]:
+        names = [str(c) for c in constraints]
+        for j in range(mus.shape[1]):
+            axes[2].plot(it, mus[:, j], marker="o", ms=3, label=names[j] if j < len(names) else f"μ{j}")
+        axes[2].set(title="multiplier μ of each constraint", xlabel="iteration")
         axes[2].legend(fontsize=8)
     for ax in axes:
         ax.grid(alpha=0.3)
+        _integer_ticks(ax)
     return fig
+
+
+def _integer_ticks(ax: Any) -> None:
+    """Whole numbers only on the x axis (iterations, evaluations)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _log_if_spread(ax: Any, values: pd.Series, axis: str = "x") -> None:
+    """A log scale when positive ``values`` span more than :data:`LOG_SPREAD` (one order of magnitude and more)."""
+    values = values.dropna()
+    if len(values) and (values > 0).all() and values.max() / values.min() > LOG_SPREAD:
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+
+
+LOG_SPREAD = 20.0
+"""Largest over smallest value beyond which a latency axis is logarithmic."""
 
 
 def _front(trials: pd.DataFrame, problem: Any) -> Any:
@@ -216,8 +258,7 @@ def _front(trials: pd.DataFrame, problem: Any) -> Any:
         if f"metric:{c.metric}" == cost:
             ax.axvline(c.bound, color="#b5651d", ls="--", label=f"constraint {c}")
     ax.set(xlabel=cost.removeprefix("metric:"), ylabel=score.removeprefix("metric:"))
-    if (done[cost] > 0).all() and len(done) and done[cost].max() / max(done[cost].min(), 1e-12) > 50:
-        ax.set_xscale("log")
+    _log_if_spread(ax, done[cost])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
@@ -230,5 +271,6 @@ def _per_backend(trials: pd.DataFrame) -> Any:
     ax = fig.subplots()
     ax.boxplot([done.loc[done["backend"] == g, LATENCY] for g in groups], tick_labels=groups, orientation="horizontal")
     ax.set(xlabel="latency p95 (ms)", title="measured p95 latency of every timed candidate")
+    _log_if_spread(ax, done[LATENCY])
     ax.grid(alpha=0.3)
     return fig

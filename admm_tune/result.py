@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +33,24 @@ def open_run(run_dir: Path) -> tuple[Journal, Problem]:
     if not db.is_file():
         raise RunError(f"{run_dir} holds no journal.db: not a run directory")
     journal = Journal.open(f"sqlite:///{db}")
+    objects = _python_objects(journal.attrs.get("problem", {}))
+    if objects:
+        raise RunError(f"cannot rebuild the problem of {run_dir}: its {', '.join(objects)} were Python objects, which "
+                       "a journal does not store; write the report from Python (result.report(path)) or give the "
+                       "data as a file (docs/problem-format.md)")
     try:
         return journal, restore_problem(journal.attrs)
     except ProblemError as exc:
-        raise RunError(f"cannot rebuild the problem of {run_dir} ({exc}); a problem given as Python objects "
-                       "(arrays, a callable) is not stored in its journal") from None
+        raise RunError(f"cannot rebuild the problem of {run_dir}: {exc}") from None
+
+
+def _python_objects(stored: Any, path: str = "") -> list[str]:
+    """Fields of a journaled problem that held Python objects (stored as ``"<ndarray>"``, ``"<function>"``...)."""
+    if isinstance(stored, dict):
+        return [f for k, v in stored.items() for f in _python_objects(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(stored, str) and stored.startswith("<") and stored.endswith(">") and stored[1:-1].isidentifier():
+        return [path]
+    return []
 
 @dataclass
 class Best:
@@ -94,6 +109,13 @@ class Result:
     onnx_path: Path | None = None
     exporter: Callable[[Path], Path] | None = field(default=None, repr=False)
     final: dict[str, Any] | None = None
+    refit: str | None = None
+    """Which pipeline :attr:`pipeline` is: ``refit on all N training rows``, or, when that could not finish in
+    the time left, the fallback (the first CV fold's pipeline that the search verified) and why."""
+    timing: dict[str, float | None] = field(default_factory=dict)
+    """Budget adherence of the whole call: ``budget_s``, ``wall_s``, ``overrun`` (wall / budget)."""
+    test: dict[str, float] | None = None
+    """Scores on the test split, once :attr:`test_scores` computed them (or read back from ``result.json``)."""
 
     @classmethod
     def from_frames(cls, problem: Problem, trials: pd.DataFrame, trace: pd.DataFrame, storage: str,
@@ -116,21 +138,95 @@ class Result:
                 "measured": {k: v for k, v in self.best.metrics.items() if k in DEPLOY_METRICS},
                 "final": self.final}
 
-    def export(self, directory: str | Path) -> Path:
-        """Write ``model.onnx``, ``deployment.json`` and a ``load_model.py`` example into ``directory``.
+    @property
+    def test_scores(self) -> dict[str, float] | None:
+        """Scores on the problem's test split (``test_size`` or ``X_test``), with ``objective.scoring``.
 
-        The graph is exported from :attr:`pipeline` (refit on all training
-        data); ``load_model.py`` compiles it on the chosen backend with the
-        chosen knobs and precision and runs it.  Returns the model's path.
+        ``pipeline``: :attr:`pipeline` (refit on all training rows) on the
+        test rows; ``deployed``: the deployed graph of that pipeline, from
+        its own outputs on the same rows (with a deployment).  None without a
+        test split; the search never sees these rows.
+        """
+        data = self.problem.data
+        if self.test is None and data is not None and data.X_test is not None:
+            from sklearn.metrics import get_scorer
+
+            scores = {}
+            if self.pipeline is not None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    scorer = get_scorer(self.problem.objective.scoring)
+                    scores["pipeline"] = float(scorer(self.pipeline, data.X_test, data.y_test))
+            deployed = (self.final or {}).get("measured", {}).get("deployed_score")
+            if deployed is not None:
+                scores["deployed"] = float(deployed)
+            self.test = scores
+        return self.test
+
+    @property
+    def verified(self) -> bool:
+        """False when the refit pipeline's deployed graph disagreed with it (or could not be deployed)."""
+        return self.final is None or str(self.final.get("verification", "")).startswith("agrees")
+
+    @property
+    def feasible(self) -> bool:
+        """The best candidate met every constraint and its refit, deployed graph passed verification."""
+        return self.best.feasible and self.verified
+
+    def shortfalls(self) -> list[str]:
+        """Why the result is not :attr:`feasible`: each missed constraint, measured, and by how much; empty if none.
+
+        Examples
+        --------
+        ``["latency_p95_ms <= 0.05: measured 0.12, missed by 0.07 (140 %)"]``
+        """
+        out = []
+        for c in self.problem.constraints:
+            value = self.best.metrics.get(c.metric)
+            violation = c.violation(value if value is not None else math.nan)
+            if violation > 0:
+                out.append(f"{c}: not measured" if not math.isfinite(violation) else
+                           f"{c}: measured {value:.4g}, missed by {abs(value - c.bound):.3g} ({violation:.0%})")
+        if not self.verified:
+            out.append(f"the refit pipeline's deployed graph: {self.final['verification']}")
+        return out
+
+    def export(self, target: str | Path, force: bool = False) -> Path:
+        """Write the chosen deployment's graph, ``deployment.json`` and ``load_model.py``.
+
+        This is the one export path (:meth:`AutoPipelineClassifier.export_onnx
+        <admm_tune.AutoPipelineClassifier.export_onnx>` calls it too): the
+        graph is the one the chosen deployment runs (int8: quantised), made
+        from :attr:`pipeline` (refit on all training data), itself verified
+        and timed (:attr:`final`).  ``load_model.py`` runs it on the chosen
+        backend with the chosen knobs and needs only that backend, numpy and
+        pandas.
+
+        Parameters
+        ----------
+        target : path
+            A directory (the graph is ``model.onnx`` in it), or a file name
+            ending in ``.onnx`` (the other files go beside it).
+        force : bool
+            Export even when the deployed graph failed verification.
+
+        Returns
+        -------
+        Path
+            The graph's path.
 
         Raises
         ------
         RunError
-            When the problem has no deployment.
+            When the problem has no deployment, or the deployed graph failed
+            verification and ``force`` is False.
         """
         if self.deployment is None or self.exporter is None:
             raise RunError("this result has no deployment to export (the problem has no `deployment` field)")
-        self.onnx_path = self.exporter(Path(directory))
+        if not self.verified and not force:
+            raise RunError(f"not exporting a graph that failed verification ({self.final['verification']}); "
+                           "pass force=True to export it anyway")
+        self.onnx_path = self.exporter(Path(target))
         return self.onnx_path
 
     @classmethod
@@ -157,7 +253,10 @@ class Result:
         if spec.is_file():
             saved = json.loads(spec.read_text())
             result.final = {"verification": saved.get("verification", ""), "measured": saved.get("measured", {})}
-            result.onnx_path = run_dir / "model.onnx"
+            result.onnx_path = run_dir / saved.get("model", "model.onnx")
+        saved_result = run_dir / "result.json"
+        if saved_result.is_file():  # the test scores of the pipeline, which is not kept
+            result.test = json.loads(saved_result.read_text()).get("test")
         return result
 
     def pareto(self) -> pd.DataFrame:
@@ -179,7 +278,9 @@ class Result:
                                                        "feasible": b.feasible, "trial": b.trial},
                 "deployment": self.deployment, "evaluations": self.n_evaluations,
                 "failed": self.n_failed, "iterations": len(self.trace),
-                "storage": self.storage, "onnx_path": str(self.onnx_path) if self.onnx_path else None}
+                "storage": self.storage, "onnx_path": str(self.onnx_path) if self.onnx_path else None,
+                "pipeline": self.refit, "timing": self.timing, "seed": self.problem.seed,
+                "feasible": self.feasible, "shortfalls": self.shortfalls(), "test": self.test_scores}
 
     @property
     def n_evaluations(self) -> int:
@@ -205,8 +306,13 @@ class Result:
                  f"loss         {b.loss:.6g}" + ("" if b.feasible else f"  (INFEASIBLE: violation {b.violation:.3g})")]
         if "cv_score" in b.metrics and hasattr(self.problem.objective, "scoring"):
             lines.append(f"cv {self.problem.objective.scoring:<9} {b.metrics['cv_score']:.4f}")
+        test = self.test_scores
+        if test:
+            lines.append("test score   " + ", ".join(f"{k} {v:.4f}" for k, v in test.items())
+                         + f" ({self.problem.objective.scoring}, {len(self.problem.data.y_test)} held-out rows)")
         for c in self.problem.constraints:
             lines.append(f"constraint   {c}: measured {b.metrics.get(c.metric, float('nan')):.4g}")
+        lines += [f"NOT MET      {shortfall}" for shortfall in self.shortfalls()]
         deployment = self.deployment
         if deployment is not None:
             knobs = ", ".join(f"{k}={v}" for k, v in deployment["knobs"].items())
@@ -221,7 +327,12 @@ class Result:
                              + (f"; p95 {f['latency_p95_ms']:.3g} ms" if "latency_p95_ms" in f else ""))
             if self.onnx_path is not None:
                 lines.append(f"model        {self.onnx_path}")
+        if self.refit is not None:
+            lines.append(f"pipeline     {self.refit}")
         lines.append(f"evaluations  {self.n_evaluations} ({self.n_failed} failed) in {len(self.trace)} ADMM iterations")
+        if self.timing.get("budget_s"):
+            lines.append(f"time         {self.timing['wall_s']:.1f} s for a {self.timing['budget_s']:g} s budget "
+                         f"({self.timing['overrun']:.2f}x)")
         if len(self.trace):
             last = self.trace.iloc[-1]
             lines.append(f"ADMM         final rho {last['rho']:.3g}, integer residual {last['primal_residual']:.2g}, "

@@ -5,7 +5,12 @@ a combination is complete when its row file ``sweep.json`` exists, so running th
 same sweep again skips it and finishes only what is missing (a combination
 cut off half-way is started again from scratch).  The table of all complete
 combinations is written as ``OUT/results.csv`` and ``OUT/results.parquet``
-after each one finishes (with ``n_jobs > 1``: when all have).
+after each one finishes (with ``n_jobs > 1``: when all have).  Its columns
+(:data:`TYPES`): the budget as given (``budget``) and as numbers
+(``budget_evaluations``, ``budget_seconds``), the best CV score and loss,
+``feasible``, the test-split scores of the pipeline and of its deployed
+graph (``test_score``, ``deployed_test_score``; empty without a test
+split), the deployment's figures and the wall time (``wall_s``).
 """
 
 from __future__ import annotations
@@ -109,21 +114,31 @@ def _one(file: str, name: str, seed: int, budget: str | None, out: Path, progres
     else:
         saved = result.to_dict()
         best, deployment = saved["best"], saved["deployment"]
+        test = saved["test"] or {}
         row = {"status": "complete", "reason": "", "evaluations": saved["evaluations"], "best_loss": best["loss"],
-               "best_score": best["metrics"].get("cv_score"), "feasible": best["feasible"]}
+               "best_score": best["metrics"].get("cv_score"), "feasible": saved["feasible"],
+               "test_score": test.get("pipeline"), "deployed_test_score": test.get("deployed")}
         if deployment is not None:
             row.update({"backend": deployment["backend"], "precision": deployment["precision"],
                         "latency_p95_ms": deployment["measured"].get("latency_p95_ms"),
                         "model_size_kb": deployment["measured"].get("model_size_kb")})
         result.save(run_dir)
     label = budget or FILE_BUDGET
+    limit = parse_budget(budget, "--budgets") if budget is not None else load_problem(file).budget
     row.update({"problem": name, "file": file, "seed": seed, "budget": label,
-                "seconds": time.perf_counter() - start, "run_dir": str(run_dir)})
+                "budget_evaluations": limit.evaluations, "budget_seconds": limit.seconds,
+                "wall_s": time.perf_counter() - start, "run_dir": str(run_dir)})
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / ROW).write_text(json.dumps(row, indent=2, default=str))
     if progress:
         shown = f"best loss {row['best_loss']:.4g}" if row["status"] == "complete" else row["reason"][:80]
-        print(f"sweep: {name} seed {seed} budget {label}: {shown} ({row['seconds']:.0f} s)", flush=True)
+        print(f"sweep: {name} seed {seed} budget {label}: {shown} ({row['wall_s']:.0f} s)", flush=True)
+
+
+TYPES = {"budget": "string", "budget_evaluations": "Int64", "budget_seconds": "float64", "seed": "int64",
+         "evaluations": "Int64", "wall_s": "float64", "best_loss": "float64", "best_score": "float64",
+         "test_score": "float64", "deployed_test_score": "float64"}
+"""Column types of the results table: a budget of ``"30s"`` has ``budget_seconds`` 30.0 and no evaluations."""
 
 
 def table(out: str | Path) -> pd.DataFrame:
@@ -131,8 +146,12 @@ def table(out: str | Path) -> pd.DataFrame:
     out = Path(out)
     rows: list[dict[str, Any]] = [json.loads(p.read_text()) for p in sorted(out.glob(f"*/{ROW}"))]
     frame = pd.DataFrame(rows)
+    for column, kind in TYPES.items():  # numbers as numbers (a missing one: NaN / <NA>), labels as text
+        if column in frame:
+            frame[column] = frame[column].astype(kind)
     if len(frame):
-        first = ["problem", "seed", "budget", "status", "best_loss", "best_score", "feasible", "evaluations"]
+        first = ["problem", "seed", "budget", "status", "best_loss", "best_score", "test_score", "feasible",
+                 "evaluations"]
         frame = frame[[c for c in first if c in frame] + [c for c in frame if c not in first]]
         frame = frame.sort_values(["problem", "budget", "seed"]).reset_index(drop=True)
     frame.to_csv(out / "results.csv", index=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
+import admm_tune
 
 CLI = [sys.executable, "-m", "admm_tune.cli"]
 
@@ -95,3 +99,56 @@ def test_sweep_refuses_bad_seeds_and_budgets(tmp_path):
     twin = str(tiny_problem(tmp_path / "b.yaml", "tiny_iris", "sklearn:wine"))  # same name: same run directories
     same_name = run("sweep", file, twin, "--out", str(tmp_path / "s"))
     assert same_name.returncode == 2 and "'tiny_iris'" in same_name.stderr
+
+
+def test_ctrl_c_prints_one_line_with_the_resume_command_and_exits_130(tmp_path):
+    problem = tiny_problem(tmp_path / "p.yaml", "tiny_iris", "sklearn:iris")
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen([*CLI, "run", str(problem), "--budget", "500", "--out", str(run_dir), "--no-progress"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 240
+    journal = run_dir / "journal.db"
+    while not journal.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(3)  # some evaluations finish
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group, workers included
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert re.fullmatch(rf"admm-tune: interrupted after \d+ evaluations; continue with: admm-tune resume {run_dir}",
+                        lines[0]), lines[0]
+    again = run("resume", str(run_dir), "--budget", "8", "--no-progress")
+    assert again.returncode == 0, again.stderr
+
+
+def test_version_and_a_backends_table_in_100_columns():
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"admm-tune {admm_tune.__version__}"
+    table = run("backends")
+    assert table.returncode == 0 and "onnxruntime" in table.stdout
+    assert max(len(line) for line in table.stdout.splitlines()) <= 100
+
+
+def test_report_on_a_run_given_arrays_from_python_says_why_not(tmp_path):
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    admm_tune.fit({"data": {"X": X, "y": y}, "objective": {"cv": 3}, "budget": {"evaluations": 2},
+                   "restrict": {"estimator": ["knn"]}}, run_dir=tmp_path / "run", progress=False)
+    out = run("report", str(tmp_path / "run"))
+    assert out.returncode == 2
+    assert "data.X, data.y were Python objects" in out.stderr and "result.report(path)" in out.stderr
+
+
+def test_the_sweep_table_has_typed_budget_columns(tmp_path):
+    file = str(tiny_problem(tmp_path / "a.yaml", "tiny_iris", "sklearn:iris"))
+    out = run("sweep", file, "--seeds", "0", "--budgets", "2,30s", "--out", str(tmp_path / "s"))
+    assert out.returncode == 0, out.stderr
+    table = pd.read_parquet(tmp_path / "s" / "results.parquet")
+    by_label = table.set_index("budget")
+    assert by_label.loc["2", "budget_evaluations"] == 2 and pd.isna(by_label.loc["2", "budget_seconds"])
+    assert by_label.loc["30s", "budget_seconds"] == 30.0 and pd.isna(by_label.loc["30s", "budget_evaluations"])
+    assert str(table["budget_evaluations"].dtype) == "Int64" and table["budget_seconds"].dtype == "float64"
+    assert "wall_s" in table and "test_score" in table

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+import subprocess
+import sys
+import warnings
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pandas as pd
 import pytest
@@ -13,7 +18,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from admm_tune import AutoPipelineClassifier, AutoPipelineRegressor
+from admm_tune import AutoPipelineClassifier, AutoPipelineRegressor, InfeasibleWarning, RunError
 
 FAST = {"search_space": {"modules": [
     {"name": "scaler", "algorithms": [{"name": "none"},
@@ -25,11 +30,23 @@ FAST = {"search_space": {"modules": [
 """A two-module space of fast classifiers for the workflow tests."""
 
 
-@parametrize_with_checks([AutoPipelineClassifier(max_evals=4, random_state=0),
-                          AutoPipelineRegressor(max_evals=4, random_state=0)])
+def _each(seeds: range) -> list:
+    return [cls(max_evals=4, random_state=seed) for cls in (AutoPipelineClassifier, AutoPipelineRegressor)
+            for seed in seeds]
+
+
+@parametrize_with_checks(_each(range(1)))
 def test_scikit_learn_conformance(estimator, check):
-    # Every check of scikit-learn's suite runs; none is skipped (array-API checks skip themselves
-    # unless SCIPY_ARRAY_API is set).
+    # Every check of scikit-learn's suite runs over the default spaces; none is skipped (array-API checks
+    # skip themselves unless SCIPY_ARRAY_API is set).
+    check(estimator)
+
+
+@pytest.mark.slow  # about a minute per seed and estimator
+@parametrize_with_checks(_each(range(1, 10)))
+def test_scikit_learn_conformance_whichever_candidate_wins(estimator, check):
+    # Each seed makes other candidates win (some without predict_proba of their own, calibrated in the search);
+    # the suite's checks of methods (check_decision_proba_consistency...) must hold for all of them.
     check(estimator)
 
 
@@ -112,3 +129,85 @@ def test_candidate_limits_reach_the_workers(data):
     assert est.best_params_["estimator"] == "gaussian_nb"
     reasons = set(est.result_.trials["reason"].dropna())
     assert any(r.startswith("timeout: over the 1 s limit") for r in reasons), reasons
+
+
+NO_PROBA = {"search_space": {"modules": [{"name": "estimator", "algorithms": [
+    {"name": "linear_svc", "class": "sklearn.svm.LinearSVC"},
+    {"name": "ridge", "class": "sklearn.linear_model.RidgeClassifier"}]}]}}
+"""Only classifiers without predict_proba of their own: whichever wins, it is calibrated."""
+
+
+def test_a_classifier_offers_the_same_methods_whichever_candidate_wins(data):
+    X, y = data
+    est = AutoPipelineClassifier(**NO_PROBA, max_evals=2, random_state=0)
+    before = {m for m in ("predict", "predict_proba", "decision_function", "score") if hasattr(est, m)}
+    est.fit(X, y)
+    after = {m for m in ("predict", "predict_proba", "decision_function", "score") if hasattr(est, m)}
+    assert before == after == {"predict", "predict_proba", "score"}
+    assert type(est.best_pipeline_[-1]).__name__ == "CalibratedClassifierCV"
+    proba = est.predict_proba(X)
+    assert proba.shape == (len(X), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert (est.classes_[proba.argmax(axis=1)] == est.predict(X)).mean() > 0.95
+    assert not hasattr(AutoPipelineRegressor(), "predict_proba")
+
+
+def test_export_onnx_writes_the_deployment_that_was_chosen_and_measured(data, tmp_path):
+    X, y = data
+    int8_only = {"space": {"modules": [
+        {"name": "backend", "algorithms": [{"name": "onnxruntime"}]},
+        {"name": "precision", "algorithms": [{"name": "int8"}]}]}, "timing": {"seconds": 0.02, "min_runs": 10}}
+    est = AutoPipelineClassifier(**FAST, deployment=int8_only, max_evals=3, random_state=0).fit(X, y)
+    assert est.deployment_["precision"] == "int8" and est.feasible_
+    path = est.export_onnx(tmp_path / "est" / "digits.onnx")
+    again = est.result_.export(tmp_path / "result")
+    assert path.name == "digits.onnx" and path.read_bytes() == again.read_bytes()  # one export path
+    spec = json.loads((path.parent / "deployment.json").read_text())
+    assert spec["model"] == "digits.onnx" and spec["precision"] == "int8" and spec["verification"].startswith("agrees")
+    ops = {node.op_type for node in onnx.load(path).graph.node}
+    assert ops & {"DynamicQuantizeLinear", "MatMulInteger", "QLinearMatMul"}, ops  # the quantised graph
+    session = ort.InferenceSession(str(path))
+    outputs = session.run(None, {session.get_inputs()[0].name: X.to_numpy(np.float32)})
+    assert (outputs[0] == est.predict(X)).mean() > 0.95
+    np.testing.assert_allclose(outputs[1], est.predict_proba(X), atol=0.1)
+
+
+def test_an_infeasible_result_warns_naming_the_constraint_and_the_miss(data):
+    X, y = data
+    with pytest.warns(InfeasibleWarning, match=r"fit_time_s <= 1e-09: measured [0-9.e-]+, missed by"):
+        est = AutoPipelineClassifier(**FAST, constraints={"fit_time_s": 1e-9}, max_evals=2, random_state=0).fit(X, y)
+    assert est.feasible_ is False and est.result_.shortfalls()[0].startswith("fit_time_s <= 1e-09")
+    assert "NOT MET      fit_time_s <= 1e-09" in est.result_.summary()
+
+
+def test_a_graph_that_failed_verification_is_exported_only_when_forced(data, tmp_path):
+    X, y = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InfeasibleWarning)  # this search itself is feasible
+        est = AutoPipelineClassifier(**FAST, deployment={"timing": {"seconds": 0.02, "min_runs": 10}}, max_evals=2,
+                                     random_state=0).fit(X, y)
+    # as if the refit pipeline's graph had disagreed with it (what the verification of a bad graph reports)
+    est.result_.final["verification"] = "DISAGREES: 123/284 rows differ in 123 labels; tolerance 2 rows, 0.001"
+    assert not est.result_.feasible
+    with pytest.raises(RunError, match="failed verification.*force=True"):
+        est.export_onnx(tmp_path / "model.onnx")
+    assert not (tmp_path / "model.onnx").exists()
+    assert est.export_onnx(tmp_path / "model.onnx", force=True).is_file()
+
+
+def test_cross_val_score_with_a_rare_class_reduces_the_inner_folds():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(124, 3))
+    y = np.array([0] * 60 + [1] * 60 + [2] * 4)  # an outer training fold holds 2 or 3 rows of class 2
+    X[y == 1] += 2.0
+    X[y == 2] -= 3.0
+    with pytest.warns(UserWarning, match=r"rarest class has [23] rows, fewer than cv=3"):
+        scores = cross_val_score(AutoPipelineClassifier(**FAST, max_evals=2, random_state=0), X, y, cv=3,
+                                 error_score="raise")
+    assert np.isfinite(scores).all() and scores.min() > 0.8
+
+
+def test_importing_the_package_emits_no_warning():
+    out = subprocess.run([sys.executable, "-W", "error", "-c", "import admm_tune, admm_tune.cli"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stderr == "", out.stderr

@@ -52,6 +52,7 @@ from ..space import Config, SearchSpace
 from .backends import BackendError, Session, get_backend
 from .export import ExportError, export, feeds, for_precision, is_standard
 from .pipeline import MLEvaluator
+from .scoring import score_outputs
 from .timing import batch_rows, measure
 
 
@@ -223,6 +224,12 @@ class DeploymentEvaluator:
                 metrics = {"accuracy_drop": float(r2_score(y, expected) - r2_score(y, deployed)),
                            "max_output_diff": float(gap.max())}
                 what = f"values (by up to {gap.max():.3g} target sd)"
+        classification = self.data.task == CLASSIFICATION
+        proba = classification and hasattr(pipeline, "predict_proba") and len(outputs) > 1
+        metrics["deployed_score"] = score_outputs(  # the objective's scorer on the graph's own outputs
+            self.ml.objective.scoring, np.asarray(y), outputs[0],
+            np.asarray(outputs[1]).reshape(len(y), -1) if proba else None,
+            getattr(pipeline, "classes_", None) if classification else None)
         allowed = max(1, math.floor(tol.labels * len(off)))
         metrics["output_mismatch"] = float(off.sum()) / allowed
         verdict = "agrees" if off.sum() <= allowed else "DISAGREES"
@@ -253,29 +260,34 @@ from admm_tune.evaluate.export import feeds
 
 here = pathlib.Path(__file__).resolve().parent
 spec = json.loads((here / "deployment.json").read_text())
-model = onnx.load(here / "model.onnx")
+model = onnx.load(here / spec["model"])
 session = get_backend(spec["backend"]).compile(model, spec["knobs"], spec["precision"])
 rows = pd.DataFrame(spec["example_rows"])  # replace with your rows: the columns {columns}
 print(session.run(feeds(model, rows)))
 '''
 
 
-def write_deployment(directory: str | Path, deployed: Deployed, config: Config, search_metrics: dict[str, float],
+def write_deployment(target: str | Path, deployed: Deployed, config: Config, search_metrics: dict[str, float],
                      batch_size: int, X_sample: Any) -> Path:
-    """Write ``model.onnx``, ``deployment.json`` and ``load_model.py`` for the chosen candidate.
+    """Write the chosen candidate's graph, ``deployment.json`` and ``load_model.py``.
 
-    ``model.onnx`` is the deployed graph (int8: quantised) that
+    ``target`` is a directory (the graph is ``model.onnx`` in it) or the
+    graph's file name (``*.onnx``; the other two files go beside it).  The
+    graph is the deployed one (int8: quantised) that
     :meth:`DeploymentEvaluator.finalize` verified and timed;
-    ``deployment.json`` holds backend, precision, knobs, batch size, the
-    final graph's figures (``measured``) and those of the search
-    (``measured_in_search``).  Returns the path of ``model.onnx``.
+    ``deployment.json`` holds the graph's file name (``model``), backend,
+    precision, knobs, batch size, the final graph's figures (``measured``)
+    and those of the search (``measured_in_search``).  Returns the graph's path.
     """
-    directory = Path(directory)
+    target = Path(target)
+    path = target if target.suffix == ".onnx" else target / "model.onnx"
+    directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "model.onnx"
     onnx.save_model(deployed.model, path)
-    spec = {"backend": config[BACKEND], "precision": config[PRECISION], "knobs": Deployment.knobs(config),
-            "batch_size": batch_size, "inputs": [i.name for i in deployed.model.graph.input],
+    spec = {"model": path.name, "backend": config[BACKEND], "precision": config[PRECISION],
+            "knobs": Deployment.knobs(config), "batch_size": batch_size,
+            "inputs": [i.name for i in deployed.model.graph.input],
+            "columns": columns(deployed.model) or [],  # which table columns feed which graph input
             "outputs": [o.name for o in deployed.model.graph.output], "verification": deployed.verification,
             "measured": deployed.metrics, "measured_in_search": search_metrics,
             "example_rows": X_sample.iloc[:5].to_dict("list")}
@@ -283,4 +295,3 @@ def write_deployment(directory: str | Path, deployed: Deployed, config: Config, 
     (directory / "load_model.py").write_text(LOADER.format(backend=config[BACKEND], precision=config[PRECISION],
                                                            columns=", ".join(map(str, X_sample.columns))))
     return path
-

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
@@ -54,7 +55,12 @@ def front(data: Dataset) -> BaseEstimator | None:
     return ColumnTransformer(parts, verbose_feature_names_out=False)
 
 
-def build_pipeline(config: Mapping[str, Any], space: SearchSpace, data: Dataset, seed: int | None = None) -> Pipeline:
+CALIBRATION_FOLDS = 3
+"""Inner folds of the sigmoid calibration given to classifiers without ``predict_proba``."""
+
+
+def build_pipeline(config: Mapping[str, Any], space: SearchSpace, data: Dataset, seed: int | None = None,
+                   probabilities: bool = False) -> Pipeline:
     """An unfitted scikit-learn pipeline for ``config``.
 
     Parameters
@@ -66,6 +72,13 @@ def build_pipeline(config: Mapping[str, Any], space: SearchSpace, data: Dataset,
         Decides the front and resolves ``relative_to: n_features``.
     seed : int, optional
         Passed as ``random_state`` to every step that takes one.
+    probabilities : bool
+        A classifier without ``predict_proba`` (LinearSVC, RidgeClassifier,
+        SVC) becomes ``CalibratedClassifierCV(method="sigmoid",
+        ensemble=False)`` around it: fitted on all rows, its decision scores
+        mapped to probabilities by a sigmoid fitted on
+        :data:`CALIBRATION_FOLDS`-fold out-of-fold scores.  skl2onnx converts
+        it, so the calibrated probabilities are deployed too.
     """
     steps: list[tuple[str, BaseEstimator]] = []
     pre = front(data)
@@ -83,7 +96,11 @@ def build_pipeline(config: Mapping[str, Any], space: SearchSpace, data: Dataset,
             kwargs[p.name] = value
         if "random_state" in inspect.signature(cls).parameters and "random_state" not in kwargs:
             kwargs["random_state"] = seed
-        steps.append((module_name, cls(**kwargs)))
+        step = cls(**kwargs)
+        if probabilities and data.task == CLASSIFICATION and module_name == space.module_names[-1] \
+                and not hasattr(step, "predict_proba"):
+            step = CalibratedClassifierCV(step, method="sigmoid", cv=CALIBRATION_FOLDS, ensemble=False)
+        steps.append((module_name, step))
     if not steps or space.module_names[-1] not in dict(steps):
         raise ProblemError("search_space", "the last module must choose an estimator (it has no class)")
     return Pipeline(steps)
@@ -149,7 +166,7 @@ class MLEvaluator:
             return self.cache[key].replayed()
         start = time.perf_counter()
         try:
-            pipeline = build_pipeline(config, self.space, self.data, self.seed)
+            pipeline = self.build(config)
             # One thread per candidate: parallelism is across candidates, and
             # OpenMP/BLAS pools fighting over busy cores slow fits down by 10-100x.
             with warnings.catch_warnings(), threadpool_limits(1):
@@ -176,9 +193,14 @@ class MLEvaluator:
         self.cache[key] = obs
         return obs
 
+    def build(self, config: Config) -> Pipeline:
+        """The unfitted pipeline of ``config`` (calibrated when the objective asks for probabilities)."""
+        return build_pipeline(config, self.space, self.data, self.seed,
+                              getattr(self.objective, "probabilities", False))
+
     def refit(self, config: Config) -> Pipeline:
         """The pipeline of ``config`` fitted on all training data."""
-        pipeline = build_pipeline(config, self.space, self.data, self.seed)
+        pipeline = self.build(config)
         with warnings.catch_warnings(), threadpool_limits(1):
             warnings.simplefilter("ignore")
             return pipeline.fit(self.data.X, self.data.y)

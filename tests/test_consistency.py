@@ -1,0 +1,69 @@
+"""Small consistency items: one spelling of budgets and constraints everywhere, replayable seeds, the progress bar."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import yaml
+
+import admm_tune
+from admm_tune.problem import load_problem
+from admm_tune.progress import Progress
+
+
+def test_budget_seconds_takes_a_duration_in_yaml_as_on_the_command_line(tmp_path):
+    file = tmp_path / "p.yaml"
+    file.write_text(yaml.safe_dump({"data": "sklearn:iris", "budget": {"seconds": "30s"}}))
+    assert load_problem(file).budget.seconds == 30.0
+    assert load_problem({"data": "sklearn:iris", "budget": {"seconds": "2m", "evaluations": 9}}).budget.seconds == 120
+    with pytest.raises(admm_tune.ProblemError, match="budget.seconds"):
+        load_problem({"data": "sklearn:iris", "budget": {"seconds": "soon"}})
+
+
+def test_constraints_as_a_mapping_in_a_problem_dict_as_in_the_estimator():
+    problem = load_problem({"data": "sklearn:iris", "constraints": {"fit_time_s": 0.5, "cv_score_std": 0.1}})
+    assert [str(c) for c in problem.constraints] == ["fit_time_s <= 0.5", "cv_score_std <= 0.1"]
+    with pytest.raises(admm_tune.ProblemError, match=r"constraints\[0\].metric"):
+        load_problem({"data": "sklearn:iris", "constraints": {"latency_p95_ms": 1.0}})
+
+
+def test_a_run_without_a_seed_records_the_seed_it_drew_and_replays_with_it(quadratic_problem, tmp_path):
+    first = admm_tune.fit(quadratic_problem, budget=6, run_dir=tmp_path / "a", progress=False)
+    seed = first.problem.seed
+    assert isinstance(seed, int) and first.to_dict()["seed"] == seed
+    again = admm_tune.fit(quadratic_problem, budget=6, seed=seed, run_dir=tmp_path / "b", progress=False)
+    assert list(again.trials["config"]) == list(first.trials["config"])
+
+
+def test_the_progress_bar_starts_a_resumed_run_at_its_iteration_and_evaluations():
+    stream = io.StringIO()
+    bar = Progress(40, None, stream=stream, iteration=3, done=12)
+    bar.update(13, 0.25, True)
+    bar.close()
+    text = stream.getvalue()
+    assert "12/40 evals |###       | iter 3" in text.split("\r")[1]
+    assert "13/40 evals" in text and "best loss 0.25 |" in text
+
+
+def test_the_progress_bar_never_wraps_on_a_narrow_terminal():
+    stream = io.StringIO()
+    bar = Progress(400, 3600.0, stream=stream, iteration=12)
+    bar._bar.dynamic_ncols, bar._bar.ncols = False, 80  # as tqdm measures an 80-column terminal
+    bar.update(399, 0.123456, False)
+    bar.close()
+    last = stream.getvalue().split("\r")[-1].rstrip("\n")
+    assert len(last) <= 80 and last.startswith("399/400 evals |#")
+    assert "iter 12 | best loss 0.1235 infeasible | ~" in last and " left [" in last
+
+
+def test_result_json_holds_the_test_scores_of_the_pipeline(tmp_path):
+    result = admm_tune.fit({"name": "held_out", "data": {"source": "sklearn:iris", "test_size": 0.3},
+                            "objective": {"cv": 3}, "restrict": {"estimator": ["logistic_regression", "knn"]},
+                            "budget": {"evaluations": 3}, "seed": 0}, run_dir=tmp_path, progress=False)
+    result.save(tmp_path)
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert 0.8 < saved["test"]["pipeline"] <= 1.0 and saved["feasible"] is True
+    assert "test score   pipeline" in result.summary() and "45 held-out rows" in result.summary()
+    assert "test score, pipeline" in (tmp_path / "report.html").read_text()
