@@ -249,14 +249,15 @@ class Result:
         if not len(trials) or not (trials["state"] == "complete").any():
             raise RunError(f"{run_dir} holds no completed evaluation")
         result = cls.from_frames(problem, trials, trace, journal.storage, run_dir)
+        saved_result = run_dir / "result.json"  # written by save(): the CLI's and sweeps' runs
+        outcome = json.loads(saved_result.read_text()) if saved_result.is_file() else {}
+        result.test, result.refit = outcome.get("test"), outcome.get("pipeline")  # of a pipeline that is not kept
         spec = run_dir / "deployment.json"
         if spec.is_file():
             saved = json.loads(spec.read_text())
-            result.final = {"verification": saved.get("verification", ""), "measured": saved.get("measured", {})}
+            result.final = {"verification": saved.get("verification", ""), "measured": saved.get("measured", {}),
+                            "pipeline": result.refit}
             result.onnx_path = run_dir / saved.get("model", "model.onnx")
-        saved_result = run_dir / "result.json"
-        if saved_result.is_file():  # the test scores of the pipeline, which is not kept
-            result.test = json.loads(saved_result.read_text()).get("test")
         return result
 
     def pareto(self) -> pd.DataFrame:

@@ -66,7 +66,9 @@ def test_pareto_front_is_not_dominated(deployed_run):
 def test_a_run_directory_reads_back(deployed_run):
     again = Result.load(deployed_run.run_dir)
     assert again.best == deployed_run.best and len(again.trials) == 14
-    assert again.deployment["final"] == deployed_run.final and again.onnx_path.is_file()
+    for key in ("verification", "measured"):  # what deployment.json keeps of the final graph
+        assert again.deployment["final"][key] == deployed_run.final[key]
+    assert again.onnx_path.is_file()
     assert json.loads(json.dumps(again.to_dict(), default=str))["evaluations"] == 14
 
 
@@ -118,3 +120,53 @@ def test_a_callable_objective_reports_against_evaluation_time(quadratic_problem,
     assert len(front) >= 1 and front["duration_s"].is_monotonic_increasing
     assert len(images(result.report(tmp_path / "report.html").read_text())) == 3  # no latency: no backend plot
     assert matplotlib.get_backend() == backend  # the user's pyplot backend is left alone
+
+
+def test_trace_plots_name_the_constraints_and_count_iterations_in_whole_numbers(deployed_run):
+    from matplotlib.ticker import MaxNLocator
+
+    from admm_tune.report import _trace
+
+    fig = _trace(deployed_run.trace, deployed_run.problem.constraints)
+    assert len(fig.axes) == 3
+    labels = fig.axes[2].get_legend_handles_labels()[1]
+    assert labels == [str(c) for c in deployed_run.problem.constraints]  # not μ0, μ1...
+    assert labels[0].startswith("latency_p95_ms <= ") and "output_mismatch <= 1" in labels
+    for ax in fig.axes:
+        locator = ax.xaxis.get_major_locator()
+        assert isinstance(locator, MaxNLocator) and locator._integer
+
+
+def test_no_constraints_no_empty_multiplier_panel(quadratic_problem, tmp_path):
+    from dataclasses import replace
+
+    from admm_tune.report import _trace
+
+    result = admm_tune.fit(replace(quadratic_problem, constraints=()), budget=10, seed=0, run_dir=tmp_path,
+                           progress=False)
+    assert len(_trace(result.trace, ()).axes) == 2
+
+
+def test_latencies_spanning_orders_of_magnitude_get_a_log_axis():
+    import pandas as pd
+
+    from admm_tune.report import LATENCY, _per_backend
+
+    trials = pd.DataFrame({"state": "complete", "backend": ["onnxruntime"] * 3 + ["openvino"] * 3,
+                           LATENCY: [0.01, 0.02, 0.03, 1.0, 3.0, 9.0]})
+    assert _per_backend(trials).axes[0].get_xscale() == "log"
+    assert _per_backend(trials.assign(**{LATENCY: [1.0, 1.1, 1.2, 1.3, 1.4, 1.5]})).axes[0].get_xscale() == "linear"
+
+
+def test_failure_reasons_are_grouped_above_the_trials_table(tmp_path):
+    slow = {"name": "failing", "data": "sklearn:iris", "objective": {"cv": 3}, "budget": {"evaluations": 4},
+            "seed": 0, "isolation": {"seconds": 1.0},
+            "search_space": {"modules": [{"name": "estimator", "algorithms": [
+                {"name": "mlp", "class": "sklearn.neural_network.MLPClassifier",
+                 "fixed": {"hidden_layer_sizes": [1000], "max_iter": 5000, "tol": 0.0, "n_iter_no_change": 10000}},
+                {"name": "knn", "class": "sklearn.neighbors.KNeighborsClassifier"}]}]}}
+    result = admm_tune.fit(slow, run_dir=tmp_path, progress=False)
+    assert result.n_failed >= 1
+    text = result.report(tmp_path / "report.html").read_text()
+    assert "<h2>Failures (" in text and text.index("<h2>Failures") < text.index("<h2>Trials")
+    assert "timeout: over the 1 s limit" in text[text.index("<h2>Failures"):text.index("<h2>Trials")]
