@@ -20,7 +20,7 @@ ONNX graphs take, the same way for the training rows and for new rows
   columns of ISO dates are expanded into numeric parts
   (:data:`DATE_PARTS`, those that vary in the training rows, plus
   ``days``, the days since 1970-01-01): ``when`` becomes ``when_year``,
-  ``when_dayofyear``..., so that trends and seasons are learnable and the
+  ``when_day_of_year``..., so that trends and seasons are learnable and the
   graph gets numbers;
 - a numeric column with infinite values is refused, naming it (every
   scikit-learn model rejects them).
@@ -241,7 +241,7 @@ def infer_task(y: np.ndarray) -> tuple[str, str]:
 MAX_DENSE_CELLS = 20_000_000
 """Largest sparse matrix (rows × columns) made dense: 160 MB as float64."""
 
-DATE_PARTS = ("year", "month", "day", "dayofweek", "dayofyear", "hour", "minute", "second")
+DATE_PARTS = ("year", "month", "day", "day_of_week", "day_of_year", "hour", "minute", "second")
 """Parts a datetime column is expanded into (those that vary in the training rows), besides ``days``."""
 
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$"

@@ -56,7 +56,7 @@ def _dates(tz: str | None) -> tuple[Any, Any, Any]:
     rng = _rng()
     when = pd.Timestamp("2021-01-01", tz=tz) + pd.to_timedelta(rng.integers(0, 3 * 365, N), unit="D")
     X = pd.DataFrame({"when": when, "noise": rng.normal(size=N)})
-    y = np.sin(2 * np.pi * X["when"].dt.dayofyear.to_numpy() / 365.25)  # a season: learnable from the day of year
+    y = np.sin(2 * np.pi * X["when"].dt.day_of_year.to_numpy() / 365.25)  # a season: learnable from the day of year
     return X, y, "ok"
 
 

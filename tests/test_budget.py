@@ -1,0 +1,97 @@
+"""A time budget holds for the whole call: search, final refit, deployment and result.
+
+The bound is the product's own promise, relative to the budget:
+``max(1.1 × budget, budget + 5 s)``; nothing here depends on the machine's speed
+(the slow candidates sleep, and the bound is what stops them).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+
+import admm_tune
+from admm_tune import registry
+from admm_tune.errors import RunError
+
+
+def bound(seconds: float) -> float:
+    return max(1.1 * seconds, seconds + 5.0)
+
+
+def _problem(delay: dict, above: int, budget: float) -> dict:
+    X, y = make_classification(150, 5, random_state=0)
+    registry.allow("custom_estimators")
+    return {"data": {"X": X, "y": y}, "objective": {"cv": 3}, "budget": {"seconds": budget}, "seed": 0,
+            "search_space": {"modules": [{"name": "estimator", "algorithms": [
+                {"name": "sleepy", "class": "custom_estimators.Sleepy", "fixed": {"above": above},
+                 "params": {"delay": delay}},
+                {"name": "logistic_regression", "class": "sklearn.linear_model.LogisticRegression"}]}]}}
+
+
+def test_a_candidate_slower_than_the_budget_is_stopped_within_it(tmp_path):
+    problem = _problem({"type": "float", "low": 30.0, "high": 90.0, "default": 60.0}, 0, 15.0)
+    start = time.monotonic()
+    try:
+        result = admm_tune.fit(problem, run_dir=tmp_path, progress=False)
+    except RunError as exc:  # the slow candidate came first and took all the time: said, within the bound
+        assert "timeout" in str(exc)
+    else:
+        assert result.timing["budget_s"] == 15.0 and result.timing["overrun"] <= bound(15.0) / 15.0
+        slow = result.trials[result.trials["structure"] == "sleepy"]
+        assert (slow["state"] == "fail").all() and slow["reason"].str.startswith("timeout").all()
+    assert time.monotonic() - start <= bound(15.0)
+
+
+def test_a_refit_that_cannot_finish_falls_back_to_the_verified_fold_pipeline(tmp_path):
+    # CV training folds have 100 rows and fit at once; the refit on all 150 rows would sleep 600 s
+    problem = _problem({"type": "float", "low": 600.0, "high": 601.0}, 100, 10.0)
+    problem["search_space"]["modules"][0]["algorithms"].pop()  # sleepy only
+    start = time.monotonic()
+    result = admm_tune.fit(problem, run_dir=tmp_path, progress=False)
+    assert time.monotonic() - start <= bound(10.0)
+    assert result.refit.startswith("the first CV fold's pipeline, fitted on 100 of 150 training rows")
+    assert "timeout" in result.refit and "pipeline     the first CV fold's" in result.summary()
+    X = result.problem.data.X
+    assert np.mean(result.pipeline.predict(X) == result.problem.data.y) > 0.7
+
+
+def test_the_deployment_fallback_is_the_graph_the_search_verified():
+    from admm_tune.evaluate.deploy import DeploymentEvaluator
+    from admm_tune.problem import load_problem
+
+    X, y = make_classification(90, 4, random_state=0)
+    problem = load_problem({"data": {"X": X, "y": y}, "objective": {"cv": 3}, "deployment": "cpu",
+                            "restrict": {"scaler": ["none"], "transformer": ["none"],
+                                         "estimator": ["logistic_regression"]}})
+    evaluator = DeploymentEvaluator(problem.space, problem.data, problem.objective, problem.deployment, 0)
+    config = problem.space.complete({"scaler": "none", "transformer": "none", "estimator": "logistic_regression",
+                                     "backend": "onnxruntime", "precision": "fp32"})
+    obs = evaluator(config)
+    assert obs.ok
+    final = evaluator.fallback(config, "timeout: over the 1 s limit")
+    assert final.pipeline is evaluator.ml.holdouts[evaluator.ml.key({k: v for k, v in config.items()
+                                                                      if k.split(".")[0] in problem.space.module_names[:3]})].pipeline
+    assert final.deployed.verification == obs.attrs["verification"]
+    assert final.deployed.metrics["latency_p95_ms"] == obs.metrics["latency_p95_ms"]
+    assert "did not finish (timeout: over the 1 s limit)" in final.source
+
+
+@pytest.mark.parametrize("seconds", [None, 30.0])
+def test_the_clock_plan_keeps_every_phase_inside_the_bound(seconds):
+    from admm_tune.runner import FINISH_S, Clock
+
+    start = time.monotonic()
+    clock = Clock(seconds, start)
+    if seconds is None:
+        assert clock.final_seconds(600.0) == 600.0 and clock.search_left(5.0) == float("inf")
+        return
+    assert clock.end == pytest.approx(start + bound(seconds) - FINISH_S)
+    assert clock.search_left(1e9) == pytest.approx(start + 0.7 * seconds - time.monotonic(), abs=0.1)  # at most 30 %
+    # a candidate started at the last moment may run until the search's end plus the grace; the final step
+    # gets what is left, less a grace of its own: all of it ends by clock.end
+    assert start + seconds + clock.grace_s <= clock.end
+    assert time.monotonic() + clock.final_seconds(None) + clock.grace_s <= clock.end + 1e-6
