@@ -63,6 +63,7 @@ def tiny_problem(path: Path, name: str, data: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_an_interrupted_sweep_finishes_only_the_missing_combinations(tmp_path):
     files = [str(tiny_problem(tmp_path / "a.yaml", "tiny_iris", "sklearn:iris")),
              str(tiny_problem(tmp_path / "b.yaml", "tiny_wine", "sklearn:wine"))]

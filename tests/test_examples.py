@@ -12,6 +12,7 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, args, expect", [
     ("quickstart.py", ["6"], "report:"),
     ("sklearn_estimator.py", ["4"], "pickled and restored: same predictions"),
@@ -24,6 +25,7 @@ def test_python_examples(tmp_path, script, args, expect):
     assert expect in out.stdout
 
 
+@pytest.mark.slow
 def test_sweep_script(tmp_path):
     env = {**os.environ, "ADMM_TUNE": f"{sys.executable} -m admm_tune.cli"}
     out = subprocess.run(["bash", str(EXAMPLES / "sweep.sh"), str(tmp_path / "sweep"), "3"], capture_output=True,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
 import numpy as np
@@ -15,19 +17,30 @@ from admm_tune.optim import ADMM, SimulatedExecutor
 from admm_tune.optim.bandit import ThompsonBandit, reward
 from admm_tune.problem import Budget, Constraint, OptimizerSettings
 
-TOLERANCE = 0.75
-"""Every seed: feasible and best loss <= optimum + 0.75 within 80 evaluations."""
-CLOSE, CLOSE_SEEDS = 0.25, 3
-"""And at least 3 of the 5 seeds within 0.25 of the optimum (1.5).
+ONE_STRUCTURE = OptimizerSettings(z_pulls=1, inner_max=8, initial_pulls=3)
+"""A problem with a single pipeline structure: the θ-step does the work, so
+one z pull per iteration (the categorical) and a larger θ budget."""
+
+SEEDS = range(20)
+"""A property of a search is asserted over seeds 0–19 with the pass rate it must meet, never at one seed.
+
+The runs are deterministic per seed, so each rate below is what the code gives at these seeds; it is required
+with a margin of one or two seeds (other platforms' floating point, small changes to the optimiser) and the
+measured count is written beside it.  docs/optimiser.md quotes the same figures."""
+TOLERANCE, WITHIN_TOLERANCE = 0.75, 18
+"""Best feasible loss <= optimum + 0.75 after 80 evaluations: at least 18 of the 20 seeds (measured 19/20, and
+39/40 over seeds 0–39: seed 16 ends at 2.53, the integer consensus oscillating between n1=1 and n1=2)."""
+CLOSE, CLOSE_SEEDS = 0.25, 12
+"""And within 0.25 of the optimum (1.5): at least 12 of the 20 seeds (measured 14/20; 29/40 over seeds 0–39).
 
 The lattice has a feasible local optimum at n1=1 (loss 2.0) whose neighbour
 n1=2 pays only together with a move of x1 onto the boundary; a seed that
 settles there lands within the looser tolerance.
 """
-
-ONE_STRUCTURE = OptimizerSettings(z_pulls=1, inner_max=8, initial_pulls=3)
-"""A problem with a single pipeline structure: the θ-step does the work, so
-one z pull per iteration (the categorical) and a larger θ budget."""
+RESIDUAL_CLOSED = 15
+"""The integer consensus residual is 0 at the last ADMM iteration of the 80-evaluation run: at least 15 of the
+20 seeds (measured 17/20, 34/40 over seeds 0–39; seeds 1, 4 and 16 end at 0.05, one step of n1 in units of its
+range: the consensus oscillates between two neighbouring integers)."""
 
 
 def run_quadratic(seed: int, evaluations: int = 80, solver: str = "gp") -> ADMM:
@@ -37,39 +50,89 @@ def run_quadratic(seed: int, evaluations: int = 80, solver: str = "gp") -> ADMM:
     return opt
 
 
-def test_constrained_quadratic_reaches_the_known_optimum():
-    losses = []
-    for seed in range(5):
-        opt = run_quadratic(seed)
-        best = opt.best()
-        assert len(opt.records) == 80
-        assert best.feasible and best.observation.metrics["g"] <= 2.0
-        losses.append(best.observation.loss)
-        residuals = [t["primal_residual"] for t in opt.trace]
-        assert min(residuals[-3:]) <= 1e-6
-    assert max(losses) <= QUADRATIC_OPTIMUM + TOLERANCE, losses
-    assert sum(loss <= QUADRATIC_OPTIMUM + CLOSE for loss in losses) >= CLOSE_SEEDS, losses
+def outcome(seed: int, evaluations: int = 80, solver: str = "gp") -> dict:
+    """What the tests check of one run (picklable: the runs go to worker processes)."""
+    opt = run_quadratic(seed, evaluations, solver)
+    best = opt.best()
+    return {"seed": seed, "records": len(opt.records), "feasible": best.feasible, "loss": best.observation.loss,
+            "g": best.observation.metrics["g"], "trace": opt.trace,
+            "visited": [(r.observation.loss, r.feasible, r is best) for r in opt.records]}
 
 
-def test_constraint_cuts_off_the_unconstrained_optimum():
-    opt = run_quadratic(0, evaluations=40)
-    unconstrained = [r for r in opt.records if r.observation.loss < QUADRATIC_OPTIMUM - 0.25]
-    assert unconstrained, "the search should visit the infeasible region near the unconstrained optimum"
-    assert all(not r.feasible for r in unconstrained)
-    assert all(r.feasible or r is not opt.best() for r in opt.records)
+@pytest.fixture(scope="module")
+def gp_runs() -> list[dict]:
+    """The default solver on the constrained quadratic, 80 evaluations, seeds 0–19: about 160 CPU-seconds, two
+    runs at a time (each is single-threaded)."""
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(outcome, SEEDS))
 
 
-@pytest.mark.parametrize("solver", ["tpe", "random"])
+def count(runs: list[dict], passes) -> tuple[int, list[int]]:
+    """How many runs pass, and the seeds that do not."""
+    failing = [r["seed"] for r in runs if not passes(r)]
+    return len(runs) - len(failing), failing
+
+
+@pytest.mark.slow
+def test_constrained_quadratic_reaches_the_known_optimum(gp_runs):
+    """Every seed: 80 evaluations and a feasible best; 18/20 seeds within 0.75 of the optimum, 12/20 within 0.25
+    (measured 19/20 and 14/20)."""
+    for run in gp_runs:
+        assert run["records"] == 80 and run["feasible"] and run["g"] <= 2.0, run["seed"]
+    within, failing = count(gp_runs, lambda r: r["loss"] <= QUADRATIC_OPTIMUM + TOLERANCE)
+    assert within >= WITHIN_TOLERANCE, failing
+    close, failing = count(gp_runs, lambda r: r["loss"] <= QUADRATIC_OPTIMUM + CLOSE)
+    assert close >= CLOSE_SEEDS, failing
+
+
+@pytest.mark.slow
+def test_constraint_cuts_off_the_unconstrained_optimum(gp_runs):
+    """Every seed visits the infeasible region near the unconstrained optimum, and never returns a point of it."""
+    for run in gp_runs:
+        unconstrained = [(feasible, is_best) for loss, feasible, is_best in run["visited"]
+                         if loss < QUADRATIC_OPTIMUM - 0.25]
+        assert unconstrained, f"seed {run['seed']} never visited the region the constraint cuts off"
+        assert not any(feasible or is_best for feasible, is_best in unconstrained), run["seed"]
+
+
+@pytest.mark.slow
+def test_integer_residual_shrinks_to_zero(gp_runs):
+    """The consensus residual is positive at some iteration (there is something to close) at every seed, and
+    0 at the last iteration at 15/20 seeds (measured 17/20)."""
+    for run in gp_runs:
+        assert max(t["primal_residual"] for t in run["trace"]) > 0, run["seed"]
+    closed, failing = count(gp_runs, lambda r: r["trace"][-1]["primal_residual"] <= 1e-6)
+    assert closed >= RESIDUAL_CLOSED, failing
+
+
+@pytest.mark.slow
+def test_multipliers_grow_while_the_constraint_is_violated(gp_runs):
+    """At every seed and iteration: μ stays >= 0, grows when the iterate violates the constraint and does not
+    grow when it satisfies it; and some iteration of every seed violates it."""
+    for run in gp_runs:
+        before, violated = 0.0, 0
+        for t in run["trace"]:
+            mu = json.loads(t["mu"])[0]
+            assert mu >= 0.0, run["seed"]
+            if t["violation"] > 0:
+                violated += 1
+                assert mu > before, (run["seed"], t["iteration"])
+            else:
+                assert mu <= before, (run["seed"], t["iteration"])
+            before = mu
+        assert violated, f"seed {run['seed']} never violated the constraint"
+
+
+OTHER_SOLVERS = {"tpe": 7.0, "random": 20.0}
+"""Median best feasible loss over seeds 0–19 after 30 evaluations, required (measured: TPE 5.1, random 14.6;
+one uniformly drawn point of the space has expected loss 36.7, the optimum is 1.5)."""
+
+
+@pytest.mark.parametrize("solver", sorted(OTHER_SOLVERS))
 def test_other_theta_solvers_run_behind_the_same_protocol(solver):
-    opt = run_quadratic(1, evaluations=30, solver=solver)
-    assert len(opt.records) == 30 and opt.best().feasible
-
-
-def test_integer_residual_shrinks_to_zero():
-    opt = run_quadratic(3, evaluations=60)
-    residuals = np.array([t["primal_residual"] for t in opt.trace])
-    assert residuals.max() > 0 or len(residuals) > 3
-    assert residuals[-1] == pytest.approx(0.0, abs=1e-6)
+    runs = [outcome(seed, evaluations=30, solver=solver) for seed in SEEDS]  # cheap without a GP: no processes
+    assert all(r["records"] == 30 and r["feasible"] for r in runs)
+    assert np.median([r["loss"] for r in runs]) <= OTHER_SOLVERS[solver], sorted(r["loss"] for r in runs)
 
 
 def test_same_seed_same_sequence():
@@ -179,9 +242,10 @@ def test_a_seconds_budget_bounds_the_initial_draws_too():
 
     opt = ADMM(SearchSpace.from_dict(QUADRATIC_SPACE), [], OptimizerSettings(initial_pulls=8), Budget(seconds=0.5),
                seed=0)
-    start = time.monotonic()
     opt.run(slow)
-    assert time.monotonic() - start < 1.5
+    # Each evaluation sleeps 0.2 s, so within 0.5 s at most 3 can start (at 0, 0.2 and 0.4 s), however slow the
+    # machine: not the 8 initial draws.  Counting evaluations, not seconds, holds on a loaded machine.
+    assert 1 <= len(opt.records) <= 3, len(opt.records)
 
 
 def test_a_pull_that_keeps_a_module_is_masked_against_it(rng):

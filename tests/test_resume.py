@@ -29,6 +29,7 @@ def finished(storage: str) -> list[optuna.trial.FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_without_losing_or_repeating_work(tmp_path):
     problem = tmp_path / "killed.yaml"
     problem.write_text(yaml.safe_dump(PROBLEM))
