@@ -44,6 +44,25 @@ def best_feasible(records: list) -> float:
     return min((r.observation.loss for r in records if r.feasible), default=math.inf)
 
 
+def markdown(frame: pd.DataFrame) -> list[str]:
+    """``async_quality.md`` from the rows of ``async_quality.csv``."""
+    per_slot, seeds = int((frame["evaluations"] / frame["slots"]).min()), int(frame["seed"].nunique())
+    summary = frame.groupby("slots").agg(["mean", "std", "max"])
+    lines = ["# Asynchronous evaluation: search quality", "",
+             f"Constrained quadratic (optimum {QUADRATIC_OPTIMUM}), {per_slot} evaluations per slot, "
+             f"seeds 0–{seeds - 1}, exponential evaluation times on a simulated clock.  Best feasible loss, "
+             "mean ± sd (lower is better).",
+             f"Reproduce: `python benchmarks/async_quality.py --evaluations {per_slot} --seeds {seeds}`.",
+             "", f"| slots | after {per_slot} evaluations | at equal time (end of run) | simulated time "
+             "| idle share (mean, max) |", "|---|---|---|---|---|"]
+    for slots, row in summary.iterrows():
+        lines.append(f"| {slots} | {row[('best_equal_evaluations', 'mean')]:.3f} ± "
+                     f"{row[('best_equal_evaluations', 'std')]:.3f} | {row[('best_equal_time', 'mean')]:.3f} ± "
+                     f"{row[('best_equal_time', 'std')]:.3f} | {row[('simulated_time', 'mean')]:.1f} "
+                     f"| {row[('idle_share', 'mean')]:.3f}, {row[('idle_share', 'max')]:.3f} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--evaluations", type=int, default=40)
@@ -64,19 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                          "best_equal_time": best_feasible(opt.records)})
             print(rows[-1], flush=True)
     frame = pd.DataFrame(rows)
-    summary = frame.groupby("slots").agg(["mean", "std"])
-    lines = ["# Asynchronous evaluation: search quality", "",
-             f"Constrained quadratic (optimum {QUADRATIC_OPTIMUM}), {args.evaluations} evaluations per slot, "
-             f"seeds 0–{args.seeds - 1}, exponential evaluation times on a simulated clock.  Best feasible loss, "
-             "mean ± sd (lower is better).",
-             f"Reproduce: `python benchmarks/async_quality.py --evaluations {args.evaluations} --seeds {args.seeds}`.",
-             "", f"| slots | after {args.evaluations} evaluations | at equal time (end of run) | simulated time "
-             "| idle share |", "|---|---|---|---|---|"]
-    for slots, row in summary.iterrows():
-        lines.append(f"| {slots} | {row[('best_equal_evaluations', 'mean')]:.3f} ± "
-                     f"{row[('best_equal_evaluations', 'std')]:.3f} | {row[('best_equal_time', 'mean')]:.3f} ± "
-                     f"{row[('best_equal_time', 'std')]:.3f} | {row[('simulated_time', 'mean')]:.1f} "
-                     f"| {row[('idle_share', 'mean')]:.3f} |")
+    lines = markdown(frame)
     save("async_quality", frame, lines)
     return 0
 

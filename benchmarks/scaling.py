@@ -41,6 +41,27 @@ MODES = {"processes, n_jobs=1": {"n_jobs": 1}, "processes, n_jobs=2": {"n_jobs":
          "dask LocalCluster, 2 workers": {"n_jobs": 2, "backend": "dask"}}
 
 
+def markdown(frame: pd.DataFrame) -> list[str]:
+    """``scaling.md`` from the rows of ``scaling.csv``."""
+    evaluations, seeds = int(frame["evaluations"].max()), int(frame["seed"].nunique())
+    groups = frame.groupby(["problem", "mode"], sort=False)
+    epm = groups["evaluations_per_minute"].agg(["mean", "std"])
+    busy = groups["busy_workers"].agg(["mean", "std"])
+    lines = ["# Scaling", "",
+             f"digits, 3-fold CV, {evaluations} evaluations, seeds 0–{seeds - 1}, on this 2-core machine "
+             "(wall time includes starting workers and the final refit).  `mixed`: forests, boosting, SVC, MLP; "
+             "`forests`: random forests only.  Busy workers: evaluation seconds per wall-clock second.",
+             f"Reproduce: `python benchmarks/scaling.py --evaluations {evaluations} --seeds {seeds}`.", "",
+             "| problem | mode | evaluations per minute (mean ± sd) | speed-up | busy workers (mean ± sd) | speed-up |",
+             "|---|---|---|---|---|---|"]
+    for problem, mode in epm.index:
+        e, b = epm.loc[(problem, mode)], busy.loc[(problem, mode)]
+        e0, b0 = epm.loc[(problem, "processes, n_jobs=1"), "mean"], busy.loc[(problem, "processes, n_jobs=1"), "mean"]
+        lines.append(f"| {problem} | {mode} | {e['mean']:.1f} ± {e['std']:.1f} | {e['mean'] / e0:.2f}× "
+                     f"| {b['mean']:.2f} ± {b['std']:.2f} | {b['mean'] / b0:.2f}× |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--evaluations", type=int, default=40)
@@ -65,21 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                              "best_loss": result.best.loss})
                 print(rows[-1], flush=True)
     frame = pd.DataFrame(rows)
-    groups = frame.groupby(["problem", "mode"], sort=False)
-    epm = groups["evaluations_per_minute"].agg(["mean", "std"])
-    busy = groups["busy_workers"].agg(["mean", "std"])
-    lines = ["# Scaling", "",
-             f"digits, 3-fold CV, {args.evaluations} evaluations, seeds 0–{args.seeds - 1}, on this 2-core machine "
-             "(wall time includes starting workers and the final refit).  `mixed`: forests, boosting, SVC, MLP; "
-             "`forests`: random forests only.  Busy workers: evaluation seconds per wall-clock second.",
-             f"Reproduce: `python benchmarks/scaling.py --evaluations {args.evaluations} --seeds {args.seeds}`.", "",
-             "| problem | mode | evaluations per minute (mean ± sd) | speed-up | busy workers (mean ± sd) | speed-up |",
-             "|---|---|---|---|---|---|"]
-    for problem, mode in epm.index:
-        e, b = epm.loc[(problem, mode)], busy.loc[(problem, mode)]
-        e0, b0 = epm.loc[(problem, "processes, n_jobs=1"), "mean"], busy.loc[(problem, "processes, n_jobs=1"), "mean"]
-        lines.append(f"| {problem} | {mode} | {e['mean']:.1f} ± {e['std']:.1f} | {e['mean'] / e0:.2f}× "
-                     f"| {b['mean']:.2f} ± {b['std']:.2f} | {b['mean'] / b0:.2f}× |")
+    lines = markdown(frame)
     save("scaling", frame, lines)
     return 0
 

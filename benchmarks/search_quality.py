@@ -135,9 +135,14 @@ def markdown(frame: pd.DataFrame) -> str:
              f"{folds}-fold CV, seeds 0–{last}.",
              "Reproduce: `python benchmarks/search_quality.py --evaluations 60 --seeds 5 --cv 3` "
              "(results/search_quality.csv holds every run and its best-so-far curve).",
+             "Failed: evaluations without a loss, out of each run's budget.  TPE's include its forbidden "
+             "configurations: flat TPE samples the product of the modules' choices and proposes combinations the "
+             "space's white-box rules forbid, which are pruned unevaluated but count against its equal budget "
+             "(ADMM and random search never propose them).",
              "",
-             "| problem | method | best CV loss (mean ± sd) | seeds | evals to reach random's final loss (median) |",
-             "|---|---|---|---|---|"]
+             "| problem | method | best CV loss (mean ± sd) | seeds | evals to reach random's final loss (median) "
+             "| failed (mean per run) |",
+             "|---|---|---|---|---|---|"]
     for name, group in frame.groupby("problem", sort=False):
         targets = group[group["method"] == "random"].set_index("seed")["best_loss"]
         for method, rows in group.groupby("method", sort=False):
@@ -148,7 +153,7 @@ def markdown(frame: pd.DataFrame) -> str:
                 needed.append(hit[0] + 1 if hit.size else np.nan)
             reached = f"{np.nanmedian(needed):.0f} ({int(np.isfinite(needed).sum())}/{len(needed)} reached)"
             lines.append(f"| {name} | {method} | {rows['best_loss'].mean():.4f} ± {rows['best_loss'].std():.4f} "
-                         f"| {len(rows)} | {reached} |")
+                         f"| {len(rows)} | {reached} | {rows['failed'].mean():.1f} |")
     return "\n".join(lines) + "\n"
 
 
