@@ -343,3 +343,40 @@ def test_folded_thresholds_decide_exactly_as_the_float64_scaler_then_float32():
             z = np.float32((np.float64(x) - steps[0][1][f]) / steps[1][1][f])
             assert (z < t[i] if strict[i] else z <= t[i]) == (x <= v[i])
             x = np.nextafter(x, np.float32(np.inf))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sessions_bind_inputs_in_place_and_see_what_the_caller_writes(backend):
+    node = helper.make_node("Neg", ["X"], ["Y"])
+    graph = helper.make_graph([node], "neg", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 2])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 2])])
+    session = get_backend(backend).compile(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), {})
+    x = np.ones((3, 2), np.float32)
+    first = session.run({"X": x})[0]
+    x[:] = 5.0  # the same array, rewritten: a bound tensor shares its memory
+    assert (first == -1).all() and (session.run({"X": x})[0] == -5).all()
+    strided = np.ones((3, 4), np.float32)[:, ::2]  # not contiguous: copied, and rebound at every call
+    assert (session.run({"X": strided})[0] == -1).all()
+    strided[:] = 2.0
+    assert (session.run({"X": strided})[0] == -2).all()
+    frozen = np.full((1, 2), 3.0, np.float32)
+    frozen.flags.writeable = False
+    assert (session.run({"X": frozen})[0] == -3).all()
+
+
+def test_tensorrt_parser_check_flags_ml_operators_unknown_operators_and_strings():
+    from admm_tune.evaluate.graph import tensorrt_unsupported
+
+    model = single("OneHotEncoder", [("X", TensorProto.STRING, [None, 1])],
+                   [("Y", TensorProto.FLOAT, [None, 1, 3])], cats_strings=["a", "b", "c"], zeros=1)
+    assert tensorrt_unsupported(model) == ["ai.onnx.ml:OneHotEncoder", "string tensor X"]
+    assert tensorrt_unsupported(lower(model, string_codes=True)) == []
+    graph = helper.make_graph([helper.make_node("Mod", ["A", "B"], ["C"])], "mod",
+                              [helper.make_tensor_value_info(n, TensorProto.INT64, [None]) for n in "AB"],
+                              [helper.make_tensor_value_info("C", TensorProto.INT64, [None])])
+    assert tensorrt_unsupported(helper.make_model(graph)) == ["Mod"]
+    trees = single("TreeEnsembleRegressor", [("X", TensorProto.FLOAT, [None, 2])],
+                   [("Y", TensorProto.FLOAT, [None, 1])], n_targets=1,
+                   target_treeids=[t for t, _ in LEAVES], target_nodeids=[n for _, n in LEAVES],
+                   target_ids=[0] * 5, target_weights=[1.0] * 5, **tree_attrs(MODES[2], [1, 0, 0, 0, 0, 1, 0, 0]))
+    assert all(tensorrt_unsupported(lower(trees, s)) == [] for s in STRATEGIES)

@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from admm_tune.data import load_dataset
 from admm_tune.evaluate.backends import get_backend
 from admm_tune.evaluate.export import export, feeds
-from admm_tune.evaluate.graph import STRATEGIES, ml_operators
+from admm_tune.evaluate.graph import STRATEGIES, ml_operators, prepared, tensorrt_unsupported
 from admm_tune.evaluate.pipeline import build_pipeline
 from admm_tune.space import SearchSpace
 
@@ -127,6 +127,8 @@ def test_every_algorithm_runs_on_both_backends_and_agrees_with_scikit_learn(spac
                 reference = None if lowered else native.run(feeds(model, rows))
                 agree(space_name, pipeline, rows, session.run(feeds(model, rows)), sd,
                       f"{backend}/{strategy}/batch {len(rows)}", reference)
+    for strategy in strategies:  # what the TensorRT backend would build an engine from
+        assert tensorrt_unsupported(prepared(model, strategy)) == [], strategy
     RAN_ON_OPENVINO.add(f"{space_name}.{module}.{algo}")
 
 

@@ -1,7 +1,9 @@
 """TensorRT, through ONNX Runtime's TensorRT execution provider.
 
 Graphs are lowered to standard operators first
-(:mod:`admm_tune.evaluate.graph`), which TensorRT's ONNX parser needs.
+(:mod:`admm_tune.evaluate.graph`), which TensorRT's ONNX parser needs, and
+checked against the parser's support matrix
+(:func:`~admm_tune.evaluate.graph.tensorrt.tensorrt_unsupported`).
 Available only where an NVIDIA GPU, the ``tensorrt`` package and an
 ``onnxruntime-gpu`` build with ``TensorrtExecutionProvider`` all exist; on
 any other machine :meth:`TensorRtBackend.available` says which part is
@@ -15,7 +17,7 @@ import subprocess
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..graph import STRATEGIES
+from ..graph import STRATEGIES, tensorrt_unsupported
 from .base import BackendError, Capabilities, Knob, check_request, lowered
 from .onnxruntime import OrtSession
 
@@ -71,6 +73,9 @@ class TensorRtBackend:
             raise BackendError(f"tensorrt is unavailable: {reason}")
         check_request(self, knobs, precision)
         model = lowered(model, knobs.get("tree_lowering", "gemm"))
+        unsupported = tensorrt_unsupported(model)
+        if unsupported:
+            raise BackendError(f"tensorrt's ONNX parser does not support {', '.join(unsupported)}")
         import onnxruntime as ort
 
         options = {"trt_fp16_enable": precision == "fp16",
