@@ -1,0 +1,83 @@
+"""Every snippet of the README runs as written, with tiny budgets, in a scratch directory.
+
+The Python snippets run in order in one namespace (a later one may use an
+earlier one's ``result``), the command lines in order through the installed
+``admm-tune``; only their budgets are made tiny.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+TINY = [  # (pattern, replacement): every budget of the README made a few evaluations
+    (r'("evaluations"\s*:\s*)\d+', r"\g<1>3"),
+    (r"(evaluations\s*=\s*)\d+", r"\g<1>3"),
+    (r"(budget\s*=\s*)\d+", r"\g<1>3"),
+    (r"(max_evals\s*=\s*)\d+", r"\g<1>3"),
+    (r"(--budget\s+)\S+", r"\g<1>3"),
+    (r"(--budgets\s+)\S+", r"\g<1>2,3s"),
+    (r"(--seeds\s+)\S+", r"\g<1>0"),
+]
+
+
+def snippets(language: str) -> list[str]:
+    """The README's fenced blocks in ``language``, in order."""
+    return [textwrap.dedent(block) for block in re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)]
+
+
+def tiny(code: str) -> str:
+    for pattern, replacement in TINY:
+        code = re.sub(pattern, replacement, code)
+    return code
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch):
+    """A directory where the README's relative paths (problems/...) resolve and its files land."""
+    (tmp_path / "problems").symlink_to(ROOT / "problems")
+    (tmp_path / "search_spaces").symlink_to(ROOT / "search_spaces")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_the_readme_has_python_and_command_line_snippets():
+    assert len(snippets("python")) >= 6 and len(snippets("sh")) >= 1
+    assert all(tiny(code) != code for code in snippets("python") if re.search(r"evaluations|budget=|max_evals", code))
+
+
+@pytest.mark.slow
+def test_every_python_snippet_runs(scratch):
+    namespace: dict = {"__name__": "__main__"}
+    for i, code in enumerate(snippets("python")):
+        try:
+            exec(compile(tiny(code), f"README.md python snippet {i}", "exec"), namespace)
+        except Exception as exc:  # say which snippet
+            raise AssertionError(f"README python snippet {i} failed: {exc!r}\n{code}") from exc
+    assert (scratch / "report.html").is_file() and (scratch / "model.onnx").is_file()
+
+
+@pytest.mark.slow
+def test_every_command_line_runs(scratch):
+    command = Path(sys.executable).with_name("admm-tune")  # the installed entry point, as the README says
+    assert command.is_file(), "install the package (make install) so that .venv/bin/admm-tune exists"
+    for block in snippets("sh"):
+        for line in block.splitlines():
+            line = line.split("#")[0].strip()
+            if not line.startswith("admm-tune"):
+                continue
+            args = shlex.split(tiny(line))[1:]
+            out = subprocess.run([str(command), *args, *(["--no-progress"] if args[0] == "run" else [])],
+                                 capture_output=True, text=True, timeout=600)
+            assert out.returncode == 0, f"{line}\n{out.stderr[-3000:]}"
+    assert (scratch / "admm_runs" / "digits" / "report.html").is_file()
+    assert (scratch / "admm_runs" / "sweep-a" / "results.csv").is_file()
