@@ -4,7 +4,7 @@
 #   bash examples/sweep.sh [OUT_DIR] [BUDGETS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${1:-sweeps/example}
+OUT=${1:-admm_runs/sweep-example}  # admm_runs/ is ignored by git
 BUDGETS=${2:-20,40}
 ADMM_TUNE=${ADMM_TUNE:-admm-tune}
 $ADMM_TUNE sweep problems/wine.yaml problems/breast_cancer.yaml --seeds 0-2 --budgets "$BUDGETS" --out "$OUT"
