@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from waiting import wait_for_trials
 
 import admm_tune
 
@@ -107,11 +108,7 @@ def test_ctrl_c_prints_one_line_with_the_resume_command_and_exits_130(tmp_path):
     run_dir = tmp_path / "run"
     process = subprocess.Popen([*CLI, "run", str(problem), "--budget", "500", "--out", str(run_dir), "--no-progress"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + 240
-    journal = run_dir / "journal.db"
-    while not journal.is_file() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(3)  # some evaluations finish
+    wait_for_trials(process, f"sqlite:///{run_dir / 'journal.db'}", "tiny_iris", 2)  # some evaluations finish
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group, workers included
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err

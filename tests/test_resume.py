@@ -6,11 +6,11 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
 import yaml
+from waiting import finished, wait_for_trials
 
 import admm_tune
 from admm_tune import RunError
@@ -24,11 +24,6 @@ PROBLEM = {"name": "killed", "data": "sklearn:breast_cancer", "objective": {"cv"
            "budget": {"evaluations": 24}, "seed": 0}
 
 
-def finished(storage: str) -> list[optuna.trial.FrozenTrial]:
-    study = optuna.load_study(study_name="killed", storage=storage)
-    return [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
-
-
 @pytest.mark.slow
 def test_a_killed_run_resumes_without_losing_or_repeating_work(tmp_path):
     problem = tmp_path / "killed.yaml"
@@ -38,20 +33,12 @@ def test_a_killed_run_resumes_without_losing_or_repeating_work(tmp_path):
     cli = [sys.executable, "-m", "admm_tune.cli"]
     proc = subprocess.Popen([*cli, "run", str(problem), "--out", str(run_dir), "--no-progress"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # Wait for an observable state, 12 finished evaluations in the journal, however slow the machine; the next
-    # 12 take seconds (each is timed for 0.2 s), so the kill lands half-way.
-    deadline = time.monotonic() + 900
-    while proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-        try:
-            if len(finished(storage)) >= 12:
-                break
-        except Exception:  # the journal is not created yet
-            continue
-    assert proc.poll() is None, "the run ended before it could be killed half-way"
+    # Kill on an observable state, 12 finished evaluations in the journal; the next 12 take seconds (each is
+    # timed for 0.2 s), so the kill lands half-way however slow the machine.
+    wait_for_trials(proc, storage, "killed", 12)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    before = finished(storage)
+    before = finished(storage, "killed")
     assert 12 <= len(before) < 24, f"{len(before)} evaluations: the run should have been killed half-way"
     done_before = {t.number: t.user_attrs["config"] for t in before}
 
