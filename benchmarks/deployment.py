@@ -23,7 +23,10 @@ Three parts, each written to ``benchmarks/results/`` (CSV + one markdown file):
 
 Usage::
 
-    python benchmarks/deployment.py [--parts latency stability inputs search] [--seeds 3] [--evaluations 40]
+    python benchmarks/deployment.py [--parts latency stability inputs search lowering] [--seeds 3] [--evaluations 40]
+
+Part ``lowering`` (``benchmarks/deployment_lowering.py``, ``results/lowering.md``): tree strategies x
+backend x batch, the scaler-folding pass, and each backend's calling path.
 """
 
 from __future__ import annotations
@@ -310,7 +313,7 @@ def from_results() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="*", default=list(PARTS))
+    parser.add_argument("--parts", nargs="*", default=[*PARTS, "lowering"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--evaluations", type=int, default=40, help="budget of each search")
     parser.add_argument("--tune-evaluations", type=int, default=16, help="budget of each knob tuning")
@@ -324,6 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     text = from_results()
     (RESULTS / "deployment.md").write_text(text)
     print(text)
+    if "lowering" in args.parts:  # tree strategies, passes, calling paths: results/lowering.md
+        import deployment_lowering
+
+        deployment_lowering.main()
     return 0
 
 
