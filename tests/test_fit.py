@@ -52,10 +52,14 @@ def test_fit_time_constraint_is_respected(tmp_path, fast_problem_dict):
     fast_problem_dict["constraints"] = [{"metric": "fit_time_s", "max": 0.02}]
     fast_problem_dict["budget"] = {"evaluations": 12}
     result = admm_tune.fit(fast_problem_dict, run_dir=tmp_path, progress=False)
-    feasible = result.trials[result.trials["feasible"].astype(bool)]
-    assert (feasible["metric:fit_time_s"] <= 0.02).all()
+    # Whatever this machine's speed makes feasible: the flag agrees with the raw metric both ways, and the
+    # result is the best feasible trial whenever there is one.
+    complete = result.trials[result.trials["state"] == "complete"]
+    within = complete["metric:fit_time_s"] <= 0.02
+    assert (complete["feasible"].astype(bool) == within).all()
+    assert result.best.feasible == bool(within.any())
     if result.best.feasible:
-        assert result.best.metrics["fit_time_s"] <= 0.02
+        assert result.best.loss == complete.loc[within, "loss"].min()
 
 
 def test_callable_objective_and_failures_are_recorded(tmp_path, quadratic_problem):
