@@ -144,8 +144,7 @@ def test_linear_classifier(post, labels):
     model = single("LinearClassifier", [("X", TensorProto.FLOAT, [None, 4])], classifier_outputs(labels),
                    coefficients=coef, intercepts=RNG.normal(size=rows).tolist(), post_transform=post,
                    **labels_attr(labels))
-    backends = BACKENDS if isinstance(labels[0], int) else ("onnxruntime",)
-    check(model, {"X": X4}, backends=backends)
+    check(model, {"X": X4})
 
 
 def test_linear_regressor_with_two_targets():
@@ -168,8 +167,7 @@ def test_svm_classifier_one_vs_one(kernel, labels):
                    support_vectors=RNG.normal(size=n_sv * 4).tolist(),
                    coefficients=RNG.normal(size=(len(labels) - 1) * n_sv).tolist(),
                    rho=RNG.normal(size=n_pairs).tolist(), post_transform="NONE", **labels_attr(labels))
-    backends = BACKENDS if isinstance(labels[0], int) else ("onnxruntime",)
-    check(model, {"X": X4}, backends=backends, tol=1e-4)
+    check(model, {"X": X4}, tol=1e-4)
 
 
 @pytest.mark.parametrize("kernel", list(KERNELS))
@@ -252,8 +250,7 @@ def test_tree_classifier_multiclass(post, labels):
                    base_values=[0.1, 0.0, -0.1], post_transform=post,
                    **tree_attrs(MODES[2], [1, 0, 0, 0, 0, 0, 0, 0]), **{
                        ("classlabels_strings" if isinstance(labels[0], str) else "classlabels_int64s"): labels})
-    backends = BACKENDS if isinstance(labels[0], int) else ("onnxruntime",)
-    check(model, {"X": on_thresholds()}, strategies=STRATEGIES, backends=backends)
+    check(model, {"X": on_thresholds()}, strategies=STRATEGIES)
 
 
 @pytest.mark.parametrize("weights, post, base", [

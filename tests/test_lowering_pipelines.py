@@ -181,3 +181,24 @@ def test_scalers_folded_into_tree_thresholds_agree_where_float32_scaling_did_not
                 out = get_backend(backend).compile(model, {"tree_lowering": strategy}).run(feeds(model, X))
                 agree("classification", pipeline, X, out, 1.0, f"{data_name}/{scaler}/{estimator}/{backend}/{strategy}")
     assert disagreed > 0, "these pipelines no longer disagree unfolded: pick others that show the fix"
+
+
+def test_categorical_front_and_string_labels_run_on_openvino():
+    """String inputs reach OpenVINO as integer codes, string labels come back as strings."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=200), "colour": rng.choice(["red", "green", "blue", None], 200),
+                          "size": rng.choice(["s", "m", "l"], 200)})
+    y = np.where((frame["x"] > 0) ^ (frame["colour"] == "red"), "yes", "no")
+    data = load_dataset({"X": frame, "y": y})
+    space = SearchSpace.load("classification")
+    for estimator in ("decision_tree", "logistic_regression", "svc"):
+        pipeline = build_pipeline(space.complete({"scaler": "none", "transformer": "none", "estimator": estimator}),
+                                  space, data, 0)
+        with threadpool_limits(1):
+            pipeline.fit(data.X, data.y)
+        model = export(pipeline, data.X.iloc[:5])
+        assert "OneHotEncoder" in ml_operators(model)
+        for strategy in STRATEGIES:
+            session = get_backend("openvino").compile(model, {"tree_lowering": strategy})
+            agree("classification", pipeline, data.X, session.run(feeds(model, data.X)), 1.0,
+                  f"{estimator}/{strategy}")

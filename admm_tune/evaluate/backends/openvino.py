@@ -78,7 +78,14 @@ class OvSession:
             self.request.set_tensor(name, ov.Tensor(array, shared_memory=True))
             self.bound[name] = array  # kept alive while bound; a copy is never the caller's array: rebound
         self.request.infer()
-        return [self.request.get_output_tensor(i).data.copy() for i in range(self.n_outputs)]
+        return [self._output(i) for i in range(self.n_outputs)]
+
+    def _output(self, i: int) -> np.ndarray:
+        """Output ``i`` copied out of the request (string labels as ``str`` objects, like ONNX Runtime's)."""
+        tensor = self.request.get_output_tensor(i)
+        if tensor.element_type.get_type_name() == "string":
+            return np.asarray(tensor.str_data, dtype=object).reshape(tuple(tensor.shape))
+        return tensor.data.copy()
 
 
 class OpenVinoBackend:
@@ -110,20 +117,46 @@ class OpenVinoBackend:
         }
         return Capabilities(("cpu",), precisions, knobs, standard_ops_only=True)
 
-    def compile(self, model: onnx.ModelProto, knobs: Mapping[str, Any], precision: str = "fp32") -> OvSession:
-        """Lower the ONNX graph to standard operators, read it and compile it for the CPU with the knobs."""
-        check_request(self, knobs, precision)
-        model = lowered(model, knobs.get("tree_lowering", DEFAULT_TREES), string_codes=True)
-        config = {"INFERENCE_PRECISION_HINT": HINTS[precision]}
+    def prepare(self, model: onnx.ModelProto, knobs: Mapping[str, Any]) -> onnx.ModelProto:
+        """The graph this backend compiles: lowered to standard operators, string inputs as integer codes."""
+        return lowered(model, knobs.get("tree_lowering", DEFAULT_TREES), string_codes=True)
+
+    def settings(self, knobs: Mapping[str, Any], precision: str = "fp32") -> dict[str, Any]:
+        """The compiled model's device and configuration as JSON-able data, which :func:`open_session` applies."""
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": HINTS[precision]}
         if "performance_hint" in knobs:
             config["PERFORMANCE_HINT"] = str(knobs["performance_hint"])
         if "num_streams" in knobs:
             config["NUM_STREAMS"] = str(int(knobs["num_streams"]))
         if "inference_num_threads" in knobs:
             config["INFERENCE_NUM_THREADS"] = int(knobs["inference_num_threads"])
+        return {"device": "CPU", "config": config}
+
+    def compile(self, model: onnx.ModelProto, knobs: Mapping[str, Any], precision: str = "fp32") -> OvSession:
+        """Lower the ONNX graph to standard operators, read it and compile it for the CPU with the knobs."""
+        check_request(self, knobs, precision)
+        model = self.prepare(model, knobs)
         data = model.SerializeToString()
         try:
-            compiled = _core().compile_model(_core().read_model(data, b""), "CPU", config)
+            compiled = open_session(data, self.settings(knobs, precision), _core())
         except Exception as exc:  # OpenVINO raises RuntimeError/Exception with multi-line text
             raise BackendError("openvino: " + " ".join(str(exc).split())[:400]) from None
         return OvSession(compiled, len(data), string_codes(model))
+
+
+def open_session(model: bytes | str, settings: Mapping[str, Any], core: Any = None) -> Any:
+    """An OpenVINO compiled model of ``model`` (bytes or a path) with ``settings`` (see ``settings()``).
+
+    It needs nothing but openvino: the ``load_model.py`` written beside an
+    exported graph holds this function's source.
+    """
+    import openvino as ov
+
+    core = core or ov.Core()
+    read = core.read_model(model, b"") if isinstance(model, bytes) else core.read_model(model)
+    return core.compile_model(read, settings["device"], settings["config"])
+
+
+def infer(session: Any, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """Every output of the compiled model for ``feeds`` (the loader's call; :class:`OvSession` reuses a request)."""
+    return [np.asarray(v) for v in session(dict(feeds)).to_tuple()]
