@@ -23,8 +23,9 @@ from admm_tune.evaluate.export import export, feeds
 from admm_tune.evaluate.timing import TimingSettings, batch_rows, measure
 
 MODELS = {"fast": lambda: LogisticRegression(max_iter=1000), "slow": lambda: KNeighborsClassifier()}
-"""On breast_cancer at batch 64 on ONNX Runtime (a 2-core x86 machine): logistic regression ~10 µs, gaussian_nb
-~17 µs, a 100-tree forest ~50 µs, k-NN ~1400 µs, i.e. k-NN is ~140x the fast reference."""
+"""Rough p95s on breast_cancer at batch 64 on ONNX Runtime, timed on a 2-core x86 machine when this was written
+(no committed result file: the tests that rely on a separation assert it at run time): logistic regression
+~10 µs, gaussian_nb ~17 µs, a 100-tree forest ~50 µs, k-NN ~1400 µs."""
 
 
 def session_of(kind: str):
