@@ -174,9 +174,9 @@ def test_a_candidate_that_fails_to_convert_is_recorded_and_the_search_goes_on(ev
 def onnxruntime_only() -> dict:
     """The bundled CPU deployment space with ONNX Runtime alone.
 
-    OpenVINO's fixed per-call cost (~70 µs, 4-8x a small linear model on ONNX Runtime) lies near any bound that
-    separates fast from slow models at batch 64; how the search copes with that is the optimiser's business
-    (docs/deployment.md), not what this test checks.
+    OpenVINO's fixed per-call cost (57-62 µs over ONNX Runtime's, benchmarks/results/deployment.md) lies near
+    any bound that separates fast from slow models at batch 64; how the search copes with that is the
+    optimiser's business (docs/deployment.md), not what this test checks.
     """
     raw = yaml.safe_load((ROOT / "search_spaces" / "deployment_cpu.yaml").read_text())
     backend = next(m for m in raw["modules"] if m["name"] == "backend")
