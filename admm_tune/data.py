@@ -349,7 +349,7 @@ def _file(source: str, spec: Mapping[str, Any], path: str, base_dir: Path | None
     if target not in frame.columns:
         raise ProblemError(F.join(path, "target"),
                            f"column {target!r} is not in {file.name} (columns: {list(frame.columns)[:10]})")
-    y = _target(frame.pop(target))
+    y = as_target(frame.pop(target))
     frame.columns = [str(c) for c in frame.columns]
     return frame, y
 
@@ -376,7 +376,7 @@ def _frame(X: Any, path: str) -> pd.DataFrame:
     return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
 
 
-def _target(y: Any) -> np.ndarray:
+def as_target(y: Any) -> np.ndarray:
     """A target as a numpy array: pandas nullable numbers as float (``pd.NA`` as NaN), whole ones as integers."""
     if isinstance(y, (pd.Series, pd.Index)) and pd.api.types.is_extension_array_dtype(y.dtype) \
             and pd.api.types.is_numeric_dtype(y.dtype) and not pd.api.types.is_bool_dtype(y.dtype):
@@ -392,7 +392,7 @@ def _arrays(X: Any, y: Any, path: str, suffix: str = "") -> tuple[pd.DataFrame, 
     if X is None or y is None:
         raise ProblemError(F.join(path, f"X{suffix}" if X is None else f"y{suffix}"), "missing")
     frame = _frame(X, F.join(path, f"X{suffix}"))
-    target = _target(y)
+    target = as_target(y)
     if target.ndim != 1:
         target = target.ravel() if target.ndim == 2 and target.shape[1] == 1 else target
     if target.ndim != 1:

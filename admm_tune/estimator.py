@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
-from .data import CLASSIFICATION, REGRESSION, as_categories
+from .data import CLASSIFICATION, REGRESSION, as_target
 from .errors import InfeasibleWarning
 from .journal import MEMORY
 from .problem import Limits
@@ -61,6 +62,7 @@ class _AutoPipeline(BaseEstimator):
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True  # the pipeline's front imputes missing values
+        tags.input_tags.sparse = True  # made dense by the data layer (the ONNX graphs take dense rows)
         tags.non_deterministic = self.random_state is None
         return tags
 
@@ -78,12 +80,11 @@ class _AutoPipeline(BaseEstimator):
         -------
         self
         """
-        checked, y = validate_data(self, X, y, dtype=None, ensure_all_finite="allow-nan", reset=True,
-                                   y_numeric=self._task == REGRESSION)
+        rows, y = self._checked(X, y, fitting=True)
         if self._task == CLASSIFICATION:
             check_classification_targets(y)
             self.classes_ = np.unique(y)
-        result = run_fit(self._problem(self._frame(X, checked), y), n_jobs=self.n_jobs, progress=self.verbose > 0,
+        result = run_fit(self._problem(rows, y), n_jobs=self.n_jobs, progress=self.verbose > 0,
                          storage=self.storage if self.storage is not None else MEMORY)
         self.result_: Result = result
         self.best_pipeline_ = result.pipeline
@@ -124,20 +125,41 @@ class _AutoPipeline(BaseEstimator):
             problem["deployment"] = self.deployment
         return problem
 
-    def _frame(self, X: Any, checked: np.ndarray) -> pd.DataFrame:
-        """The rows as the problem's data: a DataFrame keeps its columns, arrays get ``x0, x1, ...``."""
+    def _checked(self, X: Any, y: Any = None, fitting: bool = False) -> tuple[Any, Any]:
+        """``X`` (and ``y``) as the problem's data takes them, checked as scikit-learn checks its estimators' input.
+
+        A DataFrame keeps its columns (named as strings: ``0`` is ``"0"``) and
+        their dtypes, since dates, nullable numbers and categories are
+        prepared by the data layer (:meth:`admm_tune.data.Dataset.prepare`):
+        only its feature names and count are checked.  Arrays and sparse
+        matrices go through scikit-learn's validation (sparse ones are made
+        dense by the data layer).
+        """
         if isinstance(X, pd.DataFrame):
-            frame = X.copy()
-            frame.columns = [str(c) for c in frame.columns]
-            return frame
-        return pd.DataFrame(np.asarray(checked, dtype=float), columns=[f"x{i}" for i in range(checked.shape[1])])
+            X = X.rename(columns=str)
+            validate_data(self, X, reset=fitting, skip_check_array=True)
+            if not fitting:
+                return X, None
+            if y is None:
+                raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+            y = as_target(y)
+            if self._task == REGRESSION:
+                y = check_array(y, ensure_2d=False, dtype="numeric", ensure_all_finite=True)
+            return X, column_or_1d(y, warn=True)
+        if not fitting:
+            checked = validate_data(self, X, accept_sparse=True, dtype=None, ensure_all_finite="allow-nan",
+                                    reset=False)
+        else:
+            checked, y = validate_data(self, X, None if y is None else as_target(y), accept_sparse=True, dtype=None,
+                                       ensure_all_finite="allow-nan", reset=True, y_numeric=self._task == REGRESSION)
+        # an array's values are numbers (an object array of anything else is a TypeError, as in scikit-learn)
+        return (checked if scipy.sparse.issparse(checked) else np.asarray(checked, dtype=float)), y
 
     # -- predicting ------------------------------------------------------------------
     def _rows(self, X: Any) -> pd.DataFrame:
-        """Rows to predict, prepared like the training data (categorical columns as strings)."""
+        """Rows to predict, prepared like the training data (dates expanded, categories as strings...)."""
         check_is_fitted(self, "best_pipeline_")
-        checked = validate_data(self, X, dtype=None, ensure_all_finite="allow-nan", reset=False)
-        return as_categories(self._frame(X, checked), self.result_.problem.data.categorical)
+        return self.result_.problem.data.prepare(self._checked(X)[0])
 
     def predict(self, X: Any) -> np.ndarray:
         """Predictions of the best pipeline."""

@@ -128,3 +128,18 @@ def test_a_sparse_matrix_too_large_to_densify_is_refused():
     X = scipy.sparse.csr_matrix((100_000, 1_000))
     with pytest.raises(ProblemError, match=r"data\.X: a sparse matrix of 100000 x 1000 .* too large"):
         admm_tune.load_problem({"data": {"X": X, "y": np.arange(100_000) % 2}})
+
+
+@pytest.mark.parametrize("name", sorted(n for n in TABLES if TABLES[n]()[2] == "ok"))
+def test_the_estimators_take_every_kind_of_table_and_predict_its_raw_rows(name):
+    from admm_tune import AutoPipelineClassifier, AutoPipelineRegressor
+
+    X, y, _ = TABLES[name]()
+    X = with_categorical(X) if name != "sparse_matrix" else X
+    task, _ = infer_task(np.asarray(pd.Series(y).astype("float64")))
+    estimator = AutoPipelineRegressor if task == "regression" else AutoPipelineClassifier
+    model = estimator(max_evals=2, random_state=0, cv=3,
+                      deployment=FP32 if name == "everything" else None).fit(X, y)
+    rows = X[:7] if not hasattr(X, "iloc") else X.iloc[:7]
+    assert model.predict(rows).shape == (7,)  # the raw rows, prepared as the training rows were
+    assert model.n_features_in_ == X.shape[1]
