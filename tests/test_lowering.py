@@ -287,19 +287,22 @@ def test_float64_thresholds_round_down_to_the_same_decisions():
     check(model, {"X": x}, strategies=STRATEGIES, expected=expected)
 
 
-def test_perfect_trees_are_refused_beyond_the_limit():
+def test_perfect_and_gemm_trees_are_refused_beyond_their_limits():
     from admm_tune.evaluate.graph import trees
 
     model = single("TreeEnsembleRegressor", [("X", TensorProto.FLOAT, [None, 2])],
                    [("Y", TensorProto.FLOAT, [None, 1])], n_targets=1,
                    target_treeids=[t for t, _ in LEAVES], target_nodeids=[n for _, n in LEAVES],
                    target_ids=[0] * 5, target_weights=[1.0] * 5, **tree_attrs(MODES[0], [0] * 8))
-    limit, trees.PERFECT_LIMIT = trees.PERFECT_LIMIT, 4
+    limits = trees.PERFECT_LIMIT, trees.GEMM_LIMIT
+    trees.PERFECT_LIMIT, trees.GEMM_LIMIT = 4, 8
     try:
         with pytest.raises(LoweringError, match="exceed"):
             lower(model, "perfect")
+        with pytest.raises(LoweringError, match="exceeds"):
+            lower(model, "gemm")
     finally:
-        trees.PERFECT_LIMIT = limit
+        trees.PERFECT_LIMIT, trees.GEMM_LIMIT = limits
 
 
 def test_probit_and_equality_splits_are_refused():

@@ -20,7 +20,8 @@ Three strategies then compute every tree's leaf for a batch
     All splits of all trees are evaluated at once (one ``Gather`` of the
     features, one comparison); a batched matrix product with a ``[trees,
     splits, leaves]`` matrix of +1 (leaf below the ``true`` side) / -1
-    (below the ``false`` side) counts, for each leaf, the satisfied
+    (below the ``false`` side; refused beyond :data:`GEMM_LIMIT` entries)
+    counts, for each leaf, the satisfied
     conditions on its path, which equals the number of its ``true``-side
     ancestors exactly for the one leaf reached (small integers: exact in
     float32); a second product picks that leaf's values.
@@ -54,6 +55,8 @@ STRATEGIES = ("gemm", "traversal", "perfect")
 
 PERFECT_LIMIT = 1 << 20
 """Largest number of leaf slots (trees x 2^depth) the ``perfect`` strategy builds."""
+GEMM_LIMIT = 1 << 24
+"""Largest path matrix (trees x splits x leaves of the largest tree, float32: 64 MiB) ``gemm`` builds."""
 
 DOUBLE = onnx.TensorProto.DOUBLE
 
@@ -188,6 +191,8 @@ def gemm(b: Builder, x: str, f: Forest) -> tuple[str, int]:
     n_i = max(1, max(len(v) for v in internal))
     n_l = max(len(v) for v in leaves)
     T, K = f.n_trees, f.values.shape[1]
+    if T * n_i * n_l > GEMM_LIMIT:
+        raise LoweringError(f"gemm trees: a {T} x {n_i} x {n_l} path matrix exceeds {GEMM_LIMIT} entries")
     feat = np.zeros((T, n_i), np.int64)
     thr = np.zeros((T, n_i), f.threshold.dtype)
     nan = np.zeros((T, n_i), bool)
@@ -355,4 +360,4 @@ def classifier_outputs(b: Builder, node: onnx.NodeProto, a: dict[str, Any], raw:
     b.rename(scores, node.output[1])
 
 
-__all__ = ["PERFECT_LIMIT", "STRATEGIES", "Forest", "read_forest", "tree_classifier", "tree_regressor"]
+__all__ = ["GEMM_LIMIT", "PERFECT_LIMIT", "STRATEGIES", "Forest", "read_forest", "tree_classifier", "tree_regressor"]
