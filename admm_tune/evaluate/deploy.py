@@ -49,8 +49,9 @@ from ..data import CLASSIFICATION
 from ..deployment import BACKEND, MODULES, PRECISION, Deployment
 from ..observation import COMPLETE, Observation
 from ..space import Config, SearchSpace
+from . import loader
 from .backends import BackendError, Session, get_backend
-from .export import ExportError, export, feeds, for_precision, is_standard
+from .export import ExportError, columns, export, feeds, for_precision, is_standard
 from .pipeline import MLEvaluator
 from .scoring import score_outputs
 from .timing import batch_rows, measure
@@ -249,24 +250,6 @@ class DeploymentEvaluator:
         return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
 
 
-LOADER = '''"""Run the pipeline admm_tune chose, on {backend} ({precision}), with its tuned knobs."""
-import json
-import pathlib
-
-import onnx
-import pandas as pd
-from admm_tune.evaluate.backends import get_backend
-from admm_tune.evaluate.export import feeds
-
-here = pathlib.Path(__file__).resolve().parent
-spec = json.loads((here / "deployment.json").read_text())
-model = onnx.load(here / spec["model"])
-session = get_backend(spec["backend"]).compile(model, spec["knobs"], spec["precision"])
-rows = pd.DataFrame(spec["example_rows"])  # replace with your rows: the columns {columns}
-print(session.run(feeds(model, rows)))
-'''
-
-
 def write_deployment(target: str | Path, deployed: Deployed, config: Config, search_metrics: dict[str, float],
                      batch_size: int, X_sample: Any) -> Path:
     """Write the chosen candidate's graph, ``deployment.json`` and ``load_model.py``.
@@ -274,24 +257,30 @@ def write_deployment(target: str | Path, deployed: Deployed, config: Config, sea
     ``target`` is a directory (the graph is ``model.onnx`` in it) or the
     graph's file name (``*.onnx``; the other two files go beside it).  The
     graph is the deployed one (int8: quantised) that
-    :meth:`DeploymentEvaluator.finalize` verified and timed;
+    :meth:`DeploymentEvaluator.finalize` verified and timed, saved as the
+    backend compiles it (:meth:`~.backends.base.Backend.prepare`);
     ``deployment.json`` holds the graph's file name (``model``), backend,
-    precision, knobs, batch size, the final graph's figures (``measured``)
-    and those of the search (``measured_in_search``).  Returns the graph's path.
+    precision, knobs, the session's settings (``session``), the inputs and
+    their columns, batch size, the final graph's figures (``measured``) and
+    those of the search (``measured_in_search``); ``load_model.py``
+    (:mod:`.loader`) runs it with only the backend's package, numpy and
+    pandas.  Returns the graph's path.
     """
     target = Path(target)
     path = target if target.suffix == ".onnx" else target / "model.onnx"
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(deployed.model, path)
-    spec = {"model": path.name, "backend": config[BACKEND], "precision": config[PRECISION],
-            "knobs": Deployment.knobs(config), "batch_size": batch_size,
-            "inputs": [i.name for i in deployed.model.graph.input],
+    backend, knobs = get_backend(config[BACKEND]), Deployment.knobs(config)
+    model = backend.prepare(deployed.model, knobs)  # as the backend compiles it: what load_model.py runs
+    onnx.save_model(model, path)
+    spec = {"model": path.name, "backend": config[BACKEND], "precision": config[PRECISION], "knobs": knobs,
+            "batch_size": batch_size, "session": backend.settings(knobs, config[PRECISION]),
+            "inputs": [i.name for i in model.graph.input],
+            "graph_inputs": loader.inputs(model, columns(deployed.model), list(X_sample.columns)),
             "columns": columns(deployed.model) or [],  # which table columns feed which graph input
-            "outputs": [o.name for o in deployed.model.graph.output], "verification": deployed.verification,
+            "outputs": [o.name for o in model.graph.output], "verification": deployed.verification,
             "measured": deployed.metrics, "measured_in_search": search_metrics,
             "example_rows": X_sample.iloc[:5].to_dict("list")}
     (directory / "deployment.json").write_text(json.dumps(spec, indent=2, default=lambda v: v.item()))
-    (directory / "load_model.py").write_text(LOADER.format(backend=config[BACKEND], precision=config[PRECISION],
-                                                           columns=", ".join(map(str, X_sample.columns))))
+    (directory / "load_model.py").write_text(loader.loader_source(backend, config[PRECISION]))
     return path

@@ -73,6 +73,17 @@ class Backend(Protocol):
     def capabilities(self) -> Capabilities:
         """Devices, precisions and knobs offered here."""
 
+    def prepare(self, model: onnx.ModelProto, knobs: Mapping[str, Any]) -> onnx.ModelProto:
+        """The graph :meth:`compile` really compiles for ``knobs`` (lowered where the backend needs it)."""
+
+    def settings(self, knobs: Mapping[str, Any], precision: str = "fp32") -> dict[str, Any]:
+        """The session's settings for ``knobs`` and ``precision`` as JSON-able data.
+
+        The backend's module-level ``open_session(model, settings)`` applies
+        them with nothing but the backend's own package, and ``infer(session,
+        feeds)`` runs the result: ``load_model.py`` holds both functions' source.
+        """
+
     def compile(self, model: onnx.ModelProto, knobs: Mapping[str, Any], precision: str = "fp32") -> Session:
         """A session for ``model`` with the given knobs and precision.
 

@@ -108,28 +108,52 @@ class OnnxRuntimeBackend:
         }
         return Capabilities((self.device,), ("fp32", "int8"), knobs)
 
+    def prepare(self, model: onnx.ModelProto, knobs: Mapping[str, Any]) -> onnx.ModelProto:
+        """The graph this backend compiles for ``knobs`` (lowered unless ``tree_lowering`` is ``native``)."""
+        return lowered(model, knobs.get("tree_lowering", NATIVE))
+
+    def settings(self, knobs: Mapping[str, Any], precision: str = "fp32") -> dict[str, Any]:
+        """The session's settings as JSON-able data, which :func:`open_session` applies."""
+        options: dict[str, Any] = {"log_severity_level": 3,
+                                   "intra_op_num_threads": int(knobs.get("intra_op_num_threads", 1)),
+                                   "inter_op_num_threads": int(knobs.get("inter_op_num_threads", 1))}
+        if "graph_optimization_level" in knobs:
+            options["graph_optimization_level"] = LEVELS[knobs["graph_optimization_level"]]
+        if "execution_mode" in knobs:
+            options["execution_mode"] = MODES[knobs["execution_mode"]]
+        spin = {} if "allow_spinning" not in knobs else {
+            f"session.{pool}_op.allow_spinning": "1" if knobs["allow_spinning"] else "0" for pool in ("intra", "inter")}
+        return {"options": options, "entries": spin, "providers": [PROVIDERS[self.device]]}
+
     def compile(self, model: onnx.ModelProto, knobs: Mapping[str, Any], precision: str = "fp32") -> OrtSession:
         """An inference session with the knobs applied."""
-        import onnxruntime as ort
-
         check_request(self, knobs, precision)
-        model = lowered(model, knobs.get("tree_lowering", NATIVE))
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if "graph_optimization_level" in knobs:
-            options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
-                                                       LEVELS[knobs["graph_optimization_level"]])
-        if "execution_mode" in knobs:
-            options.execution_mode = getattr(ort.ExecutionMode, MODES[knobs["execution_mode"]])
-        options.intra_op_num_threads = int(knobs.get("intra_op_num_threads", 1))
-        options.inter_op_num_threads = int(knobs.get("inter_op_num_threads", 1))
-        if "allow_spinning" in knobs:
-            spin = "1" if knobs["allow_spinning"] else "0"
-            options.add_session_config_entry("session.intra_op.allow_spinning", spin)
-            options.add_session_config_entry("session.inter_op.allow_spinning", spin)
-        data = model.SerializeToString()
+        data = self.prepare(model, knobs).SerializeToString()
         try:
-            session = ort.InferenceSession(data, options, providers=[PROVIDERS[self.device]])
+            session = open_session(data, self.settings(knobs, precision))
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BackendError(f"onnxruntime: {type(exc).__name__}: {exc}".splitlines()[0][:400]) from None
         return OrtSession(session, len(data))
+
+
+def open_session(model: bytes | str, settings: Mapping[str, Any]) -> Any:
+    """An ``onnxruntime.InferenceSession`` of ``model`` (bytes or a path) with ``settings`` (see ``settings()``).
+
+    It needs nothing but onnxruntime: the ``load_model.py`` written beside
+    an exported graph holds this function's source.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    enums = {"graph_optimization_level": ort.GraphOptimizationLevel, "execution_mode": ort.ExecutionMode}
+    for name, value in settings["options"].items():
+        setattr(options, name, getattr(enums[name], value) if name in enums else value)
+    for key, value in settings["entries"].items():
+        options.add_session_config_entry(key, value)
+    providers = [tuple(p) if isinstance(p, list) else p for p in settings["providers"]]  # (name, options) pairs
+    return ort.InferenceSession(model, options, providers=providers)
+
+
+def infer(session: Any, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """Every output of ``session`` for ``feeds`` (the loader's call; :class:`OrtSession` binds I/O instead)."""
+    return session.run(None, dict(feeds))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..graph import STRATEGIES, tensorrt_unsupported
 from .base import BackendError, Capabilities, Knob, check_request, lowered
-from .onnxruntime import OrtSession
+from .onnxruntime import OrtSession, open_session
 
 if TYPE_CHECKING:
     import onnx
@@ -66,23 +66,29 @@ class TensorRtBackend:
                  "tree_lowering": Knob("categorical", choices=STRATEGIES, doc="tree strategy of the lowered graph")}
         return Capabilities(("cuda",), ("fp32", "fp16"), knobs, standard_ops_only=True)
 
+    def prepare(self, model: onnx.ModelProto, knobs: Mapping[str, Any]) -> onnx.ModelProto:
+        """The graph this backend compiles: lowered to standard operators (TensorRT's parser needs them)."""
+        return lowered(model, knobs.get("tree_lowering", "gemm"))
+
+    def settings(self, knobs: Mapping[str, Any], precision: str = "fp32") -> dict[str, Any]:
+        """An ONNX Runtime session on the TensorRT provider, as data (see :func:`.onnxruntime.open_session`)."""
+        options = {"trt_fp16_enable": precision == "fp16",
+                   "trt_max_workspace_size": int(knobs.get("workspace_mb", 256)) << 20}
+        return {"options": {}, "entries": {}, "providers": [[PROVIDER, options], "CUDAExecutionProvider"]}
+
     def compile(self, model: onnx.ModelProto, knobs: Mapping[str, Any], precision: str = "fp32") -> OrtSession:
         """Build a TensorRT engine for the graph (ONNX Runtime falls back to CUDA for unsupported nodes)."""
         ok, reason = self.available()
         if not ok:
             raise BackendError(f"tensorrt is unavailable: {reason}")
         check_request(self, knobs, precision)
-        model = lowered(model, knobs.get("tree_lowering", "gemm"))
+        model = self.prepare(model, knobs)
         unsupported = tensorrt_unsupported(model)
         if unsupported:
             raise BackendError(f"tensorrt's ONNX parser does not support {', '.join(unsupported)}")
-        import onnxruntime as ort
-
-        options = {"trt_fp16_enable": precision == "fp16",
-                   "trt_max_workspace_size": int(knobs.get("workspace_mb", 256)) << 20}
         data = model.SerializeToString()
         try:
-            session = ort.InferenceSession(data, providers=[(PROVIDER, options), "CUDAExecutionProvider"])
+            session = open_session(data, self.settings(knobs, precision))
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BackendError(f"tensorrt: {type(exc).__name__}: {exc}".splitlines()[0][:400]) from None
         return OrtSession(session, len(data))
