@@ -67,3 +67,12 @@ def test_result_json_holds_the_test_scores_of_the_pipeline(tmp_path):
     assert 0.8 < saved["test"]["pipeline"] <= 1.0 and saved["feasible"] is True
     assert "test score   pipeline" in result.summary() and "45 held-out rows" in result.summary()
     assert "test score, pipeline" in (tmp_path / "report.html").read_text()
+
+
+def test_a_resumed_run_shows_its_evaluations_and_iteration_from_the_start(quadratic_problem, tmp_path, capsys):
+    first = admm_tune.fit(quadratic_problem, budget=12, seed=0, run_dir=tmp_path, progress=False)
+    capsys.readouterr()
+    admm_tune.fit(quadratic_problem, budget=16, seed=0, run_dir=tmp_path, resume=True, progress=True)
+    drawn = capsys.readouterr().err.split("\r")
+    start = next(line for line in drawn if "evals" in line)
+    assert start.startswith("12/16 evals") and f"iter {len(first.trace)} |" in start, start
