@@ -76,3 +76,15 @@ def test_a_resumed_run_shows_its_evaluations_and_iteration_from_the_start(quadra
     drawn = capsys.readouterr().err.split("\r")
     start = next(line for line in drawn if "evals" in line)
     assert start.startswith("12/16 evals") and f"iter {len(first.trace)} |" in start, start
+
+
+def test_the_deployed_graph_is_scored_on_the_test_split_too(tmp_path):
+    result = admm_tune.fit({"name": "held_out_deployed", "data": {"source": "sklearn:breast_cancer", "test_size": 0.3},
+                            "objective": {"cv": 3}, "restrict": {"estimator": ["logistic_regression"],
+                                                                 "precision": ["fp32"]},
+                            "deployment": {"timing": {"seconds": 0.02, "min_runs": 5}}, "budget": {"evaluations": 2},
+                            "seed": 0}, run_dir=tmp_path, progress=False)
+    scores = result.test_scores
+    assert set(scores) == {"pipeline", "deployed"} and scores["pipeline"] > 0.85
+    assert abs(scores["deployed"] - scores["pipeline"]) <= 0.02  # the graph agrees with the pipeline
+    assert "deployed" in result.summary().split("test score")[1].splitlines()[0]
