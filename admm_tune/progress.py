@@ -43,8 +43,8 @@ class Progress:
             stream = stream or sys.stderr
             tty = bool(getattr(stream, "isatty", lambda: False)())
             shape = "{n_fmt}/{total_fmt} evals |{bar}| " if evaluations else "{n_fmt} evals | "
-            self._bar = tqdm(total=evaluations, initial=done, desc=self._text(done), file=stream, dynamic_ncols=True, leave=True,
-                             bar_format=shape + "{desc} [{elapsed}]", mininterval=0.2 if tty else 10.0)
+            self._bar = tqdm(total=evaluations, initial=done, desc=self._text(done), file=stream, dynamic_ncols=True,
+                             leave=True, bar_format=shape + "{desc} [{elapsed}]", mininterval=0.2 if tty else 10.0)
 
     def iteration(self, number: int) -> None:
         """Note the current ADMM iteration."""
