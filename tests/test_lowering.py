@@ -375,6 +375,15 @@ def test_tensorrt_parser_check_flags_ml_operators_unknown_operators_and_strings(
                               [helper.make_tensor_value_info(n, TensorProto.INT64, [None]) for n in "AB"],
                               [helper.make_tensor_value_info("C", TensorProto.INT64, [None])])
     assert tensorrt_unsupported(helper.make_model(graph)) == ["Mod"]
+    from admm_tune.evaluate.graph.tensorrt import for_tensorrt
+
+    inverse = helper.make_model(helper.make_graph(
+        [helper.make_node("Reciprocal", ["X"], ["Y"])], "r",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [3])]), opset_imports=[helper.make_opsetid("", 18)])
+    assert tensorrt_unsupported(inverse) == ["Reciprocal"] and tensorrt_unsupported(for_tensorrt(inverse)) == []
+    x = np.array([3.0, -7.0, 0.1], np.float32)
+    assert (native(for_tensorrt(inverse), {"X": x})[0] == native(inverse, {"X": x})[0]).all()
     trees = single("TreeEnsembleRegressor", [("X", TensorProto.FLOAT, [None, 2])],
                    [("Y", TensorProto.FLOAT, [None, 1])], n_targets=1,
                    target_treeids=[t for t, _ in LEAVES], target_nodeids=[n for _, n in LEAVES],

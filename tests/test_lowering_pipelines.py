@@ -25,6 +25,7 @@ from admm_tune.data import load_dataset
 from admm_tune.evaluate.backends import get_backend
 from admm_tune.evaluate.export import export, feeds
 from admm_tune.evaluate.graph import STRATEGIES, ml_operators, prepared, tensorrt_unsupported
+from admm_tune.evaluate.graph.tensorrt import for_tensorrt
 from admm_tune.evaluate.pipeline import build_pipeline
 from admm_tune.space import SearchSpace
 
@@ -128,7 +129,7 @@ def test_every_algorithm_runs_on_both_backends_and_agrees_with_scikit_learn(spac
                 agree(space_name, pipeline, rows, session.run(feeds(model, rows)), sd,
                       f"{backend}/{strategy}/batch {len(rows)}", reference)
     for strategy in strategies:  # what the TensorRT backend would build an engine from
-        assert tensorrt_unsupported(prepared(model, strategy)) == [], strategy
+        assert tensorrt_unsupported(for_tensorrt(prepared(model, strategy))) == [], strategy
     RAN_ON_OPENVINO.add(f"{space_name}.{module}.{algo}")
 
 
@@ -202,3 +203,28 @@ def test_categorical_front_and_string_labels_run_on_openvino():
             session = get_backend("openvino").compile(model, {"tree_lowering": strategy})
             agree("classification", pipeline, data.X, session.run(feeds(model, data.X)), 1.0,
                   f"{estimator}/{strategy}")
+
+
+@pytest.mark.parametrize("scaler, transformer, estimator", [
+    ("standard", "pca", "logistic_regression"), ("minmax", "truncated_svd", "logistic_regression"),
+    ("robust", "none", "sgd"), ("maxabs", "none", "lda")])
+def test_chains_of_affine_steps_merge_into_one_matmul_and_stay_within_1e5(scaler, transformer, estimator):
+    from admm_tune.evaluate.graph import merge_linear_chains
+
+    space = SearchSpace.load("classification")
+    data = _DATA.setdefault("breast_cancer", load_dataset("sklearn:breast_cancer", seed=0))
+    pipeline = build_pipeline(space.complete({"scaler": scaler, "transformer": transformer,
+                                              "estimator": estimator}), space, data, 0)
+    with threadpool_limits(1), np.errstate(all="ignore"):
+        pipeline.fit(data.X, data.y)
+    model = export(pipeline, data.X.iloc[:5])
+    merged = merge_linear_chains(model)
+    kinds = [n.op_type for n in merged.graph.node]
+    assert kinds.count("MatMul") < [n.op_type for n in model.graph.node].count("MatMul") or \
+        len(kinds) < len(model.graph.node)
+    import onnxruntime
+
+    before = onnxruntime.InferenceSession(model.SerializeToString()).run(None, feeds(model, data.X))
+    after = onnxruntime.InferenceSession(merged.SerializeToString()).run(None, feeds(model, data.X))
+    assert (before[0] == after[0]).all()
+    np.testing.assert_allclose(after[1], before[1], atol=1e-5)

@@ -17,7 +17,8 @@ import subprocess
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..graph import STRATEGIES, tensorrt_unsupported
+from ..graph import STRATEGIES
+from ..graph.tensorrt import for_tensorrt, tensorrt_unsupported
 from .base import BackendError, Capabilities, Knob, check_request, lowered
 from .onnxruntime import OrtSession, open_session
 

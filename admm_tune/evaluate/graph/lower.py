@@ -18,7 +18,7 @@ from onnx import helper, shape_inference
 
 from ._builder import FLOAT, INT64, ML_DOMAIN, STRING, Builder, LoweringError, attributes
 from .ml_ops import RULES
-from .passes import fold_scalers_into_trees
+from .passes import fold_scalers_into_trees, merge_linear_chains
 from .trees import STRATEGIES, tree_classifier, tree_regressor
 
 TREES = {"TreeEnsembleClassifier": tree_classifier, "TreeEnsembleRegressor": tree_regressor}
@@ -127,21 +127,21 @@ _PREPARED: OrderedDict[tuple[bytes, str, bool], onnx.ModelProto] = OrderedDict()
 
 
 def prepared(model: onnx.ModelProto, tree_lowering: str, string_codes: bool = False) -> onnx.ModelProto:
-    """The graph a backend compiles: ``model`` with its scalers folded into the trees they feed
-    (:func:`~.passes.fold_scalers_into_trees`, every backend) and lowered by :func:`lower` (unless
-    ``tree_lowering="native"``, which keeps ONNX Runtime's ai.onnx.ml kernels).
+    """The graph a backend compiles: ``model`` through the lossless passes (scalers folded into the
+    trees they feed, chains of affine steps merged: :mod:`.passes`, every backend), then lowered by
+    :func:`lower` unless ``tree_lowering="native"`` (ONNX Runtime's ai.onnx.ml kernels).
 
-    Graphs without a recorded scaler or an ai.onnx.ml operator come back
-    unchanged.  The last few prepared graphs are cached by content, so
-    deployments of one pipeline that differ only in knobs prepare it once.
+    A graph no pass or lowering applies to comes back as it was.  The last
+    few prepared graphs are cached by content, so deployments of one
+    pipeline that differ only in knobs prepare it once.
     """
     has_strings = string_codes and any(i.type.tensor_type.elem_type == STRING for i in model.graph.input)
-    if not ml_operators(model) and not has_strings:
-        return model
     key = (hashlib.sha1(model.SerializeToString()).digest(), tree_lowering, string_codes)
     if key not in _PREPARED:
-        folded = fold_scalers_into_trees(model)
-        _PREPARED[key] = folded if tree_lowering == NATIVE else lower(folded, tree_lowering, string_codes)
+        graph = merge_linear_chains(fold_scalers_into_trees(model))
+        if tree_lowering != NATIVE and (ml_operators(graph) or has_strings):
+            graph = lower(graph, tree_lowering, string_codes)
+        _PREPARED[key] = graph
         while len(_PREPARED) > 8:
             _PREPARED.popitem(last=False)
     _PREPARED.move_to_end(key)

@@ -16,9 +16,13 @@
 :func:`drop_dead_nodes`
     Nodes whose outputs nothing reads are removed.
 
-Merging consecutive linear maps, constant folding and the fusions of
-ONNX Runtime's graph optimiser are left to that optimiser (the backend's
-``graph_optimization_level``), which already does them.
+:func:`merge_linear_chains`
+    A chain of affine steps around a MatMul (scaler, PCA / SVD, a linear
+    model's scores) becomes one MatMul + Add; ONNX Runtime's optimiser fuses
+    MatMul + Add into Gemm but merges no two constant maps.
+
+Constant folding and the operator fusions of ONNX Runtime's graph optimiser
+are left to that optimiser (the backend's ``graph_optimization_level``).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper, shape_inference
 
 from ._builder import ML_DOMAIN, attributes
 
@@ -153,6 +157,164 @@ def _fold(node: onnx.NodeProto, steps: list[list[Any]]) -> None:
                            helper.make_attribute("nodes_modes", [m.encode() for m in new_modes])])
 
 
+LINEAR_OPS = {"Add", "Sub", "Mul", "Div", "MatMul"}
+
+
+def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Values of the graph's initialisers and ``Constant`` nodes, by name."""
+    out = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            value = attributes(node).get("value")
+            if isinstance(value, np.ndarray):
+                out[node.output[0]] = value
+    return out
+
+
+def _linear_step(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> tuple[str, str, np.ndarray] | None:
+    """``(data input, kind, constant)`` when ``node`` maps its one non-constant input affinely, else None.
+
+    ``kind`` is ``add``, ``neg_add`` (``c - x``), ``mul`` or ``matmul``; a
+    constant must broadcast along the last axis (a scalar, ``[F]`` or
+    ``[1, F]``), a MatMul weight be a matrix.
+    """
+    if node.domain not in ("", "ai.onnx") or node.op_type not in LINEAR_OPS or len(node.input) != 2:
+        return None
+    a, b = node.input
+    first_const, second_const = a in constants, b in constants
+    if first_const == second_const:
+        return None
+    x, c = (b, constants[a]) if first_const else (a, constants[b])
+    if c.dtype != np.float32:
+        return None
+    if node.op_type == "MatMul":
+        return (x, "matmul", c.astype(np.float64)) if not first_const and c.ndim == 2 else None
+    if c.ndim > 2 or (c.ndim == 2 and c.shape[0] != 1):
+        return None
+    c = c.astype(np.float64).reshape(-1)
+    if node.op_type == "Add":
+        return x, "add", c
+    if node.op_type == "Sub":
+        return (x, "neg_add", c) if first_const else (x, "add", -c)
+    if node.op_type == "Mul":
+        return x, "mul", c
+    return None if first_const else (x, "mul", 1.0 / c)  # Div(x, c)
+
+
+def merge_linear_chains(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` in which each chain of affine steps around a MatMul becomes one MatMul + Add.
+
+    A chain is a run of ``Add`` / ``Sub`` / ``Mul`` / ``Div`` by constants
+    (per feature or scalar) and ``MatMul`` by constant matrices, each step
+    read only by the next (a scaler, PCA / truncated SVD, a linear model's
+    scores).  Its composition ``x @ A + b`` is computed in float64 and
+    stored in float32: the same map in real arithmetic, one rounding of the
+    constants instead of float32 rounding at every step.  Chains that feed
+    a tree ensemble are left alone (their float32 values decide splits).
+    Returns ``model`` itself when there is nothing to merge.
+    """
+    constants = _constants(model)
+    nodes = list(model.graph.node)  # protobuf may wrap an element anew at each access: work by index
+    readers: dict[str, list[int]] = {}
+    for i, node in enumerate(nodes):
+        for name in node.input:
+            readers.setdefault(name, []).append(i)
+    outputs = {o.name for o in model.graph.output}
+    steps = [_linear_step(n, constants) for n in nodes]
+    producer = {o: i for i, n in enumerate(nodes) for o in n.output}
+    chains = []
+    for i, step in enumerate(steps):
+        if step is None:
+            continue
+        before = producer.get(step[0])
+        if before is not None and steps[before] is not None and len(readers.get(step[0], [])) == 1 \
+                and step[0] not in outputs:
+            continue  # not the start of a chain
+        chain = [i]
+        while True:
+            out = nodes[chain[-1]].output[0]
+            nxt = readers.get(out, [])
+            if out in outputs or len(nxt) != 1 or steps[nxt[0]] is None or steps[nxt[0]][0] != out:
+                break
+            chain.append(nxt[0])
+        last_readers = [nodes[r] for r in readers.get(nodes[chain[-1]].output[0], [])]
+        if len(chain) >= 2 and any(steps[j][1] == "matmul" for j in chain) and \
+                not any(r.domain == ML_DOMAIN and r.op_type in TREE_OPS for r in last_readers):
+            chains.append(chain)
+    if not chains:
+        return model
+    widths = _last_dims(model)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    drop = set()
+    replace: dict[str, list[onnx.NodeProto]] = {}
+    for k, chain in enumerate(chains):
+        x, y = steps[chain[0]][0], nodes[chain[-1]].output[0]
+        try:
+            a, b = _compose([steps[j] for j in chain])
+        except ValueError:  # constants that do not act per feature of one matrix
+            continue
+        if widths.get(x) != a.shape[0]:  # the input must have as many columns as the map (no broadcasting)
+            continue
+        w, c = f"merged_linear_{k}_weight", f"merged_linear_{k}_bias"
+        out.graph.initializer.extend([numpy_helper.from_array(a.astype(np.float32), w),
+                                      numpy_helper.from_array(b.astype(np.float32).reshape(1, -1), c)])
+        replace[y] = [helper.make_node("MatMul", [x, w], [f"{y}_merged"], name=f"merged_{k}_mm"),
+                      helper.make_node("Add", [f"{y}_merged", c], [y], name=f"merged_{k}_add")]
+        drop.update(nodes[j].output[0] for j in chain)
+    if not replace:
+        return model
+    nodes = []
+    for node in out.graph.node:
+        if node.output and node.output[0] in replace:
+            nodes += replace[node.output[0]]
+        elif not (node.output and node.output[0] in drop):
+            nodes.append(node)
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    return drop_dead_nodes(out)
+
+
+def _last_dims(model: onnx.ModelProto) -> dict[str, int]:
+    """Known last dimension of the graph's 2-D float tensors, by name (shape inference)."""
+    try:
+        graph = shape_inference.infer_shapes(model).graph
+    except Exception:  # inference fails on some graphs; then nothing is merged
+        return {}
+    out = {}
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) == 2 and dims[1].HasField("dim_value"):
+            out[value.name] = dims[1].dim_value
+    return out
+
+
+def _compose(chain: list[tuple[str, str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """``(A, b)`` with ``x @ A + b`` equal to the chain's steps applied in turn (float64).
+
+    Raises
+    ------
+    ValueError
+        When a constant's length is neither 1 nor the width of the values it acts on.
+    """
+    width = next(c.shape[0] for _, kind, c in chain if kind == "matmul")
+    a, b = np.eye(width), np.zeros(width)
+    for _, kind, c in chain:
+        if kind != "matmul" and c.size not in (1, a.shape[1]):
+            raise ValueError("a constant that broadcasts across features")
+        if kind == "add":
+            b = b + c
+        elif kind == "neg_add":
+            a, b = -a, c - b
+        elif kind == "mul":
+            a, b = a * c, b * c
+        elif c.shape[0] != a.shape[1]:
+            raise ValueError("a MatMul whose rows do not match")
+        else:
+            a, b = a @ c, b @ c
+    return a, b
+
+
 def drop_dead_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` without the nodes (and initialisers) whose outputs nothing reads (in place; returned)."""
     graph = model.graph
@@ -170,4 +332,4 @@ def drop_dead_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-__all__ = ["AFFINE_KEY", "drop_dead_nodes", "fold_scalers_into_trees", "folded_thresholds"]
+__all__ = ["AFFINE_KEY", "drop_dead_nodes", "fold_scalers_into_trees", "folded_thresholds", "merge_linear_chains"]

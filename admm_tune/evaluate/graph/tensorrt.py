@@ -8,12 +8,16 @@ published support matrix (onnx-tensorrt ``docs/operators.md``, the
 TensorRT 8.4 table; later releases support a superset), and
 :func:`tensorrt_unsupported` reports what a graph uses beyond it: an
 ``ai.onnx.ml`` operator, an operator outside the matrix, or a string tensor
-(TensorRT has no string type).
+(TensorRT has no string type).  :func:`for_tensorrt` rewrites the one
+operator of the exported graphs outside the table (``Reciprocal``, in the
+SGD classifier's normalisation).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
+from onnx import helper, numpy_helper
 
 from ._builder import STRING
 
@@ -30,6 +34,21 @@ Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh
 Unsqueeze Upsample Where Xor
 """.split())
 """Operators TensorRT's ONNX parser supports (default domain)."""
+
+
+def for_tensorrt(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with the standard operators the parser lacks rewritten: ``Reciprocal(x)`` as ``Div(1, x)``
+    (the same correctly rounded division).  Returns ``model`` itself when there is none."""
+    if not any(n.op_type == "Reciprocal" for n in model.graph.node):
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    one = "tensorrt_one"
+    out.graph.initializer.append(numpy_helper.from_array(np.array(1.0, dtype=np.float32), one))
+    for node in out.graph.node:
+        if node.op_type == "Reciprocal" and node.domain in ("", "ai.onnx"):
+            node.CopyFrom(helper.make_node("Div", [one, node.input[0]], list(node.output), name=node.name))
+    return out
 
 
 def tensorrt_unsupported(model: onnx.ModelProto) -> list[str]:
@@ -53,4 +72,4 @@ def tensorrt_unsupported(model: onnx.ModelProto) -> list[str]:
     return sorted(problems)
 
 
-__all__ = ["PARSER_OPS", "tensorrt_unsupported"]
+__all__ = ["PARSER_OPS", "for_tensorrt", "tensorrt_unsupported"]
