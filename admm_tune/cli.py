@@ -109,9 +109,7 @@ def _command(args: argparse.Namespace) -> int:
     except RunError as exc:
         print(f"admm-tune: run failed: {exc}", file=sys.stderr)
         return 1
-    if result.run_dir is not None:
-        result.save(result.run_dir)
-    print(result.summary())
+    print(result.summary())  # fit wrote result.json and report.html into the run directory, inside the budget
     if result.run_dir is not None:
         print(f"report       {result.run_dir / 'report.html'}")
     if len(result.trace):

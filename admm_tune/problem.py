@@ -117,7 +117,6 @@ class Objective:
     cv: int = 5
     probabilities: bool = False
 
-
     def loss(self, score: float) -> float:
         """Turn a scikit-learn score (greater is better) into a loss."""
         return -score if self.scoring.startswith("neg_") else 1.0 - score
@@ -249,26 +248,33 @@ def _from_dict(raw: dict[str, Any], base_dir: Path | None) -> Problem:
     task = raw.get("task")
     if task is not None:
         task = F.string(task, "task", choices=TASKS)
-    space = _space(raw.get("search_space"), raw, task, base_dir)
     objective_raw = raw.get("objective", {})
     data = None
     if callable(objective_raw):
         objective: Objective | ObjectiveFn = objective_raw
         if "data" in raw:
             raise ProblemError("data", "a callable objective takes no data")
+        space = _space(raw.get("search_space"), raw, None, base_dir)
     else:
         if "data" not in raw:
             raise ProblemError("data", "missing (or give a callable objective)")
         data = load_dataset(raw["data"], "data", base_dir, task, seed)
+        space = _space(raw.get("search_space"), raw, data.task, base_dir)
+        _check_task(space, data)
         objective = _objective(objective_raw, data)
-    deployment, notes = None, ()
+    notes: tuple[str, ...] = (data.task_reason,) if data is not None and data.task_reason else ()
+    if data is not None:
+        space, bounded = _bounded_by_width(space, data)
+        notes += bounded
+    deployment = None
     if raw.get("deployment") is not None:
         if data is None:
             raise ProblemError("deployment", "needs data: a callable objective has no pipeline to deploy")
+        _check_float32(data)
         deployment = load_deployment(raw["deployment"], "deployment", base_dir=base_dir,
                                      needs_front=data.needs_front, restrict=raw.get("restrict"))
-        space, notes = with_deployment(space, deployment)
-        notes = deployment.notes + notes
+        space, joint = with_deployment(space, deployment)
+        notes += deployment.notes + joint
     measurable = None if data is None else {**ML_METRICS, **(deploy_metrics(data.task) if deployment else {})}
     constraints = tuple(_constraint(c, f"constraints[{i}]", measurable)
                         for i, c in enumerate(constraint_list(raw.get("constraints"))))
@@ -291,18 +297,11 @@ def _isolation_field(key: str, value: Any, path: str) -> Any:
 
 
 def _space(spec: Any, raw: Mapping[str, Any], task: str | None, base_dir: Path | None) -> SearchSpace:
+    """The search space (default: the bundled one of the data's ``task``), restricted as the problem says."""
     if spec is None:
-        if callable(raw.get("objective")):
+        if task is None:
             raise ProblemError("search_space", "missing")
-        data_task = task
-        if data_task is None:
-            src = raw.get("data")
-            src = src.get("source") if isinstance(src, Mapping) else src
-            name = str(src)[len("sklearn:"):] if isinstance(src, str) and src.startswith("sklearn:") else None
-            from .data import BUNDLED
-
-            data_task = BUNDLED[name][1] if name in BUNDLED else CLASSIFICATION
-        spec = data_task
+        spec = task
     if isinstance(spec, SearchSpace):
         space = spec
     elif isinstance(spec, Mapping):
@@ -336,6 +335,69 @@ def _space(spec: Any, raw: Mapping[str, Any], task: str | None, base_dir: Path |
     if raw.get("data") is not None:
         _check_classes(space)
     return space
+
+
+def _check_task(space: SearchSpace, data: Dataset) -> None:
+    """Every estimator of the space's last module that declares a kind (scikit-learn's mixins) suits the task."""
+    from sklearn.base import ClassifierMixin, RegressorMixin
+
+    wrong = ClassifierMixin if data.task == REGRESSION else RegressorMixin
+    module = space.modules[-1]
+    for j, algo in enumerate(module.algorithms):
+        if algo.estimator is None:
+            continue
+        cls = resolve_class(algo.estimator, f"search_space.modules[{len(space.modules) - 1}].algorithms[{j}].class")
+        if isinstance(cls, type) and issubclass(cls, wrong):
+            how = data.task_reason or f"task: {data.task}"
+            raise ProblemError(f"search_space.{module.name}.{algo.name}",
+                               f"{cls.__name__} is a {'classifier' if wrong is ClassifierMixin else 'regressor'} "
+                               f"but the task is {data.task} ({how})")
+
+
+POLYNOMIAL = "sklearn.preprocessing.PolynomialFeatures"
+POLYNOMIAL_MAX_INPUTS = 40
+"""Widest input (columns after the categorical front) polynomial features are searched on.
+
+Degree-2 features of ``w`` columns are ``w (w + 3) / 2`` columns (860 at
+40), and skl2onnx's converter for them grows faster still (measured: 60
+columns 6 s, 80 columns 20 s, 120 columns over 200 s): beyond this width
+the step is left out of the space by construction.
+"""
+
+
+def _bounded_by_width(space: SearchSpace, data: Dataset) -> tuple[SearchSpace, tuple[str, ...]]:
+    """Leave out steps whose cost explodes with the data's width (known before any fit); notes say which."""
+    width = data.n_features - len(data.categorical) + sum(
+        int(data.X[c].nunique(dropna=False)) for c in data.categorical)
+    if width <= POLYNOMIAL_MAX_INPUTS:
+        return space, ()
+    keep, notes = {}, []
+    for module in space.modules:
+        names = [a.name for a in module.algorithms if a.estimator != POLYNOMIAL]
+        if names and len(names) < len(module.algorithms):
+            keep[module.name] = names
+            notes.append(f"{module.name}.{', '.join(a.name for a in module.algorithms if a.name not in names)} "
+                         f"left out: {width} input columns after one-hot (polynomial features are searched on at "
+                         f"most {POLYNOMIAL_MAX_INPUTS})")
+    return space.restricted(keep), tuple(notes)
+
+
+def _check_float32(data: Dataset) -> None:
+    """Numbers a float32 ONNX graph can hold: a value beyond float32's range becomes inf in the deployed graph."""
+    import numpy as np
+
+    limit = float(np.finfo(np.float32).max)
+    for frame in (data.X, data.X_test):
+        if frame is None:
+            continue
+        for column in frame.columns:
+            if column in data.categorical:
+                continue
+            values = np.abs(frame[column].to_numpy(dtype="float64", na_value=np.nan))
+            if np.nanmax(values, initial=0.0) > limit:
+                raise ProblemError("data", f"column {column!r} has values beyond float32's range (up to "
+                                           f"{np.nanmax(values):.3g} > {limit:.3g}), which the float32 ONNX graph "
+                                           "cannot represent; rescale it (e.g. divide by a constant or take a log)")
 
 
 def _check_classes(space: SearchSpace) -> None:

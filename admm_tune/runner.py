@@ -162,11 +162,13 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     if isinstance(evaluator, DeploymentEvaluator) and final is not None:
         _finalize(result, final, evaluator.deployment.batch_size, run_path)
     result.timing = clock.report()
+    if run_path is not None:  # the run's files (result.json, report.html) are part of the budgeted call
+        result.save(run_path, clock.report)
     return result
 
 
-FINISH_S = 1.0
-"""Seconds a time-budgeted run keeps at its very end for the result, its files and the report."""
+FINISH_S = 3.0
+"""Seconds a time-budgeted run keeps at its very end for the result and its files (the HTML report: ~2 s)."""
 
 FINAL_SHARE = 0.3
 """At most this share of a time budget is kept back from the search for the final refit and deployment."""

@@ -122,7 +122,6 @@ def _one(file: str, name: str, seed: int, budget: str | None, out: Path, progres
             row.update({"backend": deployment["backend"], "precision": deployment["precision"],
                         "latency_p95_ms": deployment["measured"].get("latency_p95_ms"),
                         "model_size_kb": deployment["measured"].get("model_size_kb")})
-        result.save(run_dir)
     label = budget or FILE_BUDGET
     limit = parse_budget(budget, "--budgets") if budget is not None else load_problem(file).budget
     row.update({"problem": name, "file": file, "seed": seed, "budget": label,

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -46,13 +47,13 @@ from sklearn.metrics import accuracy_score, r2_score
 from threadpoolctl import threadpool_limits
 
 from ..data import CLASSIFICATION
-from ..deployment import BACKEND, MODULES, PRECISION, Deployment
+from ..deployment import BACKEND, DEPLOY_METRICS, MODULES, PRECISION, Deployment
 from ..observation import COMPLETE, Observation
 from ..space import Config, SearchSpace
 from . import loader
 from .backends import BackendError, Session, get_backend
 from .export import ExportError, columns, export, feeds, for_precision, is_standard
-from .pipeline import MLEvaluator
+from .pipeline import Final, MLEvaluator
 from .scoring import score_outputs
 from .timing import batch_rows, measure
 
@@ -69,13 +70,21 @@ class Tolerance:
 
 TOLERANCES = {"fp32": Tolerance(0.01, 1e-3), "reduced": Tolerance(0.05, 0.1)}
 
+STRUCTURAL_SCOPES = {"graph": (), "precision": (PRECISION,), "backend": (BACKEND, PRECISION)}
+"""Deployment modules a structural failure (:class:`~.export.ExportError`'s ``structural``) depends on, besides
+every ML module."""
+
+UNSUPPORTED = re.compile(r"does not support the following|Could not find an implementation|NOT_IMPLEMENTED|"
+                         r"not supported|unsupported operat", re.IGNORECASE)
+"""How ONNX Runtime and OpenVINO say that they cannot run an operator of a graph."""
+
 
 @dataclass
 class Graph:
     """A graph ready for a backend (or why there is none)."""
 
     model: onnx.ModelProto | None
-    error: str = ""
+    error: ExportError | None = None
 
 
 @dataclass
@@ -129,7 +138,8 @@ class DeploymentEvaluator:
         ml_obs = self.ml(ml_config)
         attrs = {"cache_hit": False, "reused_fit": reused, "backend": config[BACKEND], "precision": config[PRECISION]}
         if not ml_obs.ok:
-            obs = Observation.failed(ml_obs.reason, time.perf_counter() - start, **attrs)
+            obs = Observation.failed(ml_obs.reason, time.perf_counter() - start, **attrs,
+                                     **{k: v for k, v in ml_obs.attrs.items() if k == "structural"})
         else:
             holdout = self.ml.holdouts[ml_key]
             try:
@@ -137,7 +147,8 @@ class DeploymentEvaluator:
                 rows = self.data.X.iloc[holdout.rows]
                 done = self.deploy(model, config, holdout.pipeline, rows, self.data.y[holdout.rows])
             except (ExportError, BackendError) as exc:
-                obs = Observation.failed(f"deploy: {exc}"[:500], time.perf_counter() - start, **attrs)
+                obs = Observation.failed(f"deploy: {exc}"[:500], time.perf_counter() - start, **attrs,
+                                         **self._structural(exc))
             except Exception as exc:  # a crash of a backend on one candidate is recorded, never fatal
                 obs = Observation.failed(f"deploy: {type(exc).__name__}: {exc}"[:500], time.perf_counter() - start,
                                          **attrs)
@@ -149,6 +160,13 @@ class DeploymentEvaluator:
         self.cache[key] = obs
         return obs
 
+    def _structural(self, exc: Exception) -> dict[str, str]:
+        """``{"structural": "scaler,...,precision"}``: the modules whose choices made ``exc`` certain, if any."""
+        scope = getattr(exc, "structural", None)
+        if scope is None:
+            return {}
+        return {"structural": ",".join(self.ml.space.module_names + STRUCTURAL_SCOPES[scope])}
+
     def graph(self, ml_key: str, precision: str) -> onnx.ModelProto:
         """The graph of an evaluated ML config's first-fold pipeline at ``precision`` (made once)."""
         if (ml_key, precision) not in self.graphs:
@@ -157,15 +175,38 @@ class DeploymentEvaluator:
                     self.ml.holdouts[ml_key].pipeline, self.data.X.iloc[:5])
                 self.graphs[ml_key, precision] = Graph(for_precision(base, precision))
             except ExportError as exc:  # the fp32 graph's failure is the export's; int8's says "int8:" itself
-                self.graphs[ml_key, precision] = Graph(None, f"export: {exc}" if precision == "fp32" else str(exc))
+                self.graphs[ml_key, precision] = Graph(None, ExportError(
+                    f"export: {exc}" if precision == "fp32" else str(exc), exc.structural))
         graph = self.graphs[ml_key, precision]
-        if graph.model is None:
-            raise ExportError(graph.error)
-        return graph.model
+        if graph.error is not None:
+            raise graph.error
+        return graph.model  # type: ignore[return-value]
 
     def refit(self, config: Config) -> Any:
         """The ML part of ``config`` fitted on all training data."""
         return self.ml.refit(Deployment.split(config)[0])
+
+    def final(self, config: Config) -> Final:
+        """``config`` refit on all training rows and deployed (exported, compiled, verified, timed)."""
+        final = self.ml.final(Deployment.split(config)[0])
+        try:
+            final.deployed = self.finalize(config, final.pipeline)
+        except (ExportError, BackendError) as exc:
+            final.error = f"the refit pipeline could not be deployed: {exc}"
+        return final
+
+    def fallback(self, config: Config, reason: str) -> Final:
+        """When :meth:`final` could not finish: the first CV fold's pipeline and the graph the search verified."""
+        ml_config = Deployment.split(config)[0]
+        final = self.ml.fallback(ml_config, reason)
+        obs = self.cache.get(MLEvaluator.key(config))
+        graph = self.graphs.get((MLEvaluator.key(ml_config), config[PRECISION]))
+        if final.pipeline is None or obs is None or not obs.ok or graph is None or graph.model is None:
+            final.error = "no deployment of it was verified in the search"
+        else:
+            final.deployed = Deployed(graph.model, {k: v for k, v in obs.metrics.items() if k in DEPLOY_METRICS},
+                                      str(obs.attrs.get("verification", "")))
+        return final
 
     def finalize(self, config: Config, pipeline: Any) -> Deployed:
         """Export, compile, verify and time the refit ``pipeline`` as ``config`` deploys it.
@@ -183,7 +224,13 @@ class DeploymentEvaluator:
         """Compile ``model`` as ``config`` says, verify it against ``pipeline`` on ``X, y``, and time it."""
         precision = config[PRECISION]
         start = time.perf_counter()
-        session = get_backend(config[BACKEND]).compile(model, Deployment.knobs(config), precision)
+        try:
+            session = get_backend(config[BACKEND]).compile(model, Deployment.knobs(config), precision)
+        except Exception as exc:
+            if isinstance(exc, BackendError) or not UNSUPPORTED.search(str(exc)):
+                raise
+            raise ExportError(f"{config[BACKEND]} cannot run this graph: {str(exc).splitlines()[0][:300]}",
+                              "backend") from None
         compile_s = time.perf_counter() - start
         metrics, verdict = self.verify(session, model, pipeline, X, y, precision)
         timing = measure(session, feeds(model, X.iloc[batch_rows(len(X), self.deployment.batch_size)]),

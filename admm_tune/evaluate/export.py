@@ -19,6 +19,7 @@ that standard form and falls back to the default one (tree ensembles, SVMs,
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import warnings
@@ -40,7 +41,27 @@ STANDARD_ALTERNATIVES = frozenset({"Scaler", "LinearClassifier", "LinearRegresso
 
 
 class ExportError(RuntimeError):
-    """A fitted pipeline could not be converted to ONNX."""
+    """A fitted pipeline could not be converted to ONNX (quantised, run by a backend).
+
+    Parameters
+    ----------
+    message : str
+    structural : {"graph", "precision", "backend"} or None
+        Set when the failure follows from the pipeline's structure, not
+        from its parameters, so that no candidate of that structure is tried
+        again: ``"graph"``, a step has no converter (any deployment);
+        ``"precision"``, the precision cannot apply to the structure's graph
+        (int8 with no weights to quantise); ``"backend"``, the backend cannot
+        run the graph's operators.  None when it may depend on parameters.
+    """
+
+    def __init__(self, message: str, structural: str | None = None) -> None:
+        super().__init__(message)
+        self.structural = structural
+
+
+MISSING_CONVERTER = ("MissingShapeCalculator", "MissingConverter")
+"""skl2onnx's errors for a step it has no converter for, whatever its parameters."""
 
 
 def export(pipeline: Any, X_sample: pd.DataFrame | np.ndarray) -> onnx.ModelProto:
@@ -68,9 +89,11 @@ def export(pipeline: Any, X_sample: pd.DataFrame | np.ndarray) -> onnx.ModelProt
     from .converters import register
 
     register()
+    columns = [str(c) for c in X_sample.columns] if isinstance(X_sample, pd.DataFrame) else None
     X_sample = _numeric_as_float32(X_sample)
     options = _options(pipeline)
     errors = []
+    missing = False
     for black_op in (STANDARD_ALTERNATIVES, None):
         try:
             with warnings.catch_warnings():
@@ -79,9 +102,40 @@ def export(pipeline: Any, X_sample: pd.DataFrame | np.ndarray) -> onnx.ModelProt
                                 black_op=black_op)
         except Exception as exc:  # skl2onnx raises many types for unsupported steps
             errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+            missing = type(exc).__name__ in MISSING_CONVERTER
             continue
-        return lower(model) if black_op else model
-    raise ExportError(errors[-1])
+        model = lower(model) if black_op else model
+        if columns is not None:
+            set_columns(model, columns)
+        return model
+    raise ExportError(errors[-1], "graph" if missing else None)
+
+
+COLUMNS_KEY = "admm_tune.columns"
+"""Metadata entry of an exported graph: which table columns feed which graph input (JSON, see :func:`columns`)."""
+
+
+def set_columns(model: onnx.ModelProto, columns: list[str]) -> None:
+    """Record in ``model`` which of the table's ``columns`` feed each of its inputs.
+
+    skl2onnx names the inputs after the columns but renames those that are
+    not identifiers (``0`` → ``_0``, ``price ($)`` → ``price____``, ``a-b``
+    next to ``a_b`` → ``a_b1``), in column order: one input takes every
+    column as a float matrix, or there is one input per column.
+    """
+    inputs = [i.name for i in model.graph.input]
+    spec = [{"input": inputs[0], "columns": columns}] if len(inputs) == 1 else [
+        {"input": name, "columns": [column]} for name, column in zip(inputs, columns)]
+    for prop in list(model.metadata_props):
+        if prop.key == COLUMNS_KEY:
+            model.metadata_props.remove(prop)
+    model.metadata_props.add(key=COLUMNS_KEY, value=json.dumps(spec))
+
+
+def columns(model: onnx.ModelProto) -> list[dict[str, Any]] | None:
+    """``[{"input": name, "columns": [...]}, ...]`` as :func:`set_columns` recorded it; None if it did not."""
+    value = next((p.value for p in model.metadata_props if p.key == COLUMNS_KEY), None)
+    return None if value is None else json.loads(value)
 
 
 def _options(pipeline: Any) -> dict[int, dict[str, Any]]:
@@ -187,21 +241,34 @@ def operators(model: onnx.ModelProto) -> list[str]:
 def feeds(model: onnx.ModelProto, X: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
     """The graph's input dict for the rows ``X``.
 
-    A single input takes the whole float32 matrix; one input per column
-    (graphs with the categorical front) takes each column as a ``(n, 1)``
-    array of its declared type.
+    The columns are looked up by name, as the graph's metadata maps them to
+    its inputs (:func:`set_columns`), so the rows' column order does not
+    matter; without that record, positionally.  A matrix input takes its
+    columns as float32 ``(n, k)``; a per-column input takes its column as an
+    ``(n, 1)`` array of its declared type (strings, float32).
+
+    Raises
+    ------
+    KeyError
+        When a column the graph needs is not in ``X`` (named).
     """
-    inputs = model.graph.input
-    if len(inputs) == 1:
-        return {inputs[0].name: np.ascontiguousarray(np.asarray(X, dtype=np.float32))}
-    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
+    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
+    spec = columns(model)
+    if spec is None:  # positional: one matrix input, or one input per column in order
+        names = [i.name for i in model.graph.input]
+        positions = [list(frame.columns)] if len(names) == 1 else [[c] for c in frame.columns]
+        spec = [{"input": n, "columns": c} for n, c in zip(names, positions)]
+    types = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
     out = {}
-    for inp in inputs:
-        column = frame[inp.name]
-        if inp.type.tensor_type.elem_type == onnx.TensorProto.STRING:
-            out[inp.name] = column.astype(str).to_numpy(dtype=object).reshape(-1, 1)
+    for entry in spec:
+        missing = [c for c in entry["columns"] if c not in frame.columns]
+        if missing:
+            raise KeyError(f"column {missing[0]!r} (graph input {entry['input']!r}) is not in the rows")
+        part = frame[entry["columns"]]
+        if types[entry["input"]] == onnx.TensorProto.STRING:
+            out[entry["input"]] = part.astype(str).to_numpy(dtype=object).reshape(len(part), -1)
         else:
-            out[inp.name] = column.to_numpy(dtype=np.float32).reshape(-1, 1)
+            out[entry["input"]] = np.ascontiguousarray(part.to_numpy(dtype=np.float32, na_value=np.nan))
     return out
 
 
@@ -224,7 +291,7 @@ def quantize_int8(model: onnx.ModelProto) -> onnx.ModelProto:
         quantiser fails.
     """
     if not any(n.op_type in ("MatMul", "Gemm") for n in model.graph.node):
-        raise ExportError("int8: the graph has no MatMul/Gemm weights to quantise")
+        raise ExportError("int8: the graph has no MatMul/Gemm weights to quantise", "precision")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -240,4 +307,8 @@ def quantize_int8(model: onnx.ModelProto) -> onnx.ModelProto:
             raise ExportError(f"int8: {type(exc).__name__}: {exc}".splitlines()[0][:300]) from None
         finally:
             logging.disable(logging.NOTSET)
-        return onnx.load_model(dst)
+        quantized = onnx.load_model(dst)
+    spec = columns(model)
+    if spec is not None:
+        quantized.metadata_props.add(key=COLUMNS_KEY, value=json.dumps(spec))
+    return quantized

@@ -107,6 +107,28 @@ def build_pipeline(config: Mapping[str, Any], space: SearchSpace, data: Dataset,
 
 
 @dataclass
+class Final:
+    """The chosen config as a run hands it over: its pipeline and, with a deployment, its deployed graph.
+
+    Made by an evaluator's ``final`` (refit on all training rows) or, when
+    that could not finish in the time left, its ``fallback`` (what the
+    search already fitted and verified).
+    """
+
+    pipeline: Pipeline | None
+    source: str
+    """Which pipeline this is: ``refit on all N training rows``, or the fallback and why."""
+    deployed: Any = None
+    """The deployment's :class:`~admm_tune.evaluate.deploy.Deployed` (None without one)."""
+    error: str = ""
+    """Why the pipeline could not be deployed, when it could not."""
+
+
+KEPT_FOLD_PIPELINES = 4
+"""First-fold pipelines an evaluator without ``keep_fitted`` keeps: those of its lowest losses (the fallback)."""
+
+
+@dataclass
 class Holdout:
     """The pipeline fitted on the first CV fold's training rows, and that fold's held-out rows."""
 
@@ -174,9 +196,12 @@ class MLEvaluator:
                 self.n_fits += self.objective.cv
                 scores = cross_validate(pipeline, self.data.X, self.data.y, cv=self.folds(),
                                         scoring=self.objective.scoring, error_score="raise", n_jobs=1,
-                                        return_estimator=self.keep_fitted, return_indices=self.keep_fitted)
+                                        return_estimator=True, return_indices=True)
         except Exception as exc:  # any failure of a candidate is recorded, never fatal
-            obs = Observation.failed(f"error: {type(exc).__name__}: {exc}"[:500], time.perf_counter() - start)
+            # a class that does not import fails whatever its parameters: the structure is not tried again
+            structural = {"structural": ",".join(self.space.module_names)} if isinstance(exc, ImportError) else {}
+            obs = Observation.failed(f"error: {type(exc).__name__}: {exc}"[:500], time.perf_counter() - start,
+                                     **structural)
         else:
             test = np.asarray(scores["test_score"], dtype=float)
             if not np.all(np.isfinite(test)):
@@ -187,8 +212,11 @@ class MLEvaluator:
                            "score_time_s": float(np.mean(scores["score_time"]))}
                 obs = Observation(COMPLETE, self.objective.loss(metrics["cv_score"]), metrics,
                                   duration_s=time.perf_counter() - start)
-                if self.keep_fitted:
-                    self.holdouts[key] = Holdout(scores["estimator"][0], scores["indices"]["test"][0])
+                self.holdouts[key] = Holdout(scores["estimator"][0], scores["indices"]["test"][0])
+                if not self.keep_fitted and len(self.holdouts) > KEPT_FOLD_PIPELINES:  # the worst goes, the
+                    order = {k: i for i, k in enumerate(self.holdouts)}  # newest of equals (the best is the oldest)
+                    del self.holdouts[max(self.holdouts, key=lambda k: (
+                        self.cache[k].loss if k in self.cache else obs.loss, order[k]))]
         obs.attrs["cache_hit"] = False
         self.cache[key] = obs
         return obs
@@ -197,6 +225,19 @@ class MLEvaluator:
         """The unfitted pipeline of ``config`` (calibrated when the objective asks for probabilities)."""
         return build_pipeline(config, self.space, self.data, self.seed,
                               getattr(self.objective, "probabilities", False))
+
+    def final(self, config: Config) -> Final:
+        """The pipeline of ``config`` refit on all training rows."""
+        return Final(self.refit(config), f"refit on all {len(self.data.y)} training rows")
+
+    def fallback(self, config: Config, reason: str) -> Final:
+        """What is left when :meth:`final` could not finish (``reason``): the first CV fold's pipeline, if kept."""
+        holdout = self.holdouts.get(self.key(config))
+        if holdout is None:
+            return Final(None, f"none: the refit on all training rows did not finish ({reason})")
+        fitted = len(self.data.y) - len(holdout.rows)
+        return Final(holdout.pipeline, f"the first CV fold's pipeline, fitted on {fitted} of {len(self.data.y)} "
+                                       f"training rows: the refit on all of them did not finish ({reason})")
 
     def refit(self, config: Config) -> Pipeline:
         """The pipeline of ``config`` fitted on all training data."""
