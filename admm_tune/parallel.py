@@ -462,10 +462,13 @@ class DaskPool(Pool):
                     scheduler = self.cluster
                 self.client, self.own = Client(scheduler), True
             except RuntimeError as exc:
-                if "bootstrapping phase" in str(exc):
-                    raise RuntimeError("a Dask LocalCluster starts worker processes that import your script: put "
-                                       "the code that calls admm_tune.fit under `if __name__ == \"__main__\":`"
-                                       ) from None
+                # The workers' own error (multiprocessing's "bootstrapping phase") stays in their logs; the client
+                # sees that a worker process did not start.
+                if _caused_by(exc, "bootstrapping phase") or _caused_by(exc, "failed to start worker process"):
+                    raise RuntimeError("the Dask LocalCluster's worker processes did not start: they run your script "
+                                       "again, so a script that calls admm_tune.fit outside `if __name__ == "
+                                       "\"__main__\":` starts again in each of them; put it under that guard, or use "
+                                       "backend='processes' (n_jobs), which needs none") from exc
                 raise
         self.client.wait_for_workers(1, timeout=GRACE_S * 12)
         threads = sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values())
@@ -552,6 +555,17 @@ class DaskPool(Pool):
             self.client.restart_workers([address], timeout=GRACE_S * 6, raise_for_error=False)
         except Exception:  # no nanny to restart it: the thread runs on until the evaluation returns
             pass
+
+
+def _caused_by(exc: BaseException | None, text: str) -> bool:
+    """Whether ``text`` is in the message of ``exc`` or of an exception it was raised from or while handling."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if text in str(exc):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _outcome(future: Any) -> Observation:

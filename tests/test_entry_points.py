@@ -64,3 +64,17 @@ def test_a_jupyter_kernel_runs_the_snippet(n_jobs, tmp_path, monkeypatch):
         "path": str(tmp_path)}}).execute()
     out = "".join(o.get("text", "") for o in notebook.cells[0].outputs if o.get("output_type") == "stream")
     _check(out)
+
+
+def test_a_dask_local_cluster_without_a_guard_says_why_and_what_to_do(tmp_path):
+    """The one mode that cannot work: Dask's LocalCluster spawns workers that run the script again."""
+    script = tmp_path / "dask_first.py"
+    script.write_text("import admm_tune\nfrom sklearn.datasets import make_classification\n"
+                      "X, y = make_classification(60, 4, random_state=0)\n"
+                      "admm_tune.fit({'data': {'X': X, 'y': y}, 'objective': {'cv': 3}, 'budget': {'evaluations': 2}},"
+                      " backend='dask', n_jobs=2, progress=False, storage='memory')\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("RuntimeError: the Dask LocalCluster's worker processes did not start")
+    assert 'if __name__ == "__main__":' in last and "backend='processes'" in last
