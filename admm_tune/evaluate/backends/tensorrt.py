@@ -68,8 +68,9 @@ class TensorRtBackend:
         return Capabilities(("cuda",), ("fp32", "fp16"), knobs, standard_ops_only=True)
 
     def prepare(self, model: onnx.ModelProto, knobs: Mapping[str, Any]) -> onnx.ModelProto:
-        """The graph this backend compiles: lowered to standard operators (TensorRT's parser needs them)."""
-        return lowered(model, knobs.get("tree_lowering", "gemm"))
+        """The graph this backend compiles: lowered to standard operators (TensorRT's parser needs them),
+        ``Reciprocal`` as ``Div`` (:func:`~admm_tune.evaluate.graph.tensorrt.for_tensorrt`)."""
+        return for_tensorrt(lowered(model, knobs.get("tree_lowering", "gemm")))
 
     def settings(self, knobs: Mapping[str, Any], precision: str = "fp32") -> dict[str, Any]:
         """An ONNX Runtime session on the TensorRT provider, as data (see :func:`.onnxruntime.open_session`)."""
