@@ -51,8 +51,8 @@ class OvSession:
     input bound as a tensor sharing the caller's array (rebound only when
     another array comes), then a synchronous ``infer()`` without arguments.
     On a 30-feature MatMul + Softmax graph at batch 1, one thread, this took
-    17.7-23 us a call where ``infer(dict)`` with copies took 100-116 us and
-    ``share_inputs/share_outputs`` 35-37 us (``benchmarks/deployment.py``).
+    11.6 us a call where ``infer(dict)`` with copies took 49.5 us and
+    ``share_inputs/share_outputs`` 17.9 us (``benchmarks/results/lowering.md``).
     Outputs are copied out of the request's buffers, which the next call
     overwrites.
     """
