@@ -127,8 +127,6 @@ def passes() -> pd.DataFrame:
 
 
 def calling_paths() -> pd.DataFrame:
-    import openvino as ov
-
     rng = np.random.default_rng(0)
     weights = numpy_helper.from_array(rng.normal(size=(30, 2)).astype(np.float32), "W")
     graph = helper.make_graph([helper.make_node("MatMul", ["X", "W"], ["Z"]),

@@ -228,3 +228,27 @@ def test_chains_of_affine_steps_merge_into_one_matmul_and_stay_within_1e5(scaler
     after = onnxruntime.InferenceSession(merged.SerializeToString()).run(None, feeds(model, data.X))
     assert (before[0] == after[0]).all()
     np.testing.assert_allclose(after[1], before[1], atol=1e-5)
+
+
+def test_openvino_reduced_precisions_run_lowered_trees_and_verification_decides():
+    """bf16 / fp16 (where this CPU has them) compile lowered forests; at bf16 traversal keeps the decisions
+    exact (gemm's products move probabilities by up to 0.1 here: the verification step decides per candidate)."""
+    reduced = [p for p in get_backend("openvino").capabilities().precisions if p != "fp32"]
+    if not reduced:
+        pytest.skip("this CPU offers OpenVINO no reduced precision")
+    space = SearchSpace.load("classification")
+    data = _DATA.setdefault("breast_cancer", load_dataset("sklearn:breast_cancer", seed=0))
+    pipeline = build_pipeline(space.complete({"scaler": "none", "transformer": "none",
+                                              "estimator": "random_forest"}), space, data, 0)
+    pipeline.steps[-1][1].set_params(n_estimators=10, max_depth=6)
+    with threadpool_limits(1):
+        pipeline.fit(data.X, data.y)
+    model = export(pipeline, data.X.iloc[:5])
+    for precision in reduced:
+        for strategy in STRATEGIES:
+            out = get_backend("openvino").compile(model, {"tree_lowering": strategy}, precision).run(
+                feeds(model, data.X))
+            assert np.asarray(out[1]).shape == (len(data.X), 2)
+        if precision == "bf16":  # the CPU plugin runs matrix products in bf16, comparisons and gathers in f32
+            exact = get_backend("openvino").compile(model, {"tree_lowering": "traversal"}, precision)
+            agree("classification", pipeline, data.X, exact.run(feeds(model, data.X)), 1.0, "bf16/traversal")
