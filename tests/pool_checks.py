@@ -37,11 +37,14 @@ def _ended(log: Path) -> int:
 
 
 def meanwhile(log: str, config) -> float:
-    """A fast candidate (``m == "fast"``) sleeps 0.05 s and logs its end to ``log``; a slow one runs until three
-    more fast ones have ended (10 s at most): only a search that goes on while it runs ends it early."""
+    """A fast candidate (``m == "fast"``) sleeps 0.05 s and logs its end to ``log``; a slow one runs until five
+    more fast ones have ended (10 s at most): only a search that goes on while it runs ends it early.
+
+    Five, for three that both started after it and were recorded before it: with two workers, one of the five
+    may have been running when the slow one started, and the last may reach the journal after it."""
     path = Path(log)
     if config["m"] == "slow":
-        target, deadline = _ended(path) + 3, time.monotonic() + 10
+        target, deadline = _ended(path) + 5, time.monotonic() + 10
         while _ended(path) < target and time.monotonic() < deadline:
             time.sleep(0.01)
         return 1.0

@@ -114,7 +114,7 @@ def test_with_two_workers_the_search_goes_on_while_a_slow_candidate_runs(tmp_pat
     space = SearchSpace.from_dict({"modules": [{"name": "m", "algorithms": [
         {"name": "slow", "params": {"s": {"type": "float", "low": 3.0, "high": 3.5}}},
         {"name": "fast", "params": {"x": {"type": "float", "low": 0, "high": 1}}}]}]})
-    # The slow candidate ends once three fast ones ended after it started (or after 10 s): no sleep to outrun.
+    # The slow candidate ends once five fast ones ended after it started (or after 10 s): no sleep to outrun.
     problem = Problem(space, partial(meanwhile, str(tmp_path / "ended.log")), budget=Budget(evaluations=12),
                       optimizer=OptimizerSettings(initial_pulls=2))
     trials = admm_tune.fit(problem, seed=0, n_jobs=2, run_dir=tmp_path, progress=False).trials
