@@ -389,3 +389,15 @@ def test_tensorrt_parser_check_flags_ml_operators_unknown_operators_and_strings(
                    target_treeids=[t for t, _ in LEAVES], target_nodeids=[n for _, n in LEAVES],
                    target_ids=[0] * 5, target_weights=[1.0] * 5, **tree_attrs(MODES[2], [1, 0, 0, 0, 0, 1, 0, 0]))
     assert all(tensorrt_unsupported(lower(trees, s)) == [] for s in STRATEGIES)
+
+
+def test_prepared_graphs_are_cached_by_content_and_never_alias_the_callers_model():
+    from admm_tune.evaluate.graph import prepared
+
+    plain = single("Binarizer", [("X", TensorProto.FLOAT, [None, 4])], [("Y", TensorProto.FLOAT, [None, 4])])
+    assert prepared(plain, "native") is plain  # nothing to do: the caller's own graph, not a cached one
+    twin = onnx.ModelProto()
+    twin.CopyFrom(plain)
+    assert prepared(twin, "native") is twin
+    first = prepared(plain, "gemm")
+    assert first is not plain and not ml_operators(first) and prepared(twin, "gemm") is first

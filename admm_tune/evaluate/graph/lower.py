@@ -123,7 +123,7 @@ def _retype_outputs(model: onnx.ModelProto, names: dict[str, int]) -> None:
             o.CopyFrom(helper.make_tensor_value_info(o.name, elem, None))
 
 
-_PREPARED: OrderedDict[tuple[bytes, str, bool], onnx.ModelProto] = OrderedDict()
+_PREPARED: OrderedDict[tuple[bytes, str, bool], onnx.ModelProto | None] = OrderedDict()
 
 
 def prepared(model: onnx.ModelProto, tree_lowering: str, string_codes: bool = False) -> onnx.ModelProto:
@@ -141,11 +141,12 @@ def prepared(model: onnx.ModelProto, tree_lowering: str, string_codes: bool = Fa
         graph = merge_linear_chains(fold_scalers_into_trees(model))
         if tree_lowering != NATIVE and (ml_operators(graph) or has_strings):
             graph = lower(graph, tree_lowering, string_codes)
-        _PREPARED[key] = graph
+        _PREPARED[key] = None if graph is model else graph  # never the caller's object: it may change later
         while len(_PREPARED) > 8:
             _PREPARED.popitem(last=False)
     _PREPARED.move_to_end(key)
-    return _PREPARED[key]
+    cached = _PREPARED[key]
+    return model if cached is None else cached
 
 
 def _strings_to_codes(model: onnx.ModelProto) -> None:
