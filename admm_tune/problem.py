@@ -181,6 +181,9 @@ class Problem:
     deployment: Deployment | None = None
     notes: tuple[str, ...] = ()
     isolation: Limits = field(default_factory=Limits)
+    kind: str = "ml"
+    """``ml`` (a pipeline to fit, or a callable), or ``deploy``: a trained ONNX model (:mod:`admm_tune.deploy_problem`),
+    whose ``objective`` is an :class:`~admm_tune.evaluate.onnx_model.OnnxModelEvaluator`."""
 
     @property
     def task(self) -> str | None:
@@ -238,10 +241,15 @@ def restore_problem(attrs: Mapping[str, Any]) -> Problem:
 
 
 _FIELDS = ("name", "description", "task", "data", "objective", "search_space", "restrict",
-           "constraints", "budget", "optimizer", "seed", "deployment", "isolation")
+           "constraints", "budget", "optimizer", "seed", "deployment", "isolation", "kind")
 
 
 def _from_dict(raw: dict[str, Any], base_dir: Path | None) -> Problem:
+    kind = F.string(raw.get("kind", "ml"), "kind", choices=("ml", "deploy"))
+    if kind == "deploy":  # a trained ONNX model instead of a pipeline: its own fields
+        from .deploy_problem import from_dict
+
+        return from_dict(raw, base_dir)
     F.only_keys(raw, _FIELDS, "")
     name = F.string(raw.get("name", "problem"), "name")
     seed = None if raw.get("seed") is None else F.integer(raw["seed"], "seed", minimum=0)

@@ -339,7 +339,9 @@ def _finalize(result: Result, final: Final, batch: int, run_path: Path | None) -
 
 
 def _evaluator(problem: Problem) -> FunctionEvaluator | MLEvaluator | DeploymentEvaluator:
-    """The black box of a problem: a callable, CV of pipelines, or CV plus the deployment."""
+    """The black box of a problem: a callable, CV of pipelines, CV plus the deployment, or a trained model's."""
+    if problem.kind == "deploy":  # an OnnxModelEvaluator: config -> Observation
+        return problem.objective
     if problem.data is None:
         return FunctionEvaluator(problem.objective)
     if problem.deployment is not None:

@@ -1,6 +1,7 @@
 """Train the small CNN of ``problems/models/digits_cnn.onnx`` with NumPy alone, and write it as ONNX.
 
-    python examples/train_digits_cnn.py [OUT_DIR]
+    python examples/train_digits_cnn.py [OUT_DIR]     # default admm_runs/models
+    python examples/train_digits_cnn.py problems/models   # regenerate the committed files (bit-identical)
 
 Conv(1→8, 3×3, pad 1) → ReLU → Conv(8→16, 3×3, pad 1) → ReLU → Flatten →
 Gemm(1024→10), on scikit-learn's 8×8 digits (pixels / 16, shape
@@ -11,7 +12,9 @@ and 597 held-out rows; the held-out rows are written with their labels to
 ``problems/digits_cnn_deploy.yaml``), and the accuracies on both to
 ``digits_cnn.json``.  The graph is written with ``onnx.helper`` (opset 17,
 a dynamic batch dimension), so neither training nor the problems need
-PyTorch.  Default OUT_DIR: ``problems/models``.
+PyTorch.  Like every example it writes under ``admm_runs/`` unless told
+otherwise; ``tests/test_deploy_problem.py`` checks that it reproduces the
+committed graph.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 from sklearn.datasets import load_digits
+from threadpoolctl import threadpool_limits
 
-ROOT = Path(__file__).resolve().parent.parent
 SEED, N_TRAIN, EPOCHS, BATCH, LR, MOMENTUM = 0, 1200, 30, 32, 0.05, 0.9
 C1, C2, CLASSES = 8, 16, 10
 
@@ -126,7 +129,8 @@ def main(out: Path) -> dict[str, float]:
     rng = np.random.default_rng(SEED)
     order = rng.permutation(len(x))
     train_rows, held_out = order[:N_TRAIN], order[N_TRAIN:]
-    params = train(x[train_rows], y[train_rows], rng)
+    with threadpool_limits(1):  # one BLAS thread: the same sums in the same order, so the same bits anywhere
+        params = train(x[train_rows], y[train_rows], rng)
     acc = {name: float((forward(params, x[rows].astype(np.float32))[0].argmax(1) == y[rows]).mean())
            for name, rows in (("train_accuracy", train_rows), ("held_out_accuracy", held_out))}
     out.mkdir(parents=True, exist_ok=True)
@@ -140,4 +144,4 @@ def main(out: Path) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    print(main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "problems" / "models"))
+    print(main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("admm_runs") / "models"))

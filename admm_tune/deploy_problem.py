@@ -1,0 +1,228 @@
+"""Problems of kind ``deploy``: tune how one trained ONNX model runs, under an accuracy-drop bound.
+
+::
+
+    kind: deploy
+    model: models/digits_cnn.onnx          # relative to the problem file
+    data:
+      path: models/digits_cnn_eval.npz     # one array per model input (named after it), and `labels`
+      calibration: 0.3                     # share (or count) of rows for int8 calibration; the rest is held out
+    objective: latency_p50_ms              # or latency_p95_ms, or throughput_rps (maximised)
+    deployment: {space: cpu, batch_size: 1}
+    constraints:
+      - {metric: accuracy_drop, max: 0.01}
+    budget: {evaluations: 30}
+
+There is no ML block: the space is the deployment space's ``backend``
+module (its knobs: threads, streams, graph level, execution mode; the ML
+``tree_lowering`` knob left out) and a ``precision`` module of
+:data:`~admm_tune.evaluate.onnx_model.DEPLOY_PRECISIONS`, where
+``int8_static`` carries ``calibration`` and ``per_channel`` as categorical
+parameters.  Each backend is kept away from the precisions it cannot run
+here by construction.  :func:`deploy_problem` builds the same problem from
+Python objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from . import _fields as F
+from .deployment import BACKEND, GROUP, PRECISION, load_deployment
+from .errors import ProblemError
+from .evaluate.backends import get_backend
+from .evaluate.onnx_model import (CALIBRATIONS, DEPLOY_PRECISIONS, HINT_PRECISIONS, METRICS, OBJECTIVES, EvalData,
+                                  ModelError, OnnxModelEvaluator, check_data, load_model, model_inputs, read_arrays,
+                                  runs_on, split_rows)
+from .space import Algorithm, Categorical, Forbidden, Module, SearchSpace
+
+KIND = "deploy"
+
+FIELDS = ("kind", "name", "description", "model", "data", "objective", "deployment", "restrict", "constraints",
+          "budget", "optimizer", "seed", "isolation")
+
+NOT_KNOBS = ("tree_lowering",)
+"""Backend knobs of the ML deployment space that mean nothing for a trained network's graph."""
+
+
+def deploy_problem(model: Any, data: Any, *, objective: str = "latency_p50_ms", constraints: Any = None,
+                   budget: Any = None, deployment: Any = None, restrict: Mapping[str, Any] | None = None,
+                   seed: int | None = 0, name: str = "deploy", calibration: float | int = 0.3) -> Any:
+    """A deploy :class:`~admm_tune.problem.Problem` from Python objects.
+
+    Parameters
+    ----------
+    model : str, Path, bytes or onnx.ModelProto
+        The trained model.
+    data : str, Path or mapping
+        An ``.npz`` path, or ``{"inputs": array or {input: array}, "labels": array}``.
+    objective : {"latency_p50_ms", "latency_p95_ms", "throughput_rps"}
+    constraints : list or mapping, optional
+        As in a problem file (``{"accuracy_drop": 0.01}`` is a ``max`` bound).
+    budget : optional
+        As in a problem file (default 30 evaluations).
+    deployment : str or mapping, optional
+        ``cpu`` (default) or ``{"space": ..., "batch_size": ..., "timing": ...}``.
+    restrict : mapping, optional
+        ``{"backend": [...], "precision": [...]}``.
+    seed : int, optional
+    name : str
+    calibration : float or int
+        Share or count of the rows used for int8 calibration.
+
+    Returns
+    -------
+    Problem
+
+    Raises
+    ------
+    ProblemError
+        Naming the field (a model input the data does not fit names that input).
+    """
+    from .problem import load_problem
+
+    data = {"path": data} if isinstance(data, (str, Path)) else dict(F.mapping(data, "data"))
+    data.setdefault("calibration", calibration)
+    raw = {"kind": KIND, "name": name, "model": model, "data": data, "objective": objective,
+           "constraints": constraints or [], "budget": budget or {"evaluations": 30}, "seed": seed,
+           "deployment": deployment or "cpu"}
+    if restrict is not None:
+        raw["restrict"] = restrict
+    return load_problem(raw)
+
+
+def from_dict(raw: Mapping[str, Any], base_dir: Path | None) -> Any:
+    """The deploy problem of a problem file's fields (``kind: deploy``).
+
+    Raises
+    ------
+    ProblemError
+        Naming the first malformed field.
+    """
+    from .problem import (Limits, Problem, _check_contradictions, _constraint, _isolation_field, _optimizer,
+                          constraint_list, parse_budget)
+
+    F.only_keys(raw, FIELDS, "")
+    name = F.string(raw.get("name", "deploy"), "name")
+    seed = None if raw.get("seed") is None else F.integer(raw["seed"], "seed", minimum=0)
+    if raw.get("model") is None:
+        raise ProblemError("model", "missing: the path of the trained ONNX model")
+    model_src = raw["model"]
+    if isinstance(model_src, str) and base_dir is not None and not Path(model_src).is_absolute():
+        model_src = base_dir / model_src
+    model = load_model(model_src)
+    data = _data(raw.get("data"), model, base_dir, seed)
+    objective = _objective(raw.get("objective", "latency_p50_ms"))
+    restrict = F.mapping(raw.get("restrict") or {}, "restrict")
+    F.only_keys(restrict, (BACKEND, PRECISION), "restrict")
+    deployment = load_deployment(raw.get("deployment", "cpu"), "deployment", base_dir=base_dir,
+                                 restrict={k: v for k, v in restrict.items() if k == BACKEND})
+    batch = deployment.batch_size
+    fixed = model_inputs(model)[0].shape[:1]
+    if fixed and isinstance(fixed[0], int) and fixed[0] > 0 and fixed[0] != batch:
+        raise ProblemError("deployment.batch_size", f"the model fixes its batch dimension to {fixed[0]}; "
+                                                    f"got batch_size {batch}")
+    space, notes = deploy_space(deployment.space, restrict.get(PRECISION))
+    measurable = METRICS
+    constraints = tuple(_constraint(c, f"constraints[{i}]", measurable)
+                        for i, c in enumerate(constraint_list(raw.get("constraints"))))
+    _check_contradictions(constraints)
+    budget = parse_budget(raw.get("budget", {"evaluations": 30}), "budget")
+    optimizer = _optimizer(raw.get("optimizer", {}) or {}, "optimizer")
+    if "initial_pulls" not in (raw.get("optimizer") or {}):  # every backend x precision tried once at its defaults
+        optimizer = replace(optimizer, initial_pulls=max(optimizer.initial_pulls, len(structures(space))))
+    isolation = F.settings(raw.get("isolation", {}) or {}, Limits(), "isolation", _isolation_field)
+    evaluator = OnnxModelEvaluator(model, data, objective, batch, deployment.timing)
+    notes = tuple(n for n in deployment.notes if not n.startswith("precision ")) + notes + (f"{len(data.split.calibration)} calibration rows, "
+                                        f"{len(data.split.held_out)} held-out rows ({evaluator.metric_name})",)
+    source = {k: v for k, v in raw.items() if k != "model" or isinstance(v, (str, Path))}
+    return Problem(space, evaluator, None, constraints, budget, optimizer, seed, name, source, None, notes, isolation,
+                   kind=KIND)
+
+
+def _data(raw: Any, model: Any, base_dir: Path | None, seed: int | None) -> EvalData:
+    if raw is None:
+        raise ProblemError("data", "missing: an .npz path, or a mapping with path (or inputs) and labels")
+    if isinstance(raw, (str, Path)):
+        raw = {"path": raw}
+    raw = dict(F.mapping(raw, "data"))
+    F.only_keys(raw, ("path", "inputs", "labels", "calibration"), "data")
+    calibration = raw.pop("calibration", 0.3)
+    if isinstance(calibration, bool) or not isinstance(calibration, (int, float)) or calibration <= 0:
+        raise ProblemError("data.calibration", f"expected a share in (0, 1) or a row count, got {calibration!r}")
+    if "path" in raw:
+        path = Path(raw["path"])
+        source: Any = base_dir / path if base_dir is not None and not path.is_absolute() else path
+    else:
+        source = raw
+    inputs, labels = read_arrays(source, model, "data")
+    n = check_data(model, inputs, labels, "data")
+    split = split_rows(n, float(calibration) if calibration < 1 else int(calibration), seed)
+    return EvalData(inputs, labels, split)
+
+
+def _objective(raw: Any) -> str:
+    if isinstance(raw, Mapping):
+        F.only_keys(raw, ("metric",), "objective")
+        raw = raw.get("metric")
+    return F.string(raw, "objective", choices=tuple(OBJECTIVES))
+
+
+def structures(space: SearchSpace) -> list[tuple[str, str]]:
+    """The allowed ``(backend, precision)`` pairs of a deploy space."""
+    return [(b, p) for b in space.module(BACKEND).names for p in space.module(PRECISION).names
+            if space.allowed(space.complete({BACKEND: b, PRECISION: p}))]
+
+
+def deploy_space(deployment_space: SearchSpace, precisions: Any = None) -> tuple[SearchSpace, tuple[str, ...]]:
+    """The search space of a deploy problem: the fitted ``backend`` module, and deploy precisions.
+
+    Parameters
+    ----------
+    deployment_space : SearchSpace
+        A loaded deployment space (its ``backend`` module, fitted to this machine).
+    precisions : list of str, optional
+        Keep only these precisions (``restrict.precision``).
+
+    Returns
+    -------
+    (SearchSpace, notes)
+    """
+    backends = deployment_space.module(BACKEND)
+    backends = replace(backends, algorithms=tuple(
+        replace(a, params=tuple(p for p in a.params if p.name not in NOT_KNOBS)) for a in backends.algorithms))
+    names = list(DEPLOY_PRECISIONS)
+    if precisions is not None:
+        names = F.sequence(precisions, "restrict.precision")
+        bad = [n for n in names if n not in DEPLOY_PRECISIONS]
+        if bad or not names:
+            raise ProblemError("restrict.precision", f"{bad[0]!r} is not a deploy precision; expected some of "
+                                                     f"{list(DEPLOY_PRECISIONS)}" if bad else "keeps no precision")
+    hints = {b: tuple(p for p in get_backend(b).capabilities().precisions if p in HINT_PRECISIONS.get(b, ()))
+             for b in backends.names}
+    notes = []
+    kept = []
+    for p in names:
+        if any(runs_on(b, p, hints[b]) for b in backends.names):
+            kept.append(p)
+        else:
+            notes.append(f"precision {p} left out: none of {list(backends.names)} runs it here")
+    if not kept:
+        raise ProblemError("restrict.precision", f"none of these precisions runs on {list(backends.names)} here")
+    algorithms = tuple(Algorithm(p, None, (Categorical("calibration", CALIBRATIONS, "minmax"),
+                                           Categorical("per_channel", (False, True), False))
+                                 if p == "int8_static" else ()) for p in kept)
+    precision = Module(PRECISION, algorithms, GROUP)
+    forbidden = tuple(Forbidden({BACKEND: frozenset([b]), PRECISION: frozenset(p for p in kept
+                                                                                if not runs_on(b, p, hints[b]))},
+                                f"{b} does not run these precisions here")
+                      for b in backends.names if any(not runs_on(b, p, hints[b]) for p in kept))
+    space = SearchSpace((replace(backends, group=GROUP), precision), forbidden, f"deploy_{deployment_space.name}",
+                        deployment_space.limits)
+    return space, tuple(notes)
+
+
+__all__ = ["KIND", "ModelError", "deploy_problem", "deploy_space", "from_dict", "structures"]

@@ -1,0 +1,177 @@
+"""Deploy problems (``kind: deploy``): a trained ONNX model, its data split, compression, the search end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import yaml
+
+import admm_tune
+from admm_tune import ProblemError, load_problem
+from admm_tune.deploy_problem import deploy_problem, structures
+from admm_tune.evaluate import onnx_model
+from admm_tune.evaluate.onnx_model import ModelError, check_data, split_rows
+from admm_tune.evaluate.timing import TimingSettings, measure
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "problems" / "models"
+PROBLEM = ROOT / "problems" / "digits_cnn_deploy.yaml"
+FAST_TIMING = {"warmup": 5, "min_runs": 30, "max_runs": 300, "seconds": 0.1}
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return load_problem(PROBLEM)
+
+
+@pytest.fixture(scope="module")
+def eval_arrays():
+    with np.load(MODELS / "digits_cnn_eval.npz") as npz:
+        return npz["input"], npz["labels"]
+
+
+def test_the_split_is_seeded_and_its_slices_never_overlap(problem):
+    split = problem.objective.data.split
+    assert len(np.intersect1d(split.calibration, split.held_out)) == 0
+    assert sorted([*split.calibration, *split.held_out]) == list(range(597))
+    assert len(split.calibration) == round(0.3 * 597)
+    again = split_rows(597, 0.3, seed=0)
+    assert np.array_equal(again.calibration, split.calibration)
+    assert not np.array_equal(split_rows(597, 0.3, seed=1).calibration, split.calibration)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_int8_static_runs_and_its_drop_is_measured_on_rows_never_calibrated_on(problem, backend, monkeypatch):
+    evaluator = problem.objective
+    split = evaluator.data.split
+    seen = []
+    real = onnx_model.compress
+
+    def spy(model, precision, calibration_feeds=None, **kw):
+        seen.append(calibration_feeds)
+        return real(model, precision, calibration_feeds, **kw)
+
+    monkeypatch.setattr(onnx_model, "compress", spy)
+    evaluator.graphs.clear()
+    obs = evaluator({"backend": backend, "precision": "int8_static",
+                     "precision.int8_static.calibration": "entropy", "precision.int8_static.per_channel": True})
+    assert obs.ok, obs.reason
+    (feeds,) = seen  # quantised once, from the calibration slice only
+    assert np.array_equal(feeds["input"], evaluator.data.inputs["input"][split.calibration])
+    assert len(np.intersect1d(split.calibration, split.held_out)) == 0
+    assert len(evaluator.truth) == len(split.held_out)  # the accuracy is measured on the held-out rows
+    graph = evaluator.graphs["int8_static", "entropy", True].model
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.graph.node}
+    assert 0 <= obs.metrics["accuracy"] <= 1
+    assert obs.metrics["accuracy_drop"] == pytest.approx(evaluator.reference - obs.metrics["accuracy"])
+    assert obs.metrics["accuracy_drop"] <= 0.02  # a 46 kB CNN keeps its accuracy at int8 (0.0 measured)
+    assert obs.metrics["model_size_kb"] < 0.5 * (MODELS / "digits_cnn.onnx").stat().st_size / 1024
+
+
+def test_reduced_precisions_run_where_the_backend_has_them(problem):
+    evaluator = problem.objective
+    space = problem.space
+    for backend in space.module("backend").names:
+        for precision in space.module("precision").names:
+            config = space.complete({"backend": backend, "precision": precision})
+            if not space.allowed(config):
+                continue
+            obs = evaluator(config)
+            assert obs.ok, (backend, precision, obs.reason)
+            assert obs.metrics["accuracy_drop"] <= 0.02, (backend, precision)
+    bf16 = "BF16" in __import__("openvino").Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    assert space.allowed(space.complete({"backend": "openvino", "precision": "bf16"})) == bf16  # detected, not faked
+    assert not space.allowed(space.complete({"backend": "onnxruntime", "precision": "bf16"}))
+
+
+def test_a_shape_or_type_mismatch_is_refused_naming_the_input(eval_arrays):
+    model = onnx.load(MODELS / "digits_cnn.onnx")
+    x, y = eval_arrays
+    with pytest.raises(ModelError, match=r"data\.input: input 'input' expects shape float32\[N, 1, 8, 8\].*"
+                                         r"the data has float32\[597, 64\]"):
+        check_data(model, {"input": x.reshape(len(x), 64)}, y)
+    with pytest.raises(ModelError, match=r"input 'input' expects float32\[N, 1, 8, 8\], the data has float64"):
+        check_data(model, {"input": x.astype(np.float64)}, y)
+    with pytest.raises(ModelError, match=r"data\.pixels: the model has no input 'pixels'; its inputs: input: "):
+        check_data(model, {"pixels": x, "input": x}, y)
+    with pytest.raises(ProblemError, match=r"input 'input' expects shape float32\[N, 1, 8, 8\]"):
+        deploy_problem(MODELS / "digits_cnn.onnx", {"inputs": x[:, 0], "labels": y})
+
+
+def test_without_labels_the_metric_is_agreement_with_fp32(eval_arrays):
+    x, _ = eval_arrays
+    problem = deploy_problem(str(MODELS / "digits_cnn.onnx"), {"inputs": x[:200]}, calibration=50,
+                             deployment={"space": "cpu", "timing": FAST_TIMING}, restrict={"backend": ["onnxruntime"]})
+    evaluator = problem.objective
+    assert evaluator.metric_name == "agreement" and evaluator.reference == 1.0
+    assert len(evaluator.data.split.calibration) == 50 and len(evaluator.data.split.held_out) == 150
+    obs = evaluator(problem.space.complete({"backend": "onnxruntime", "precision": "fp32"}))
+    assert obs.ok and obs.metrics["accuracy"] == 1.0 and obs.metrics["accuracy_drop"] == 0.0
+
+
+def test_malformed_deploy_fields_are_named():
+    base = {"kind": "deploy", "model": str(MODELS / "digits_cnn.onnx"), "data": str(MODELS / "digits_cnn_eval.npz")}
+    for change, field in [({"objective": "accuracy"}, "objective"), ({"model": "nowhere.onnx"}, "model"),
+                          ({"restrict": {"precision": ["int4"]}}, "restrict.precision"),
+                          ({"constraints": [{"metric": "fit_time_s", "max": 1}]}, "constraints[0].metric"),
+                          ({"search_space": "classification"}, "search_space")]:
+        with pytest.raises(ProblemError) as info:
+            load_problem({**base, **change})
+        assert info.value.field == field, (change, str(info.value))
+
+
+class _OrtDefaults:
+    """ONNX Runtime as a user opens it: default session options, ``session.run``."""
+
+    def __init__(self, path: Path) -> None:
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.size_bytes = path.stat().st_size
+
+    def run(self, feeds):
+        return self.session.run(None, dict(feeds))
+
+
+def test_a_latency_search_under_an_accuracy_bound_beats_ort_defaults(tmp_path, eval_arrays):
+    raw = yaml.safe_load(PROBLEM.read_text())
+    raw["model"], raw["data"]["path"] = str(PROBLEM.parent / raw["model"]), str(PROBLEM.parent / raw["data"]["path"])
+    raw["deployment"]["timing"] = FAST_TIMING
+    file = tmp_path / "problem.yaml"
+    file.write_text(yaml.safe_dump(raw))
+    budget = 4 * len(structures(load_problem(file).space))  # a quarter of it tries every backend x precision once
+    result = admm_tune.fit(file, budget=budget, seed=0, progress=False, run_dir=tmp_path / "run")
+    assert result.feasible and result.best is not None
+    assert result.best.metrics["accuracy_drop"] <= 0.01
+    assert (tmp_path / "run" / "result.json").is_file() and (tmp_path / "run" / "report.html").is_file()
+    evaluator = load_problem(PROBLEM).objective
+    settings = TimingSettings(warmup=20, min_runs=100, max_runs=2000, seconds=0.3)
+    evaluator.timing = settings
+    feeds = {"input": eval_arrays[0][:1]}
+    default, tuned = [], []
+    for _ in range(3):  # interleaved, so that load on the machine hits both alike
+        default.append(measure(_OrtDefaults(MODELS / "digits_cnn.onnx"), feeds, settings).latency_p50_ms)
+        obs = evaluator(result.best.config)
+        assert obs.ok and obs.metrics["accuracy_drop"] <= 0.01
+        tuned.append(obs.metrics["latency_p50_ms"])
+    assert np.median(tuned) < np.median(default), (result.best.config, tuned, default)
+
+
+def test_the_shipped_problem_runs_end_to_end_at_a_tiny_budget(tmp_path):
+    result = admm_tune.fit(PROBLEM, budget=3, seed=0, progress=False, run_dir=tmp_path)
+    assert result.best is not None and len(result.trials) == 3
+    assert {"backend", "precision", "metric:accuracy_drop", "metric:latency_p50_ms"} <= set(result.trials.columns)
+    assert (tmp_path / "result.json").is_file()
+
+
+@pytest.mark.slow
+def test_the_training_script_reproduces_the_committed_model(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "train_digits_cnn.py"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for name in ("digits_cnn.onnx", "digits_cnn_eval.npz", "digits_cnn.json"):
+        assert (tmp_path / name).read_bytes() == (MODELS / name).read_bytes(), name
