@@ -34,9 +34,9 @@ from . import _fields as F
 from .deployment import BACKEND, GROUP, PRECISION, load_deployment
 from .errors import ProblemError
 from .evaluate.backends import get_backend
-from .evaluate.onnx_model import (CALIBRATIONS, DEPLOY_PRECISIONS, HINT_PRECISIONS, METRICS, OBJECTIVES, EvalData,
-                                  ModelError, OnnxModelEvaluator, check_data, load_model, model_inputs, read_arrays,
-                                  runs_on, split_rows)
+from .evaluate.onnx_model import (CALIBRATIONS, DEPLOY_PRECISIONS, HINT_PRECISIONS, METRICS, NNCF_PRESETS, OBJECTIVES,
+                                  EvalData, ModelError, OnnxModelEvaluator, check_data, load_model, model_inputs,
+                                  read_arrays, runs_on, split_rows)
 from .space import Algorithm, Categorical, Forbidden, Module, SearchSpace
 
 KIND = "deploy"
@@ -212,9 +212,10 @@ def deploy_space(deployment_space: SearchSpace, precisions: Any = None) -> tuple
             notes.append(f"precision {p} left out: none of {list(backends.names)} runs it here")
     if not kept:
         raise ProblemError("restrict.precision", f"none of these precisions runs on {list(backends.names)} here")
-    algorithms = tuple(Algorithm(p, None, (Categorical("calibration", CALIBRATIONS, "minmax"),
-                                           Categorical("per_channel", (False, True), False))
-                                 if p == "int8_static" else ()) for p in kept)
+    params = {"int8_static": (Categorical("calibration", CALIBRATIONS, "minmax"),
+                              Categorical("per_channel", (False, True), False)),
+              "int8_nncf": (Categorical("preset", NNCF_PRESETS, "performance"),)}
+    algorithms = tuple(Algorithm(p, None, params.get(p, ())) for p in kept)
     precision = Module(PRECISION, algorithms, GROUP)
     forbidden = tuple(Forbidden({BACKEND: frozenset([b]), PRECISION: frozenset(p for p in kept
                                                                                 if not runs_on(b, p, hints[b]))},

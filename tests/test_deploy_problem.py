@@ -88,6 +88,9 @@ def test_reduced_precisions_run_where_the_backend_has_them(problem):
     bf16 = "BF16" in __import__("openvino").Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     assert space.allowed(space.complete({"backend": "openvino", "precision": "bf16"})) == bf16  # detected, not faked
     assert not space.allowed(space.complete({"backend": "onnxruntime", "precision": "bf16"}))
+    assert "int8_nncf" in space.module("precision").names  # NNCF installs without PyTorch (the test extra)
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {
+        n.op_type for n in evaluator.graphs["int8_nncf", "performance"].model.graph.node}
 
 
 def test_a_shape_or_type_mismatch_is_refused_naming_the_input(eval_arrays):
@@ -141,6 +144,7 @@ def test_a_latency_search_under_an_accuracy_bound_beats_ort_defaults(tmp_path, e
     raw = yaml.safe_load(PROBLEM.read_text())
     raw["model"], raw["data"]["path"] = str(PROBLEM.parent / raw["model"]), str(PROBLEM.parent / raw["data"]["path"])
     raw["deployment"]["timing"] = FAST_TIMING
+    raw["restrict"] = {"precision": ["fp32", "fp16", "bf16", "int8_static", "int8_dynamic"]}  # NNCF: 1.5 s a graph
     file = tmp_path / "problem.yaml"
     file.write_text(yaml.safe_dump(raw))
     budget = 4 * len(structures(load_problem(file).space))  # a quarter of it tries every backend x precision once

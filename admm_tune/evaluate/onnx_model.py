@@ -59,13 +59,16 @@ BACKEND, PRECISION = "backend", "precision"
 CALIBRATIONS = ("minmax", "entropy", "percentile")
 """Calibration methods of int8 static quantisation (ONNX Runtime's ``CalibrationMethod``)."""
 
-GRAPH_PRECISIONS = ("int8_static", "int8_dynamic", "fp16")
+GRAPH_PRECISIONS = ("int8_static", "int8_dynamic", "int8_nncf", "fp16")
 """Precisions made by rewriting the graph (on ONNX Runtime; OpenVINO takes fp16 as a hint)."""
 
 HINT_PRECISIONS = {"openvino": ("bf16", "fp16")}
 """Precisions a backend applies itself, as a runtime hint, where its capabilities list them."""
 
-DEPLOY_PRECISIONS = ("fp32", "fp16", "bf16", "int8_static", "int8_dynamic")
+DEPLOY_PRECISIONS = ("fp32", "fp16", "bf16", "int8_static", "int8_dynamic", "int8_nncf")
+
+NNCF_PRESETS = ("performance", "mixed")
+"""``nncf.QuantizationPreset`` values searched for ``int8_nncf`` (symmetric, or asymmetric activations)."""
 """Every precision of a deploy problem."""
 
 OBJECTIVES = {"latency_p50_ms": "min", "latency_p95_ms": "min", "throughput_rps": "max"}
@@ -279,9 +282,18 @@ def runs_on(backend: str, precision: str, hints: tuple[str, ...]) -> bool:
         return True
     if precision == "int8_dynamic":
         return backend in ("onnxruntime", "openvino")
+    if precision == "int8_nncf":
+        return nncf_available() and backend in ("onnxruntime", "openvino")
     if precision == "fp16":
         return backend == "onnxruntime" or precision in hints
     return precision in hints  # bf16: a runtime hint only
+
+
+def nncf_available() -> bool:
+    """Whether NNCF is installed (the optional extra ``admm_tune[nncf]``; it needs no PyTorch for ONNX graphs)."""
+    import importlib.util
+
+    return importlib.util.find_spec("nncf") is not None
 
 
 def runtime_hint(backend: str, precision: str) -> str:
@@ -290,13 +302,14 @@ def runtime_hint(backend: str, precision: str) -> str:
 
 
 def compress(model: onnx.ModelProto, precision: str, calibration_feeds: Mapping[str, np.ndarray] | None = None,
-             *, method: str = "minmax", per_channel: bool = False, batch: int | None = None) -> onnx.ModelProto:
+             *, method: str = "minmax", per_channel: bool = False, batch: int | None = None,
+             preset: str = "performance") -> onnx.ModelProto:
     """The graph at ``precision`` (fp32: unchanged).
 
     Parameters
     ----------
     model : onnx.ModelProto
-    precision : {"fp32", "fp16", "int8_static", "int8_dynamic"}
+    precision : {"fp32", "fp16", "int8_static", "int8_dynamic", "int8_nncf"}
     calibration_feeds : mapping, optional
         The calibration rows (int8 static only; never the held-out rows).
     method : {"minmax", "entropy", "percentile"}
@@ -306,7 +319,11 @@ def compress(model: onnx.ModelProto, precision: str, calibration_feeds: Mapping[
     batch : int, optional
         Rows per calibration call: the model's fixed batch dimension, else
         all calibration rows in one call (ONNX Runtime's histogram
-        calibrators need calls of equal size).
+        calibrators need calls of equal size).  NNCF gets rows one call each
+        (or ``batch`` rows when the model fixes it).
+    preset : {"performance", "mixed"}
+        ``nncf.QuantizationPreset`` of ``int8_nncf`` (``nncf.quantize`` on the
+        ONNX graph: a QDQ graph, with NNCF's own bias correction).
 
     Raises
     ------
@@ -321,6 +338,8 @@ def compress(model: onnx.ModelProto, precision: str, calibration_feeds: Mapping[
                 from onnxconverter_common import float16
 
                 return float16.convert_float_to_float16(model, keep_io_types=True)
+            if precision == "int8_nncf":
+                return _nncf_quantize(model, calibration_feeds, batch or 1, preset)
             from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, \
                 quantize_static
 
@@ -343,6 +362,21 @@ def compress(model: onnx.ModelProto, precision: str, calibration_feeds: Mapping[
         raise
     except Exception as exc:  # the quantiser and the converter raise their own types
         raise BackendError(f"{precision}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
+
+
+def _nncf_quantize(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray] | None, batch: int,
+                   preset: str) -> onnx.ModelProto:
+    """``nncf.quantize`` of the ONNX graph on the calibration rows, in calls of ``batch`` rows."""
+    if feeds is None:
+        raise BackendError("int8_nncf needs calibration rows")
+    import nncf
+
+    nncf.set_log_level(logging.ERROR)
+    n = len(next(iter(feeds.values())))
+    calls = [{k: v[i:i + batch] for k, v in feeds.items()} for i in range(0, n - batch + 1, batch)]
+    with contextlib.redirect_stderr(io.StringIO()):  # its progress bars
+        return nncf.quantize(model, nncf.Dataset(calls), preset=nncf.QuantizationPreset(preset),
+                             subset_size=len(calls))
 
 
 @contextlib.contextmanager
@@ -444,15 +478,16 @@ class OnnxModelEvaluator:
         self.graphs: dict[tuple[Any, ...], _Graph] = {}
         self.fixed_batch = model_inputs(self.model)[0].shape[0] if model_inputs(self.model)[0].shape else None
 
-    def graph(self, precision: str, method: str, per_channel: bool) -> _Graph:
+    def graph(self, precision: str, method: str, per_channel: bool, preset: str = "performance") -> _Graph:
         """The graph at a precision (cached): compressed once per precision and its parameters."""
-        key = (precision, method, per_channel) if precision == "int8_static" else (precision,)
+        key = {"int8_static": (precision, method, per_channel), "int8_nncf": (precision, preset)}.get(
+            precision, (precision,))
         if key not in self.graphs:
             start = time.perf_counter()
             try:
                 batch = self.fixed_batch if isinstance(self.fixed_batch, int) and self.fixed_batch > 0 else None
                 model = compress(self.model, precision, self.data.rows(self.data.split.calibration), method=method,
-                                 per_channel=per_channel, batch=batch)
+                                 per_channel=per_channel, batch=batch, preset=preset)
                 self.graphs[key] = _Graph(model, time.perf_counter() - start)
             except BackendError as exc:
                 self.graphs[key] = _Graph(None, time.perf_counter() - start, str(exc))
@@ -470,7 +505,7 @@ class OnnxModelEvaluator:
                                                                                  for k, v in params.items()}}
         hint = runtime_hint(backend, precision)
         graph = self.graph(precision if hint == "fp32" else "fp32", str(params.get("calibration", "minmax")),
-                           bool(params.get("per_channel")))
+                           bool(params.get("per_channel")), str(params.get("preset", "performance")))
         if graph.model is None:
             return Observation.failed(f"deploy: {graph.error}"[:500], time.perf_counter() - start, **attrs)
         try:
@@ -495,5 +530,6 @@ class OnnxModelEvaluator:
 
 
 __all__ = ["CALIBRATIONS", "DEPLOY_PRECISIONS", "METRICS", "OBJECTIVES", "EvalData", "ModelError", "ModelInput",
-           "OnnxModelEvaluator", "Split", "check_data", "compress", "load_model", "model_inputs", "read_arrays",
+           "OnnxModelEvaluator", "Split", "check_data", "compress", "load_model", "model_inputs", "nncf_available",
+           "read_arrays",
            "reference_classes", "run_rows", "runs_on", "runtime_hint", "split_rows", "top1"]
