@@ -16,6 +16,7 @@ import admm_tune
 from admm_tune import ProblemError, load_problem
 from admm_tune.deploy_problem import deploy_problem, structures
 from admm_tune.evaluate import onnx_model
+from admm_tune.evaluate.backends import get_backend
 from admm_tune.evaluate.onnx_model import ModelError, check_data, split_rows
 from admm_tune.evaluate.timing import TimingSettings, measure
 
@@ -91,6 +92,23 @@ def test_reduced_precisions_run_where_the_backend_has_them(problem):
     assert "int8_nncf" in space.module("precision").names  # NNCF installs without PyTorch (the test extra)
     assert {"QuantizeLinear", "DequantizeLinear"} <= {
         n.op_type for n in evaluator.graphs["int8_nncf", "performance"].model.graph.node}
+
+
+def _runtime_precisions(session) -> set[str]:
+    """OpenVINO's execution precisions of the convolutions and the dense layer of a compiled CNN."""
+    info = [op.get_rt_info() for op in session.compiled.get_runtime_model().get_ops()]
+    return {i["runtimePrecision"].astype(str) for i in info
+            if i["layerType"].astype(str) in ("Convolution", "FullyConnected")}
+
+
+def test_openvino_really_runs_int8_and_bf16(problem):
+    evaluator = problem.objective
+    openvino = get_backend("openvino")
+    int8 = evaluator.graph("int8_static", "minmax", True).model
+    assert _runtime_precisions(openvino.compile(int8, {}, "fp32")) <= {"i8", "u8"}
+    if "bf16" in openvino.capabilities().precisions:
+        assert _runtime_precisions(openvino.compile(evaluator.model, {}, "bf16")) == {"bf16"}
+    assert _runtime_precisions(openvino.compile(evaluator.model, {}, "fp32")) == {"f32"}
 
 
 def test_a_shape_or_type_mismatch_is_refused_naming_the_input(eval_arrays):
@@ -170,6 +188,12 @@ def test_the_shipped_problem_runs_end_to_end_at_a_tiny_budget(tmp_path):
     assert result.best is not None and len(result.trials) == 3
     assert {"backend", "precision", "metric:accuracy_drop", "metric:latency_p50_ms"} <= set(result.trials.columns)
     assert (tmp_path / "result.json").is_file()
+
+
+def test_the_documented_template_loads_as_shipped():
+    problem = load_problem(ROOT / "problems" / "onnx_model_deploy.yaml")
+    assert problem.kind == "deploy" and problem.objective.objective == "latency_p95_ms"
+    assert [str(c) for c in problem.constraints] == ["accuracy_drop <= 0.005", "model_size_kb <= 40"]
 
 
 @pytest.mark.slow
