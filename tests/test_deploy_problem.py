@@ -136,6 +136,17 @@ def test_without_labels_the_metric_is_agreement_with_fp32(eval_arrays):
     assert obs.ok and obs.metrics["accuracy"] == 1.0 and obs.metrics["accuracy_drop"] == 0.0
 
 
+def test_throughput_is_maximised_at_the_batch_the_problem_names(eval_arrays):
+    x, y = eval_arrays
+    problem = deploy_problem(MODELS / "digits_cnn.onnx", {"inputs": x, "labels": y}, objective="throughput_rps",
+                             deployment={"space": "cpu", "batch_size": 32, "timing": FAST_TIMING},
+                             constraints={"accuracy_drop": 0.01, "throughput_rps": 1000})
+    assert [str(c) for c in problem.constraints] == ["accuracy_drop <= 0.01", "throughput_rps >= 1000"]
+    obs = problem.objective(problem.space.complete({"backend": "onnxruntime", "precision": "fp32"}))
+    assert obs.ok and obs.metrics["batch_size"] == 32
+    assert obs.loss == -obs.metrics["throughput_rps"] < 0
+
+
 def test_malformed_deploy_fields_are_named():
     base = {"kind": "deploy", "model": str(MODELS / "digits_cnn.onnx"), "data": str(MODELS / "digits_cnn_eval.npz")}
     for change, field in [({"objective": "accuracy"}, "objective"), ({"model": "nowhere.onnx"}, "model"),
