@@ -167,7 +167,7 @@ def load_dataset(spec: Any, path: str = "data", base_dir: Path | None = None,
     if task is None:
         task, task_reason = infer_task(y)
     X = normalise(X, path)
-    dates = date_parts(X)
+    dates = date_parts(X, path)
     X = expand_dates(X, dates)
     categorical = _categorical(X, spec.get("categorical"), F.join(path, "categorical"))
     X = as_categories(X, categorical)
@@ -255,6 +255,9 @@ def normalise(X: pd.DataFrame, path: str = "data") -> pd.DataFrame:
     ProblemError
         A numeric column holds infinite values (named).
     """
+    if X.columns.duplicated().any():
+        raise ProblemError(path, f"duplicate column name {str(X.columns[X.columns.duplicated()][0])!r} (column "
+                                 "names are compared as strings: 1 and '1' are the same)")
     out = {}
     for name in X.columns:
         column = X[name]
@@ -290,13 +293,23 @@ def _object_column(column: pd.Series) -> pd.Series:
     return column
 
 
-def date_parts(X: pd.DataFrame) -> dict[str, tuple[str, ...]]:
-    """Datetime column → the parts it is expanded into: ``days`` and the :data:`DATE_PARTS` that vary in ``X``."""
+def date_parts(X: pd.DataFrame, path: str = "data") -> dict[str, tuple[str, ...]]:
+    """Datetime column → the parts it is expanded into: ``days`` and the :data:`DATE_PARTS` that vary in ``X``.
+
+    Raises
+    ------
+    ProblemError
+        When a part's column name (``COLUMN_PART``) is already a column of ``X``.
+    """
     out = {}
     for name in X.columns:
         if pd.api.types.is_datetime64_any_dtype(X[name]):
             dt = X[name].dt
             out[str(name)] = ("days",) + tuple(p for p in DATE_PARTS if getattr(dt, p).nunique(dropna=True) > 1)
+            taken = [f"{name}_{p}" for p in out[str(name)] if f"{name}_{p}" in X.columns]
+            if taken:
+                raise ProblemError(path, f"column {taken[0]!r} would be replaced by a part of the datetime column "
+                                         f"{str(name)!r} (dates are expanded into COLUMN_PART columns); rename it")
     return out
 
 
@@ -385,7 +398,8 @@ def as_target(y: Any) -> np.ndarray:
             else values
     if scipy.sparse.issparse(y):
         y = y.toarray()
-    return np.asarray(y)
+    y = np.asarray(y)
+    return y.astype(np.int64) if y.dtype.kind in "iu" else y  # int8 labels would make int8 graph outputs
 
 
 def _arrays(X: Any, y: Any, path: str, suffix: str = "") -> tuple[pd.DataFrame, np.ndarray]:

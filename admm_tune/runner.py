@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import secrets
 import time
 from collections import Counter
@@ -241,6 +242,9 @@ def final_cost(obs: Observation, cv: int) -> float:
 FAIL_FAST = 4
 """A run whose first this many evaluations all failed for one same reason stops with that reason."""
 
+NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", re.IGNORECASE)
+"""Numbers in a failure's reason: two reasons that differ only in them are the same reason."""
+
 
 class _JournaledExecutor:
     """The optimiser's :class:`~admm_tune.optim.Executor`: a pool, with every trial journaled and shown.
@@ -304,7 +308,7 @@ class _JournaledExecutor:
         if obs.ok or obs.reason.startswith(("timeout", "memory")):
             self.failures = None
             return
-        self.failures.append(obs.reason)
+        self.failures.append(re.sub(NUMBER, "#", obs.reason))  # "boom 0.31" and "boom 0.72" are one reason
         if len(self.failures) == FAIL_FAST and len(set(self.failures)) == 1:
             raise RunError(f"stopped early: the first {FAIL_FAST} candidates all failed the same way: "
                            f"{obs.reason[:300]}")

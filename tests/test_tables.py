@@ -68,6 +68,37 @@ def test_dates_become_numeric_parts_that_carry_the_season(tmp_path):
     pd.testing.assert_frame_equal(rows.reset_index(drop=True), data.X.iloc[:5].reset_index(drop=True))
 
 
+def test_feeds_takes_raw_frames_arrays_and_string_codes(tmp_path):
+    """feeds() fills a graph's inputs from integer-named frames, arrays in the recorded order, and maps strings
+    to the int64 codes of a graph lowered for a backend without strings; dates it refuses, naming the column."""
+    import onnx
+    import onnxruntime as ort
+
+    from admm_tune.evaluate.export import export, feeds, quantize_int8
+    from admm_tune.evaluate.graph import prepared
+
+    X, y, _ = TABLES["integer_names"]()
+    result = admm_tune.fit({**_problem(X, y, None), "restrict": {"estimator": ["logistic_regression"], **FAST}},
+                           progress=False, run_dir=tmp_path)
+    model = export(result.pipeline, result.problem.data.X.iloc[:5])
+    as_frame, as_array = feeds(model, X.iloc[:4]), feeds(model, X.to_numpy()[:4])
+    assert np.array_equal(next(iter(as_frame.values())), next(iter(as_array.values())))
+    int8 = quantize_int8(model)
+    onnx.checker.check_model(int8)  # one columns entry, not two (the quantiser keeps metadata)
+    categorical = with_categorical(TABLES["odd_names"]()[0])
+    fitted = admm_tune.fit({**_problem(categorical, y, None), "restrict": {"estimator": ["logistic_regression"],
+                                                                          **FAST}}, progress=False, run_dir=tmp_path / "c")
+    rows = fitted.problem.data.X.iloc[:8]
+    lowered = prepared(export(fitted.pipeline, rows), "traversal", string_codes=True)  # as OpenVINO gets it
+    assert any(i.type.tensor_type.elem_type == onnx.TensorProto.INT64 for i in lowered.graph.input)
+    session = ort.InferenceSession(lowered.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert np.array_equal(session.run(None, feeds(lowered, rows))[0].ravel(), fitted.pipeline.predict(rows))
+    raw = X.iloc[:4].copy()
+    raw[0] = pd.date_range("2024-01-01", periods=4)  # a raw date where the graph takes a number: refused, named
+    with pytest.raises(TypeError, match="column '0' holds datetime64"):
+        feeds(model, raw)
+
+
 def test_the_graph_takes_columns_by_name_whatever_their_order(tmp_path):
     X, y, _ = TABLES["odd_names"]()
     result = admm_tune.fit({**_problem(with_categorical(X), y, "cpu"), "restrict": {

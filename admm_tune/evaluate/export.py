@@ -239,36 +239,55 @@ def operators(model: onnx.ModelProto) -> list[str]:
 
 
 def feeds(model: onnx.ModelProto, X: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
-    """The graph's input dict for the rows ``X``.
+    """The graph's input dict for prepared rows ``X`` (see :meth:`admm_tune.data.Dataset.prepare`).
 
-    The columns are looked up by name, as the graph's metadata maps them to
-    its inputs (:func:`set_columns`), so the rows' column order does not
-    matter; without that record, positionally.  A matrix input takes its
+    A DataFrame's columns are looked up by name (as strings: a column ``0``
+    is ``"0"``), as the graph's metadata maps them to its inputs
+    (:func:`set_columns`), so their order does not matter; an array's
+    columns are taken in the recorded order.  A matrix input takes its
     columns as float32 ``(n, k)``; a per-column input takes its column as an
-    ``(n, 1)`` array of its declared type (strings, float32).
+    ``(n, 1)`` array of its declared type: strings, float32, or, in a graph
+    lowered for a backend without strings, the strings' int64 codes.
 
     Raises
     ------
     KeyError
         When a column the graph needs is not in ``X`` (named).
+    TypeError
+        When a numeric input gets dates or time deltas, which prepared rows
+        hold as numbers (``Dataset.prepare``).
     """
-    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
+    from .graph import encode_strings, string_codes
+
     spec = columns(model)
     if spec is None:  # positional: one matrix input, or one input per column in order
         names = [i.name for i in model.graph.input]
-        positions = [list(frame.columns)] if len(names) == 1 else [[c] for c in frame.columns]
+        width = np.shape(X)[1]
+        positions = [list(range(width))] if len(names) == 1 else [[c] for c in range(width)]
         spec = [{"input": n, "columns": c} for n, c in zip(names, positions)]
+        frame = pd.DataFrame(np.asarray(X)) if not isinstance(X, pd.DataFrame) else X.set_axis(range(width), axis=1)
+    elif isinstance(X, pd.DataFrame):
+        frame = X.rename(columns=str)
+    else:
+        frame = pd.DataFrame(np.asarray(X), columns=[c for entry in spec for c in entry["columns"]])
     types = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
+    codes = string_codes(model)
     out = {}
     for entry in spec:
         missing = [c for c in entry["columns"] if c not in frame.columns]
         if missing:
             raise KeyError(f"column {missing[0]!r} (graph input {entry['input']!r}) is not in the rows")
         part = frame[entry["columns"]]
-        if types[entry["input"]] == onnx.TensorProto.STRING:
-            out[entry["input"]] = part.astype(str).to_numpy(dtype=object).reshape(len(part), -1)
-        else:
-            out[entry["input"]] = np.ascontiguousarray(part.to_numpy(dtype=np.float32, na_value=np.nan))
+        name, kind = entry["input"], types[entry["input"]]
+        if kind == onnx.TensorProto.STRING or name in codes:
+            strings = part.astype(str).to_numpy(dtype=object).reshape(len(part), -1)
+            out[name] = encode_strings(strings, codes[name]) if name in codes else strings
+            continue
+        for column in part.columns:
+            if pd.api.types.is_datetime64_any_dtype(part[column]) or pd.api.types.is_timedelta64_dtype(part[column]):
+                raise TypeError(f"column {column!r} holds {part[column].dtype} values: the graph takes the numbers "
+                                "admm_tune.data.Dataset.prepare makes of them (date parts, seconds)")
+        out[name] = np.ascontiguousarray(part.to_numpy(dtype=np.float32, na_value=np.nan))
     return out
 
 
@@ -309,6 +328,6 @@ def quantize_int8(model: onnx.ModelProto) -> onnx.ModelProto:
             logging.disable(logging.NOTSET)
         quantized = onnx.load_model(dst)
     spec = columns(model)
-    if spec is not None:
+    if spec is not None and columns(quantized) is None:  # the quantiser may keep the metadata or drop it
         quantized.metadata_props.add(key=COLUMNS_KEY, value=json.dumps(spec))
     return quantized

@@ -42,16 +42,18 @@ def front(data: Dataset) -> BaseEstimator | None:
     one-hot for those, median imputer for the others (one ONNX input per
     column).  Missing categories are already the category ``<missing>``
     (:func:`~admm_tune.data.as_categories`), so no categorical imputer is
-    needed, which skl2onnx could not export for strings.
+    needed, which skl2onnx could not export for strings.  A column without
+    any value is kept (imputed as 0: ``keep_empty_features``), so that the
+    exported graph takes every column of the table.
     """
     if not data.needs_front:
         return None
     if not data.categorical:
-        return SimpleImputer(strategy="median")
+        return SimpleImputer(strategy="median", keep_empty_features=True)
     numeric = [c for c in data.X.columns if c not in data.categorical]
     parts = [("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), list(data.categorical))]
     if numeric:
-        parts.insert(0, ("numeric", SimpleImputer(strategy="median"), numeric))
+        parts.insert(0, ("numeric", SimpleImputer(strategy="median", keep_empty_features=True), numeric))
     return ColumnTransformer(parts, verbose_feature_names_out=False)
 
 

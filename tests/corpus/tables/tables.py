@@ -127,3 +127,29 @@ def with_categorical(X: Any) -> pd.DataFrame:
     frame = pd.DataFrame(X.toarray()) if scipy.sparse.issparse(X) else pd.DataFrame(X).copy()
     frame["colour"] = np.array(["red", "green", "blue", None], dtype=object)[np.arange(len(frame)) % 4]
     return frame
+
+
+def empty_column() -> tuple[Any, Any, Any]:
+    """A numeric column with no value at all (the front's imputer keeps it)."""
+    X = pd.DataFrame(_rng().normal(size=(N, 3)), columns=["a", "b", "c"]).assign(empty=np.nan)
+    return X, _signal(X), "ok"
+
+
+def small_int_target() -> tuple[Any, Any, Any]:
+    """int8 labels: the graph's label output is int64 whatever the target's width."""
+    X = pd.DataFrame(_rng().normal(size=(N, 3)), columns=["a", "b", "c"])
+    return X, _signal(X).astype(np.int8), "ok"
+
+
+def duplicate_names() -> tuple[Any, Any, Any]:
+    X = pd.DataFrame({1: _rng().normal(size=N), "1": _rng().normal(size=N), "b": _rng().normal(size=N)})
+    return X, _signal(X), ("refused", "1")
+
+
+def date_part_collision() -> tuple[Any, Any, Any]:
+    X, y, _ = naive_dates()
+    X["when_days"] = X["noise"]
+    return X, y, ("refused", "when_days")
+
+
+TABLES.update({f.__name__: f for f in (empty_column, small_int_target, duplicate_names, date_part_collision)})
