@@ -32,9 +32,28 @@ FAST = {"search_space": {"modules": [
 """A two-module space of fast classifiers for the workflow tests."""
 
 
-def _each(seeds: range) -> list:
-    return [cls(max_evals=4, random_state=seed) for cls in (AutoPipelineClassifier, AutoPipelineRegressor)
-            for seed in seeds]
+def _each(seeds: range, spaces: tuple = ("default", "default")) -> list:
+    return [cls(max_evals=4, random_state=seed, search_space=space)
+            for cls, space in zip((AutoPipelineClassifier, AutoPipelineRegressor), spaces) for seed in seeds]
+
+
+def _fast(names: list[str], task: str) -> dict:
+    """The bundled space of ``task`` with only the estimators ``names`` (and no transformer)."""
+    from admm_tune.space import read_yaml, resolve_space_file
+
+    raw = read_yaml(resolve_space_file(task, "search_space"), "search_space")
+    modules = [m for m in raw["modules"] if m["name"] != "transformer"]
+    for m in modules:
+        if m["name"] == "estimator":
+            m["algorithms"] = [a for a in m["algorithms"] if a["name"] in names]
+    return {"modules": modules}
+
+
+WINNERS = (_fast(["logistic_regression", "linear_svc", "ridge", "svc", "gaussian_nb", "knn", "decision_tree"],
+                 "classification"),
+           _fast(["ridge", "linear_svr", "svr", "knn", "decision_tree"], "regression"))
+"""Fast estimators whose methods differ (classifiers with and without predict_proba of their own): over seeds
+1–9 each of them wins somewhere; the slow ones of the default spaces (forests, boosting, MLP) only add fit time."""
 
 
 @parametrize_with_checks(_each(range(1)))
@@ -44,11 +63,28 @@ def test_scikit_learn_conformance(estimator, check):
     check(estimator)
 
 
-@pytest.mark.slow  # about a minute per seed and estimator
-@parametrize_with_checks(_each(range(1, 10)))
+WINNER_CHECKS = frozenset({
+    "check_decision_proba_consistency", "check_classifiers_train", "check_regressors_train",
+    "check_classifiers_classes", "check_methods_sample_order_invariance", "check_methods_subset_invariance",
+    "check_fit2d_predict1d", "check_fit_check_is_fitted", "check_estimators_unfitted",
+    "check_n_features_in_after_fitting", "check_regressors_no_decision_function", "check_dict_unchanged",
+    "check_estimators_dtypes", "check_pipeline_consistency", "check_fit_idempotent", "check_estimators_pickle",
+    "check_supervised_y_2d", "check_classifier_data_not_an_array", "check_regressor_data_not_an_array"})
+"""The checks whose outcome depends on which candidate wins: the methods offered and what they return.
+
+At seeds 1–9 only these run (each seed makes another structure win); the others (parameters, cloning, input validation, error messages) do not depend on the winner and
+run at seed 0.  The whole suite at every seed took about a minute per seed and estimator, more than the test
+suite's time allows."""
+
+
+@pytest.mark.slow
+@parametrize_with_checks(_each(range(1, 10), WINNERS))
 def test_scikit_learn_conformance_whichever_candidate_wins(estimator, check):
     # Each seed makes other candidates win (some without predict_proba of their own, calibrated in the search);
     # the suite's checks of methods (check_decision_proba_consistency...) must hold for all of them.
+    name = getattr(check, "func", check).__name__
+    if name not in WINNER_CHECKS:
+        pytest.skip(f"{name} does not depend on the winner: run at seed 0")
     check(estimator)
 
 
