@@ -77,17 +77,24 @@ def main() -> None:
                                  "evaluations": evaluations, "pipeline": pipeline, "error": error})
                     print(rows[-1], flush=True)
     frame = pd.DataFrame(rows)
-    lines = ["# Budget adherence", "", "`python benchmarks/budget.py --budgets " + args.budgets + "` on a 2-core "
-             "machine; wall time of the whole `fit` call (search, final refit and deployment, result).", "",
+    save("budget", frame, markdown(frame))
+
+
+def markdown(frame: pd.DataFrame) -> list[str]:
+    """The results table of the runs in ``frame`` (also rebuilt from the committed CSV by the tests)."""
+    budgets = ",".join(f"{b:g}" for b in sorted(frame.budget_s.unique()))
+    lines = ["# Budget adherence", "", f"`python benchmarks/budget.py --budgets {budgets}` on a 2-core machine; wall "
+             "time of the whole `fit` call (search, final refit and deployment, result).", "",
              "| table | deployment | budget (s) | wall (s) | wall / budget | bound (s) | within | evaluations | "
              "pipeline |", "|---|---|---|---|---|---|---|---|---|"]
     for _, r in frame.iterrows():
-        kind = "refit" if str(r.pipeline).startswith("refit") else "first-fold fallback" if r.pipeline else r.error
+        source = r.pipeline if isinstance(r.pipeline, str) else ""
+        kind = "refit" if source.startswith("refit") else "first-fold fallback" if source else str(r.error)
         lines.append(f"| {r.table} | {r.deployment} | {r.budget_s:g} | {r.wall_s:.1f} | {r.overrun:.2f} | "
                      f"{r.bound_s:g} | {'yes' if r.within else 'NO'} | {r.evaluations} | {kind} |")
     lines += ["", f"Within the bound in {int(frame.within.sum())} of {len(frame)} runs; wall / budget: median "
               f"{frame.overrun.median():.2f}, max {frame.overrun.max():.2f}."]
-    save("budget", frame, lines)
+    return lines
 
 
 if __name__ == "__main__":
