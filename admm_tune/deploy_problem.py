@@ -84,7 +84,7 @@ def deploy_problem(model: Any, data: Any, *, objective: str = "latency_p50_ms", 
     """
     from .problem import load_problem
 
-    data = {"path": data} if isinstance(data, (str, Path)) else dict(F.mapping(data, "data"))
+    data = {"path": str(data)} if isinstance(data, (str, Path)) else dict(F.mapping(data, "data"))
     data.setdefault("calibration", calibration)
     raw = {"kind": KIND, "name": name, "model": model, "data": data, "objective": objective,
            "constraints": constraints or [], "budget": budget or {"evaluations": 30}, "seed": seed,
@@ -138,7 +138,9 @@ def from_dict(raw: Mapping[str, Any], base_dir: Path | None) -> Any:
     evaluator = OnnxModelEvaluator(model, data, objective, batch, deployment.timing)
     notes = tuple(n for n in deployment.notes if not n.startswith("precision ")) + notes + (f"{len(data.split.calibration)} calibration rows, "
                                         f"{len(data.split.held_out)} held-out rows ({evaluator.metric_name})",)
-    source = {k: v for k, v in raw.items() if k != "model" or isinstance(v, (str, Path))}
+    source = {k: str(v) if isinstance(v, Path) else v for k, v in raw.items()}  # journaled: paths as text
+    if not isinstance(raw["model"], (str, Path)):
+        source["model"] = f"<{type(raw['model']).__name__}>"
     return Problem(space, evaluator, None, constraints, budget, optimizer, seed, name, source, None, notes, isolation,
                    kind=KIND)
 

@@ -147,6 +147,22 @@ def test_throughput_is_maximised_at_the_batch_the_problem_names(eval_arrays):
     assert obs.loss == -obs.metrics["throughput_rps"] < 0
 
 
+def test_a_model_with_a_fixed_batch_runs_at_that_batch(tmp_path, eval_arrays):
+    x, y = eval_arrays
+    model = onnx.load(MODELS / "digits_cnn.onnx")
+    for value in (model.graph.input[0], model.graph.output[0]):
+        value.type.tensor_type.shape.dim[0].dim_value = 1
+    onnx.save(model, tmp_path / "fixed.onnx")
+    problem = deploy_problem(tmp_path / "fixed.onnx", {"inputs": x[:120], "labels": y[:120]}, calibration=20,
+                             deployment={"space": "cpu", "timing": FAST_TIMING})
+    evaluator = problem.objective
+    assert evaluator.fixed_batch == 1
+    obs = evaluator(problem.space.complete({"backend": "onnxruntime", "precision": "int8_static"}))
+    assert obs.ok and obs.metrics["accuracy_drop"] <= 0.02, obs.reason
+    with pytest.raises(ProblemError, match=r"deployment\.batch_size: the model fixes its batch dimension to 1"):
+        deploy_problem(tmp_path / "fixed.onnx", {"inputs": x, "labels": y}, deployment={"batch_size": 4})
+
+
 def test_malformed_deploy_fields_are_named():
     base = {"kind": "deploy", "model": str(MODELS / "digits_cnn.onnx"), "data": str(MODELS / "digits_cnn_eval.npz")}
     for change, field in [({"objective": "accuracy"}, "objective"), ({"model": "nowhere.onnx"}, "model"),

@@ -427,12 +427,20 @@ def run_rows(session: Any, inputs: Mapping[str, np.ndarray], batch: int) -> np.n
     return np.concatenate(parts)
 
 
-def reference_classes(model: onnx.ModelProto, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Top-1 of the fp32 model as given, run by ONNX Runtime with its default session options."""
+def reference_classes(model: onnx.ModelProto, inputs: Mapping[str, np.ndarray], batch: int | None = None
+                      ) -> np.ndarray:
+    """Top-1 of the fp32 model as given, run by ONNX Runtime with its default session options.
+
+    In calls of ``batch`` rows (a model that fixes its batch dimension), else all rows in one call.
+    """
     import onnxruntime as ort
 
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return top1(session.run(None, dict(inputs))[0])
+
+    class _Run:
+        run = staticmethod(lambda feeds: session.run(None, dict(feeds)))
+
+    return top1(run_rows(_Run, inputs, batch or len(next(iter(inputs.values())))))
 
 
 # -- the evaluator ---------------------------------------------------------------------------------------------------
@@ -470,13 +478,14 @@ class OnnxModelEvaluator:
 
     def __post_init__(self) -> None:
         held = self.data.rows(self.data.split.held_out)
-        reference = reference_classes(self.model, held)
+        first = model_inputs(self.model)[0].shape[:1]
+        self.fixed_batch = first[0] if first and isinstance(first[0], int) and first[0] > 0 else None
+        reference = reference_classes(self.model, held, self.fixed_batch)
         labels = self.data.labels
         self.truth = reference if labels is None else labels[self.data.split.held_out]
         self.metric_name = "agreement" if labels is None else "top1_accuracy"
         self.reference = float(np.mean(reference == self.truth))
         self.graphs: dict[tuple[Any, ...], _Graph] = {}
-        self.fixed_batch = model_inputs(self.model)[0].shape[0] if model_inputs(self.model)[0].shape else None
 
     def graph(self, precision: str, method: str, per_channel: bool, preset: str = "performance") -> _Graph:
         """The graph at a precision (cached): compressed once per precision and its parameters."""
@@ -485,9 +494,8 @@ class OnnxModelEvaluator:
         if key not in self.graphs:
             start = time.perf_counter()
             try:
-                batch = self.fixed_batch if isinstance(self.fixed_batch, int) and self.fixed_batch > 0 else None
                 model = compress(self.model, precision, self.data.rows(self.data.split.calibration), method=method,
-                                 per_channel=per_channel, batch=batch, preset=preset)
+                                 per_channel=per_channel, batch=self.fixed_batch, preset=preset)
                 self.graphs[key] = _Graph(model, time.perf_counter() - start)
             except BackendError as exc:
                 self.graphs[key] = _Graph(None, time.perf_counter() - start, str(exc))
