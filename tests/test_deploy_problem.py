@@ -230,3 +230,16 @@ def test_the_training_script_reproduces_the_committed_model(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     for name in ("digits_cnn.onnx", "digits_cnn_eval.npz", "digits_cnn.json"):
         assert (tmp_path / name).read_bytes() == (MODELS / name).read_bytes(), name
+
+
+def test_the_benchmark_table_is_generated_from_its_csv():
+    import pandas as pd
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import dnn_deploy
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    results = ROOT / "benchmarks" / "results"
+    frame = pd.read_csv(results / "dnn_deploy.csv")
+    assert (results / "dnn_deploy.md").read_text() == "\n".join(dnn_deploy.markdown(frame)) + "\n"
