@@ -217,6 +217,12 @@ def test_the_shipped_problem_runs_end_to_end_at_a_tiny_budget(tmp_path):
     assert (tmp_path / "result.json").is_file()
 
 
+def test_a_deploy_run_resumes_from_its_journal(tmp_path):
+    admm_tune.fit(PROBLEM, budget=2, seed=0, progress=False, run_dir=tmp_path)
+    result = admm_tune.runner.resume(tmp_path, budget=4, progress=False)
+    assert len(result.trials) == 4 and result.best is not None
+
+
 def test_the_documented_template_loads_as_shipped():
     problem = load_problem(ROOT / "problems" / "onnx_model_deploy.yaml")
     assert problem.kind == "deploy" and problem.objective.objective == "latency_p95_ms"
