@@ -142,11 +142,11 @@ def test_report_on_a_run_given_arrays_from_python_says_why_not(tmp_path):
 
 def test_the_sweep_table_has_typed_budget_columns(tmp_path):
     file = str(tiny_problem(tmp_path / "a.yaml", "tiny_iris", "sklearn:iris"))
-    out = run("sweep", file, "--seeds", "0", "--budgets", "2,30s", "--out", str(tmp_path / "s"))
+    out = run("sweep", file, "--seeds", "0", "--budgets", "2,3s", "--out", str(tmp_path / "s"))
     assert out.returncode == 0, out.stderr
     table = pd.read_parquet(tmp_path / "s" / "results.parquet")
     by_label = table.set_index("budget")
     assert by_label.loc["2", "budget_evaluations"] == 2 and pd.isna(by_label.loc["2", "budget_seconds"])
-    assert by_label.loc["30s", "budget_seconds"] == 30.0 and pd.isna(by_label.loc["30s", "budget_evaluations"])
+    assert by_label.loc["3s", "budget_seconds"] == 3.0 and pd.isna(by_label.loc["3s", "budget_evaluations"])
     assert str(table["budget_evaluations"].dtype) == "Int64" and table["budget_seconds"].dtype == "float64"
     assert "wall_s" in table and "test_score" in table
