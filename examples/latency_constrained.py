@@ -26,7 +26,7 @@ if __name__ == "__main__":
     trials = model.result_.trials
     print(f"{int(trials['feasible'].astype(bool).sum())} of {len(trials)} evaluations met every constraint")
 
-    path = model.export_onnx("deployed/digits.onnx")
+    path = model.export_onnx("admm_runs/deployed/digits.onnx")  # admm_runs/ is ignored by git
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path))
