@@ -98,11 +98,12 @@ def _command(args: argparse.Namespace) -> int:
                 print(f"  note: {note}")
             return 0
         if args.command == "resume":
-            result = resume(args.run_dir, budget=args.budget, n_jobs=args.n_jobs, progress=not args.no_progress)
+            result = resume(args.run_dir, budget=args.budget, n_jobs=args.n_jobs, progress=not args.no_progress,
+                            report=True)
         else:
             result = fit(args.problem, budget=args.budget, seed=args.seed, run_dir=args.out, n_jobs=args.n_jobs,
                          progress=not args.no_progress, storage=args.storage, backend=args.backend,
-                         scheduler=args.scheduler)
+                         scheduler=args.scheduler, report=True)
     except ProblemError as exc:
         print(f"admm-tune: invalid problem: {exc}", file=sys.stderr)
         return 2

@@ -293,14 +293,16 @@ class Result:
         """Number of evaluations that failed."""
         return int((self.trials["state"] == "fail").sum()) if len(self.trials) else 0
 
-    def save(self, run_dir: str | Path, timing: Callable[[], dict[str, float | None]] | None = None) -> None:
-        """Write ``report.html`` (:meth:`report`), then ``result.json`` (:meth:`to_dict`), into ``run_dir``.
+    def save(self, run_dir: str | Path, timing: Callable[[], dict[str, float | None]] | None = None,
+             report: bool = True) -> None:
+        """Write ``report.html`` (:meth:`report`; unless ``report`` is False), then ``result.json`` (:meth:`to_dict`).
 
         ``timing``, when given, refreshes :attr:`timing` between the two, so
         that the budget adherence in ``result.json`` counts the report too.
         """
         run_dir = Path(run_dir)
-        self.report(run_dir / "report.html")
+        if report:
+            self.report(run_dir / "report.html")
         if timing is not None:
             self.timing = timing()
         (run_dir / "result.json").write_text(json.dumps(self.to_dict(), indent=2, default=str))

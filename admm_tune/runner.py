@@ -34,7 +34,7 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         budget: Budget | Mapping[str, Any] | int | str | None = None, seed: int | None = None,
         storage: str | None = None, n_jobs: int = 1, progress: bool = True,
         run_dir: str | Path | None = None, resume: bool = False, backend: str = "processes",
-        scheduler: Any = None) -> Result:
+        scheduler: Any = None, report: bool = False) -> Result:
     """Search the problem's space by ADMM and return the best feasible pipeline.
 
     Parameters
@@ -73,6 +73,10 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         cut off by the dead process are retried once, the ADMM state, the
         bandit and the random stream continue from the last finished
         iteration, and the budget counts the evaluations already done.
+    report : bool
+        Also write ``report.html`` into the run directory (as the command
+        line does); ``result.json`` is always written there.  Both are part
+        of a ``seconds`` budget.
 
     Returns
     -------
@@ -164,7 +168,7 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         _finalize(result, final, evaluator.deployment.batch_size, run_path)
     result.timing = clock.report()
     if run_path is not None:  # the run's files (result.json, report.html) are part of the budgeted call
-        result.save(run_path, clock.report)
+        result.save(run_path, clock.report, report=report)
     return result
 
 
@@ -380,7 +384,7 @@ def _candidate(attrs: Mapping[str, Any]) -> Candidate:
 
 
 def resume(run_dir: str | Path, *, budget: Budget | Mapping[str, Any] | int | str | None = None, n_jobs: int = 1,
-           progress: bool = True) -> Result:
+           progress: bool = True, report: bool = False) -> Result:
     """Continue the interrupted run in ``run_dir`` (see ``fit(..., resume=True)``).
 
     The problem is rebuilt from the problem file the run was given (else
@@ -394,6 +398,7 @@ def resume(run_dir: str | Path, *, budget: Budget | Mapping[str, Any] | int | st
     run_dir = Path(run_dir)
     journal, problem = open_run(run_dir)
     return fit(problem, budget=budget, storage=journal.storage, run_dir=run_dir, n_jobs=n_jobs, progress=progress,
+               report=report,
                resume=True)
 
 

@@ -108,7 +108,7 @@ def _one(file: str, name: str, seed: int, budget: str | None, out: Path, progres
         shutil.rmtree(run_dir)
     start = time.perf_counter()
     try:
-        result = fit(file, budget=budget, seed=seed, run_dir=run_dir, progress=False)
+        result = fit(file, budget=budget, seed=seed, run_dir=run_dir, progress=False, report=True)
     except RunError as exc:
         row = {"status": "failed", "reason": str(exc)}
     else:

@@ -193,7 +193,7 @@ def test_a_latency_search_under_an_accuracy_bound_beats_ort_defaults(tmp_path, e
     file = tmp_path / "problem.yaml"
     file.write_text(yaml.safe_dump(raw))
     budget = 4 * len(structures(load_problem(file).space))  # a quarter of it tries every backend x precision once
-    result = admm_tune.fit(file, budget=budget, seed=0, progress=False, run_dir=tmp_path / "run")
+    result = admm_tune.fit(file, budget=budget, seed=0, progress=False, run_dir=tmp_path / "run", report=True)
     assert result.feasible and result.best is not None
     assert result.best.metrics["accuracy_drop"] <= 0.01
     assert (tmp_path / "run" / "result.json").is_file() and (tmp_path / "run" / "report.html").is_file()
