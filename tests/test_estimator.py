@@ -17,7 +17,7 @@ from reference import reference_p95_ms
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import GridSearchCV, cross_val_score
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import estimator_checks_generator, parametrize_with_checks
 
 from admm_tune import AutoPipelineClassifier, AutoPipelineRegressor, InfeasibleWarning, RunError
 from admm_tune.evaluate.timing import TimingSettings
@@ -72,19 +72,27 @@ WINNER_CHECKS = frozenset({
     "check_supervised_y_2d", "check_classifier_data_not_an_array", "check_regressor_data_not_an_array"})
 """The checks whose outcome depends on which candidate wins: the methods offered and what they return.
 
-At seeds 1–9 only these run (each seed makes another structure win); the others (parameters, cloning, input validation, error messages) do not depend on the winner and
-run at seed 0.  The whole suite at every seed took about a minute per seed and estimator, more than the test
-suite's time allows."""
+At seeds 1–9 only these run (each seed makes another structure win); the others (parameters, cloning, input
+validation, error messages) do not depend on the winner and run at seed 0.  The whole suite at every seed took
+about a minute per seed and estimator, more than the test suite's time allows."""
+
+
+def _winner_checks() -> list:
+    """``(estimator, check)`` of :data:`WINNER_CHECKS` for seeds 1–9, from scikit-learn's own generator."""
+    out = []
+    for estimator in _each(range(1, 10), WINNERS):
+        for est, check in estimator_checks_generator(estimator, legacy=True):
+            name = getattr(check, "func", check).__name__
+            if name in WINNER_CHECKS:
+                out.append(pytest.param(est, check, id=f"{type(est).__name__}-seed{est.random_state}-{name}"))
+    return out
 
 
 @pytest.mark.slow
-@parametrize_with_checks(_each(range(1, 10), WINNERS))
+@pytest.mark.parametrize(("estimator", "check"), _winner_checks())
 def test_scikit_learn_conformance_whichever_candidate_wins(estimator, check):
     # Each seed makes other candidates win (some without predict_proba of their own, calibrated in the search);
     # the suite's checks of methods (check_decision_proba_consistency...) must hold for all of them.
-    name = getattr(check, "func", check).__name__
-    if name not in WINNER_CHECKS:
-        pytest.skip(f"{name} does not depend on the winner: run at seed 0")
     check(estimator)
 
 
