@@ -96,7 +96,9 @@ def test_the_clock_plan_keeps_every_phase_inside_the_bound(seconds):
         assert clock.final_seconds(600.0) == 600.0 and clock.search_left(5.0) == float("inf")
         return
     assert clock.end == pytest.approx(start + bound(seconds) - FINISH_S)
-    assert clock.search_left(1e9) == pytest.approx(start + 0.7 * seconds - time.monotonic(), abs=0.1)  # at most 30 %
+    before = time.monotonic()
+    left = clock.search_left(1e9)  # the reserve is capped at 30 % of the budget, whatever the machine's speed
+    assert start + 0.7 * seconds - time.monotonic() <= left <= start + 0.7 * seconds - before
     # a candidate started at the last moment may run until the search's end plus the grace; the final step
     # gets what is left, less a grace of its own: all of it ends by clock.end
     assert start + seconds + clock.grace_s <= clock.end
