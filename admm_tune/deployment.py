@@ -107,7 +107,7 @@ class Deployment:
 
 
 def load_deployment(raw: Any, path: str = "deployment", *, base_dir: Path | None = None,
-                    needs_front: bool = False, restrict: Mapping[str, Any] | None = None) -> Deployment:
+                    restrict: Mapping[str, Any] | None = None) -> Deployment:
     """Read a problem's ``deployment`` field (a space name, or a mapping with ``space``).
 
     ``restrict`` is the problem's ``restrict`` field: its ``backend`` and
@@ -142,7 +142,7 @@ def load_deployment(raw: Any, path: str = "deployment", *, base_dir: Path | None
     space = _restricted(space, F.mapping(restrict, "restrict") if restrict is not None else {})
     batch = F.integer(raw.get("batch_size", 1), F.join(path, "batch_size"), minimum=1)
     timing = _timing(raw.get("timing", {}) or {}, F.join(path, "timing"))
-    space, notes = _fit_to_machine(space, spath, needs_front)
+    space, notes = _fit_to_machine(space, spath)
     return Deployment(space, batch, timing, space.name, notes)
 
 
@@ -234,7 +234,7 @@ def _check(space: SearchSpace, path: str) -> None:
                                                                  f"expected some of {list(knob.choices)}")
 
 
-def _fit_to_machine(space: SearchSpace, path: str, needs_front: bool) -> tuple[SearchSpace, tuple[str, ...]]:
+def _fit_to_machine(space: SearchSpace, path: str) -> tuple[SearchSpace, tuple[str, ...]]:
     notes: list[str] = []
     kept, reasons = [], []
     for algo in space.module(BACKEND).algorithms:

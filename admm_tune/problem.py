@@ -280,7 +280,7 @@ def _from_dict(raw: dict[str, Any], base_dir: Path | None) -> Problem:
             raise ProblemError("deployment", "needs data: a callable objective has no pipeline to deploy")
         _check_float32(data)
         deployment = load_deployment(raw["deployment"], "deployment", base_dir=base_dir,
-                                     needs_front=data.needs_front, restrict=raw.get("restrict"))
+                                     restrict=raw.get("restrict"))
         space, joint = with_deployment(space, deployment)
         notes += deployment.notes + joint
     measurable = None if data is None else {**ML_METRICS, **(deploy_metrics(data.task) if deployment else {})}
