@@ -137,3 +137,25 @@ def test_categorical_front_exports_one_input_per_column():
     assert [i.name for i in model.graph.input] == ["x", "colour"] and not is_standard(model)
     out = get_backend("onnxruntime").compile(model, {}).run(feeds(model, frame))
     assert (out[0] == pipeline.predict(frame)).all()
+
+
+def test_the_dependency_check_visits_each_operator_once_and_still_finds_a_missing_one():
+    """skl2onnx's check that a node's inputs were added, replaced by one that visits each node once: a chain
+    where each step uses the previous one twice (as the QuantileTransformer converter's binary search does)
+    has 2**40 paths, which skl2onnx's own walk would follow one by one."""
+    from skl2onnx.algebra.onnx_ops import OnnxAdd, OnnxIdentity
+
+    from admm_tune.evaluate.converters import verify_added
+
+    first = OnnxIdentity("X", op_version=15)
+    chain = [first]
+    for _ in range(40):
+        chain.append(OnnxAdd(chain[-1], chain[-1], op_version=15))
+    with pytest.raises(RuntimeError, match="Graph was not produced for operator 'OnnxAdd'"):
+        verify_added(chain[-1])
+    for op in chain[1:]:  # added to a graph, as add_to marks them, all but the first
+        op.state = "added"
+    with pytest.raises(RuntimeError, match="'OnnxIdentity'"):
+        verify_added(chain[-1])
+    first.state = "added"
+    verify_added(chain[-1])
