@@ -47,8 +47,10 @@ from .problem import Limits
 from .space import Config
 
 PRELOAD = ["admm_tune.evaluate.deploy", "admm_tune.evaluate.function", "admm_tune.evaluate.pipeline",
-           "sklearn.ensemble", "sklearn.linear_model", "sklearn.svm", "sklearn.neural_network"]
-"""Modules the forkserver imports once, so that each worker starts in milliseconds."""
+           "sklearn.ensemble", "sklearn.linear_model", "sklearn.svm", "sklearn.neural_network", "skl2onnx"]
+"""Modules the forkserver imports once, so that each worker starts in milliseconds.  skl2onnx (0.7-2.8 s to
+import, at every worker's first export) starts no thread; the backends are imported by the workers, since
+ONNX Runtime's import starts one (a forked child inherits no threads but may inherit their locks)."""
 
 DASK_KEPT = 2
 """Evaluators (with their caches) a Dask worker keeps: those of the runs that used it last."""
