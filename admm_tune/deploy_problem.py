@@ -12,15 +12,20 @@
     constraints:
       - {metric: accuracy_drop, max: 0.01}
     budget: {evaluations: 30}
+    metric: scorers:f1                     # optional: a user scorer, module:function (default top-1 / agreement)
 
 There is no ML block: the space is the deployment space's ``backend``
 module (its knobs: threads, streams, graph level, execution mode; the ML
 ``tree_lowering`` knob left out) and a ``precision`` module of
 :data:`~admm_tune.evaluate.onnx_model.DEPLOY_PRECISIONS`, where
 ``int8_static`` carries ``calibration`` and ``per_channel`` as categorical
-parameters.  Each backend is kept away from the precisions it cannot run
-here by construction.  :func:`deploy_problem` builds the same problem from
-Python objects.
+parameters, and the NNCF precisions carry ``preset``;
+``int8_nncf_accuracy_control`` is offered only under an ``accuracy_drop``
+bound, which it is given as ``max_drop``.  With a ``throughput_rps``
+objective every backend also carries ``throughput_batch`` (rows per call)
+and OpenVINO ``infer_requests`` (requests in flight).  Each backend is kept
+away from the precisions it cannot run here by construction.
+:func:`deploy_problem` builds the same problem from Python objects.
 """
 
 from __future__ import annotations
@@ -34,15 +39,17 @@ from . import _fields as F
 from .deployment import BACKEND, GROUP, PRECISION, load_deployment
 from .errors import ProblemError
 from .evaluate.backends import get_backend
-from .evaluate.onnx_model import (CALIBRATIONS, DEPLOY_PRECISIONS, HINT_PRECISIONS, METRICS, NNCF_PRESETS, OBJECTIVES,
-                                  EvalData, ModelError, OnnxModelEvaluator, check_data, load_model, model_inputs,
+from .evaluate.onnx_model import (CALIBRATIONS, DEPLOY_PRECISIONS, HINT_PRECISIONS, METRICS, NNCF_PRECISIONS,
+                                  NNCF_PRESETS, OBJECTIVES, THROUGHPUT_BATCHES, EvalData, ModelError,
+                                  OnnxModelEvaluator, Scorer, check_data, fixed_batch, load_model, load_scorer,
                                   read_arrays, runs_on, split_rows)
-from .space import Algorithm, Categorical, Forbidden, Module, SearchSpace
+from .machine import cores
+from .space import Algorithm, Categorical, Forbidden, Int, Module, SearchSpace
 
 KIND = "deploy"
 
-FIELDS = ("kind", "name", "description", "model", "data", "objective", "deployment", "restrict", "constraints",
-          "budget", "optimizer", "seed", "isolation")
+FIELDS = ("kind", "name", "description", "model", "data", "objective", "metric", "deployment", "restrict",
+          "constraints", "budget", "optimizer", "seed", "isolation")
 
 NOT_KNOBS = ("tree_lowering",)
 """Backend knobs of the ML deployment space that mean nothing for a trained network's graph."""
@@ -50,7 +57,8 @@ NOT_KNOBS = ("tree_lowering",)
 
 def deploy_problem(model: Any, data: Any, *, objective: str = "latency_p50_ms", constraints: Any = None,
                    budget: Any = None, deployment: Any = None, restrict: Mapping[str, Any] | None = None,
-                   seed: int | None = 0, name: str = "deploy", calibration: float | int = 0.3) -> Any:
+                   seed: int | None = 0, name: str = "deploy", calibration: float | int = 0.3,
+                   metric: Scorer | str | None = None) -> Any:
     """A deploy :class:`~admm_tune.problem.Problem` from Python objects.
 
     Parameters
@@ -72,6 +80,12 @@ def deploy_problem(model: Any, data: Any, *, objective: str = "latency_p50_ms", 
     name : str
     calibration : float or int
         Share or count of the rows used for int8 calibration.
+    metric : callable or str, optional
+        The preserved metric: a :data:`~admm_tune.evaluate.onnx_model.Scorer`
+        ``scorer(outputs, truth) -> float`` (higher is better), or
+        ``"module:function"``; by default top-1 accuracy (agreement with the
+        fp32 model without labels).  A callable is not journaled: such a run
+        cannot be resumed from the command line.
 
     Returns
     -------
@@ -91,6 +105,8 @@ def deploy_problem(model: Any, data: Any, *, objective: str = "latency_p50_ms", 
            "deployment": deployment or "cpu"}
     if restrict is not None:
         raw["restrict"] = restrict
+    if metric is not None:
+        raw["metric"] = metric
     return load_problem(raw)
 
 
@@ -121,28 +137,36 @@ def from_dict(raw: Mapping[str, Any], base_dir: Path | None) -> Any:
     deployment = load_deployment(raw.get("deployment", "cpu"), "deployment", base_dir=base_dir,
                                  restrict={k: v for k, v in restrict.items() if k == BACKEND})
     batch = deployment.batch_size
-    fixed = model_inputs(model)[0].shape[:1]
-    if fixed and isinstance(fixed[0], int) and fixed[0] > 0 and fixed[0] != batch:
-        raise ProblemError("deployment.batch_size", f"the model fixes its batch dimension to {fixed[0]}; "
+    fixed = fixed_batch(model)
+    if fixed is not None and fixed != batch:
+        raise ProblemError("deployment.batch_size", f"the model fixes its batch dimension to {fixed}; "
                                                     f"got batch_size {batch}")
-    space, notes = deploy_space(deployment.space, restrict.get(PRECISION))
     measurable = METRICS
     constraints = tuple(_constraint(c, f"constraints[{i}]", measurable)
                         for i, c in enumerate(constraint_list(raw.get("constraints"))))
     _check_contradictions(constraints)
+    bounds = [c.bound for c in constraints if c.metric == "accuracy_drop" and c.sense == "max"]
+    max_drop = min(bounds) if bounds else None
+    space, notes = deploy_space(deployment.space, restrict.get(PRECISION), max_drop=max_drop,
+                                concurrency=objective == "throughput_rps" and fixed_batch(model) is None)
     budget = parse_budget(raw.get("budget", {"evaluations": 30}), "budget")
     optimizer = _optimizer(raw.get("optimizer", {}) or {}, "optimizer")
     if "initial_pulls" not in (raw.get("optimizer") or {}):  # every backend x precision tried once at its defaults
         optimizer = replace(optimizer, initial_pulls=max(optimizer.initial_pulls, len(structures(space))))
     isolation = F.settings(raw.get("isolation", {}) or {}, Limits(), "isolation", _isolation_field)
-    evaluator = OnnxModelEvaluator(model, data, objective, batch, deployment.timing)
-    notes = tuple(n for n in deployment.notes if not n.startswith("precision ")) + notes + (f"{len(data.split.calibration)} calibration rows, "
-                                        f"{len(data.split.held_out)} held-out rows ({evaluator.metric_name})",)
+    scorer = None if raw.get("metric") is None else load_scorer(raw["metric"], base_dir, "metric")
+    evaluator = OnnxModelEvaluator(model, data, objective, batch, deployment.timing, scorer, max_drop)
+    rows = f"{len(data.split.calibration)} calibration rows, {len(data.split.held_out)} held-out rows"
+    notes = (tuple(n for n in deployment.notes if not n.startswith("precision ")) + notes
+             + (f"{rows} ({evaluator.metric_name})",))
     source = {k: str(v) if isinstance(v, Path) else v for k, v in raw.items()}  # journaled: paths as text
     if not isinstance(raw["model"], (str, Path)):
         source["model"] = f"<{type(raw['model']).__name__}>"
-    return Problem(space, evaluator, None, constraints, budget, optimizer, seed, name, source, None, notes, isolation,
-                   kind=KIND)
+    if callable(raw.get("metric")):
+        source["metric"] = "<function>"
+    return Problem(space, evaluator, None, constraints, budget, optimizer, seed, name, source,
+                   replace(deployment, space=space), notes, isolation, kind=KIND)
+
 
 
 def _data(raw: Any, model: Any, base_dir: Path | None, seed: int | None) -> EvalData:
@@ -179,7 +203,8 @@ def structures(space: SearchSpace) -> list[tuple[str, str]]:
             if space.allowed(space.complete({BACKEND: b, PRECISION: p}))]
 
 
-def deploy_space(deployment_space: SearchSpace, precisions: Any = None) -> tuple[SearchSpace, tuple[str, ...]]:
+def deploy_space(deployment_space: SearchSpace, precisions: Any = None, *, max_drop: float | None = None,
+                 concurrency: bool = False) -> tuple[SearchSpace, tuple[str, ...]]:
     """The search space of a deploy problem: the fitted ``backend`` module, and deploy precisions.
 
     Parameters
@@ -188,14 +213,23 @@ def deploy_space(deployment_space: SearchSpace, precisions: Any = None) -> tuple
         A loaded deployment space (its ``backend`` module, fitted to this machine).
     precisions : list of str, optional
         Keep only these precisions (``restrict.precision``).
+    max_drop : float, optional
+        The problem's ``accuracy_drop`` bound; without one ``int8_nncf_accuracy_control`` is left out.
+    concurrency : bool
+        Add ``throughput_batch`` to every backend and ``infer_requests`` to
+        OpenVINO (a throughput objective on a model with a dynamic batch).
 
     Returns
     -------
     (SearchSpace, notes)
     """
     backends = deployment_space.module(BACKEND)
+    extra = {b: (Categorical("throughput_batch", THROUGHPUT_BATCHES, THROUGHPUT_BATCHES[-1]),)
+             + ((Int("infer_requests", 1, 2 * cores(), default=cores()),) if b == "openvino" else ())
+             for b in backends.names} if concurrency else {}
     backends = replace(backends, algorithms=tuple(
-        replace(a, params=tuple(p for p in a.params if p.name not in NOT_KNOBS)) for a in backends.algorithms))
+        replace(a, params=tuple(p for p in a.params if p.name not in NOT_KNOBS) + extra.get(a.name, ()))
+        for a in backends.algorithms))
     names = list(DEPLOY_PRECISIONS)
     if precisions is not None:
         names = F.sequence(precisions, "restrict.precision")
@@ -208,7 +242,9 @@ def deploy_space(deployment_space: SearchSpace, precisions: Any = None) -> tuple
     notes = []
     kept = []
     for p in names:
-        if any(runs_on(b, p, hints[b]) for b in backends.names):
+        if p == "int8_nncf_accuracy_control" and max_drop is None:
+            notes.append(f"precision {p} left out: it needs an accuracy_drop bound (its max_drop)")
+        elif any(runs_on(b, p, hints[b]) for b in backends.names):
             kept.append(p)
         else:
             notes.append(f"precision {p} left out: none of {list(backends.names)} runs it here")
@@ -216,7 +252,7 @@ def deploy_space(deployment_space: SearchSpace, precisions: Any = None) -> tuple
         raise ProblemError("restrict.precision", f"none of these precisions runs on {list(backends.names)} here")
     params = {"int8_static": (Categorical("calibration", CALIBRATIONS, "minmax"),
                               Categorical("per_channel", (False, True), False)),
-              "int8_nncf": (Categorical("preset", NNCF_PRESETS, "performance"),)}
+              **{p: (Categorical("preset", NNCF_PRESETS, "performance"),) for p in NNCF_PRECISIONS}}
     algorithms = tuple(Algorithm(p, None, params.get(p, ())) for p in kept)
     precision = Module(PRECISION, algorithms, GROUP)
     forbidden = tuple(Forbidden({BACKEND: frozenset([b]), PRECISION: frozenset(p for p in kept

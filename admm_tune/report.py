@@ -5,7 +5,8 @@ read back from a run directory) as HTML with the images embedded (PNG,
 base64): the problem, the best pipeline and deployment, convergence (best
 feasible loss against evaluations and time), the ADMM trace (residual,
 constraint violation, penalty, multipliers), score against latency with the
-Pareto front and the constraint line, latency per backend, the failed
+Pareto front and the constraint line, latency per backend, (deploy
+problems) accuracy against latency per precision and backend, the failed
 evaluations grouped by reason, and the trials.
 """
 
@@ -67,6 +68,8 @@ def render(result: Any) -> str:
     sections.append(_figure("Score against cost, with the Pareto front", _front(trials, problem)))
     if "backend" in trials and cost_column(trials) == LATENCY:
         sections.append(_figure("Latency per backend", _per_backend(trials)))
+    if problem.kind == "deploy" and "metric:accuracy" in trials:
+        sections.append(_figure("Accuracy against latency per precision and backend", _per_precision(trials)))
     sections.append(_failures_section(trials))
     sections.append(_trials_section(trials))
     title = f"admm_tune report: {html.escape(problem.name)}"
@@ -273,4 +276,22 @@ def _per_backend(trials: pd.DataFrame) -> Any:
     ax.set(xlabel="latency p95 (ms)", title="measured p95 latency of every timed candidate")
     _log_if_spread(ax, done[LATENCY])
     ax.grid(alpha=0.3)
+    return fig
+
+
+def _per_precision(trials: pd.DataFrame) -> Any:
+    """Held-out accuracy against p50 latency of each deploy candidate: a marker per backend, a colour per precision."""
+    latency = "metric:latency_p50_ms"
+    done = trials[(trials["state"] == "complete") & trials[latency].notna()]
+    fig = _new_figure(7, 4)
+    ax = fig.subplots()
+    markers = dict(zip(sorted(done["backend"].dropna().unique()), "os^Dvx"))
+    colours = dict(zip(sorted(done["precision"].dropna().unique()), [f"C{i}" for i in range(10)]))
+    for (backend, precision), group in done.groupby(["backend", "precision"]):
+        ax.scatter(group[latency], group["metric:accuracy"], s=18, alpha=0.75, marker=markers[backend],
+                   color=colours[precision], label=f"{backend} {precision}")
+    ax.set(xlabel="latency p50 (ms)", ylabel="accuracy on the held-out rows")
+    _log_if_spread(ax, done[latency])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
     return fig

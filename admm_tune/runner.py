@@ -166,6 +166,10 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     result.refit = final.source if final is not None else None
     if isinstance(evaluator, DeploymentEvaluator) and final is not None:
         _finalize(result, final, evaluator.deployment.batch_size, run_path)
+    elif problem.kind == "deploy":  # the chosen way to run the trained model: written as the ML kind's is
+        result.exporter = partial(evaluator.export, result.best.config, searched=result.best.metrics.get("accuracy"))
+        if run_path is not None and result.feasible:
+            result.export(run_path)
     result.timing = clock.report()
     if run_path is not None:  # the run's files (result.json, report.html) are part of the budgeted call
         result.save(run_path, clock.report, report=report)

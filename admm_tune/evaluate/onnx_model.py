@@ -34,12 +34,15 @@ model as given, run by ONNX Runtime with its default session options.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
+import json
 import logging
+import math
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,24 +55,34 @@ from ..errors import ProblemError
 from ..observation import COMPLETE, Observation
 from ..space import Config
 from .backends import BackendError, get_backend
-from .timing import TimingSettings, batch_rows, measure
+from .timing import TimingSettings, batch_rows, exclusive, measure
 
 BACKEND, PRECISION = "backend", "precision"
 
 CALIBRATIONS = ("minmax", "entropy", "percentile")
 """Calibration methods of int8 static quantisation (ONNX Runtime's ``CalibrationMethod``)."""
 
-GRAPH_PRECISIONS = ("int8_static", "int8_dynamic", "int8_nncf", "fp16")
+GRAPH_PRECISIONS = ("int8_static", "int8_dynamic", "int8_nncf", "int8_nncf_accuracy_control", "fp16")
 """Precisions made by rewriting the graph (on ONNX Runtime; OpenVINO takes fp16 as a hint)."""
 
 HINT_PRECISIONS = {"openvino": ("bf16", "fp16")}
 """Precisions a backend applies itself, as a runtime hint, where its capabilities list them."""
 
-DEPLOY_PRECISIONS = ("fp32", "fp16", "bf16", "int8_static", "int8_dynamic", "int8_nncf")
+DEPLOY_PRECISIONS = ("fp32", "fp16", "bf16", "int8_static", "int8_dynamic", "int8_nncf", "int8_nncf_accuracy_control")
+"""Every precision of a deploy problem."""
+
+NNCF_PRECISIONS = ("int8_nncf", "int8_nncf_accuracy_control")
+"""Precisions quantised by NNCF (``nncf.quantize``; ``nncf.quantize_with_accuracy_control``)."""
 
 NNCF_PRESETS = ("performance", "mixed")
-"""``nncf.QuantizationPreset`` values searched for ``int8_nncf`` (symmetric, or asymmetric activations)."""
-"""Every precision of a deploy problem."""
+"""``nncf.QuantizationPreset`` values searched for the NNCF precisions (symmetric, or asymmetric activations)."""
+
+Scorer = Callable[[np.ndarray, np.ndarray], float]
+"""A user's preserved metric: ``scorer(outputs, truth) -> float``, higher is better.
+
+``outputs`` is the model's first output on the held-out rows (``[n, ...]``);
+``truth`` is the labels (``[n]``) when the data has them, else the fp32
+model's first output on the same rows."""
 
 OBJECTIVES = {"latency_p50_ms": "min", "latency_p95_ms": "min", "throughput_rps": "max"}
 """Objectives of a deploy problem and their sense."""
@@ -79,7 +92,7 @@ METRICS = {
     "latency_p95_ms": "95th percentile latency of one call (ms)",
     "latency_p99_ms": "99th percentile latency of one call (ms)",
     "latency_mean_ms": "mean latency of one call (ms)",
-    "throughput_rps": "rows per second at the batch size (use with min)",
+    "throughput_rps": "rows per second at the batch and requests in flight the knobs set (else the problem's batch)",
     "model_size_kb": "size of the compiled ONNX graph (kB)",
     "compile_time_s": "session creation / compilation time (s)",
     "compress_time_s": "time to quantise or convert the graph (s; 0 for fp32 and runtime hints)",
@@ -143,6 +156,12 @@ def model_inputs(model: onnx.ModelProto) -> list[ModelInput]:
         dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim)
         out.append(ModelInput(value.name, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)), dims))
     return out
+
+
+def fixed_batch(model: onnx.ModelProto) -> int | None:
+    """The batch dimension the model's first input fixes, or None when it is dynamic."""
+    first = model_inputs(model)[0].shape[:1]
+    return first[0] if first and isinstance(first[0], int) and first[0] > 0 else None
 
 
 def check_data(model: onnx.ModelProto, inputs: Mapping[str, np.ndarray], labels: np.ndarray | None = None,
@@ -282,7 +301,7 @@ def runs_on(backend: str, precision: str, hints: tuple[str, ...]) -> bool:
         return True
     if precision == "int8_dynamic":
         return backend in ("onnxruntime", "openvino")
-    if precision == "int8_nncf":
+    if precision in NNCF_PRECISIONS:
         return nncf_available() and backend in ("onnxruntime", "openvino")
     if precision == "fp16":
         return backend == "onnxruntime" or precision in hints
@@ -303,13 +322,13 @@ def runtime_hint(backend: str, precision: str) -> str:
 
 def compress(model: onnx.ModelProto, precision: str, calibration_feeds: Mapping[str, np.ndarray] | None = None,
              *, method: str = "minmax", per_channel: bool = False, batch: int | None = None,
-             preset: str = "performance") -> onnx.ModelProto:
+             preset: str = "performance", control: AccuracyControl | None = None) -> onnx.ModelProto:
     """The graph at ``precision`` (fp32: unchanged).
 
     Parameters
     ----------
     model : onnx.ModelProto
-    precision : {"fp32", "fp16", "int8_static", "int8_dynamic", "int8_nncf"}
+    precision : {"fp32", "fp16", "int8_static", "int8_dynamic", "int8_nncf", "int8_nncf_accuracy_control"}
     calibration_feeds : mapping, optional
         The calibration rows (int8 static only; never the held-out rows).
     method : {"minmax", "entropy", "percentile"}
@@ -323,7 +342,12 @@ def compress(model: onnx.ModelProto, precision: str, calibration_feeds: Mapping[
         (or ``batch`` rows when the model fixes it).
     preset : {"performance", "mixed"}
         ``nncf.QuantizationPreset`` of ``int8_nncf`` (``nncf.quantize`` on the
-        ONNX graph: a QDQ graph, with NNCF's own bias correction).
+        ONNX graph: a QDQ graph, with NNCF's own bias correction) and of
+        ``int8_nncf_accuracy_control``.
+    control : AccuracyControl, optional
+        What ``int8_nncf_accuracy_control`` validates with
+        (``nncf.quantize_with_accuracy_control``: layers go back to fp32
+        until the drop on the calibration rows is within ``max_drop``).
 
     Raises
     ------
@@ -338,8 +362,11 @@ def compress(model: onnx.ModelProto, precision: str, calibration_feeds: Mapping[
                 from onnxconverter_common import float16
 
                 return float16.convert_float_to_float16(model, keep_io_types=True)
-            if precision == "int8_nncf":
-                return _nncf_quantize(model, calibration_feeds, batch or 1, preset)
+            if precision in NNCF_PRECISIONS:
+                if precision == "int8_nncf_accuracy_control" and control is None:
+                    raise BackendError("int8_nncf_accuracy_control needs an accuracy_drop bound")
+                return _nncf_quantize(model, calibration_feeds, batch or 1, preset,
+                                      control if precision == "int8_nncf_accuracy_control" else None)
             from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, \
                 quantize_static
 
@@ -364,19 +391,63 @@ def compress(model: onnx.ModelProto, precision: str, calibration_feeds: Mapping[
         raise BackendError(f"{precision}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
 
 
+@dataclass(frozen=True)
+class AccuracyControl:
+    """What ``nncf.quantize_with_accuracy_control`` validates with, on the calibration rows only.
+
+    Parameters
+    ----------
+    truth : ndarray, shape (n_calibration, ...)
+        The calibration rows' labels, or the fp32 model's first output on them.
+    score : callable
+        ``score(outputs, truth) -> float``, higher is better (the problem's preserved metric).
+    per_row : bool
+        Whether ``score`` of a single call's rows is meaningful (NNCF then ranks layers by it).
+    max_drop : float
+        The problem's ``accuracy_drop`` bound (absolute).
+    """
+
+    truth: np.ndarray
+    score: Callable[[np.ndarray, np.ndarray], float]
+    per_row: bool
+    max_drop: float
+
+    def validate(self, model: onnx.ModelProto, items: Any) -> tuple[float, list[float] | None]:
+        """NNCF's ``validation_fn``: the metric over ``items`` (``(feeds, truth)`` pairs), and per item."""
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        outputs, truths = [], []
+        for feeds, truth in items:
+            outputs.append(session.run(None, dict(feeds))[0])
+            truths.append(truth)
+        per_item = [self.score(o, t) for o, t in zip(outputs, truths)] if self.per_row else None
+        return float(self.score(np.concatenate(outputs), np.concatenate(truths))), per_item
+
+
 def _nncf_quantize(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray] | None, batch: int,
-                   preset: str) -> onnx.ModelProto:
-    """``nncf.quantize`` of the ONNX graph on the calibration rows, in calls of ``batch`` rows."""
+                   preset: str, control: AccuracyControl | None = None) -> onnx.ModelProto:
+    """``nncf.quantize`` (or, with ``control``, ``quantize_with_accuracy_control``) on the calibration rows.
+
+    In calls of ``batch`` rows; accuracy control validates on the same rows.
+    """
     if feeds is None:
         raise BackendError("int8_nncf needs calibration rows")
     import nncf
 
     nncf.set_log_level(logging.ERROR)
     n = len(next(iter(feeds.values())))
-    calls = [{k: v[i:i + batch] for k, v in feeds.items()} for i in range(0, n - batch + 1, batch)]
+    starts = range(0, n - batch + 1, batch)
+    calls = [{k: v[i:i + batch] for k, v in feeds.items()} for i in starts]
     with contextlib.redirect_stderr(io.StringIO()):  # its progress bars
-        return nncf.quantize(model, nncf.Dataset(calls), preset=nncf.QuantizationPreset(preset),
-                             subset_size=len(calls))
+        if control is None:
+            return nncf.quantize(model, nncf.Dataset(calls), preset=nncf.QuantizationPreset(preset),
+                                 subset_size=len(calls))
+        validation = nncf.Dataset([(call, control.truth[i:i + batch]) for call, i in zip(calls, starts)],
+                                  lambda item: item[0])  # validate_fn gets (feeds, truth); the model only feeds
+        return nncf.quantize_with_accuracy_control(
+            model, nncf.Dataset(calls), validation, control.validate, max_drop=control.max_drop,
+            drop_type=nncf.DropType.ABSOLUTE, preset=nncf.QuantizationPreset(preset), subset_size=len(calls))
 
 
 @contextlib.contextmanager
@@ -427,9 +498,9 @@ def run_rows(session: Any, inputs: Mapping[str, np.ndarray], batch: int) -> np.n
     return np.concatenate(parts)
 
 
-def reference_classes(model: onnx.ModelProto, inputs: Mapping[str, np.ndarray], batch: int | None = None
+def reference_outputs(model: onnx.ModelProto, inputs: Mapping[str, np.ndarray], batch: int | None = None
                       ) -> np.ndarray:
-    """Top-1 of the fp32 model as given, run by ONNX Runtime with its default session options.
+    """The first output of the fp32 model as given, run by ONNX Runtime with its default session options.
 
     In calls of ``batch`` rows (a model that fixes its batch dimension), else all rows in one call.
     """
@@ -440,7 +511,81 @@ def reference_classes(model: onnx.ModelProto, inputs: Mapping[str, np.ndarray], 
     class _Run:
         run = staticmethod(lambda feeds: session.run(None, dict(feeds)))
 
-    return top1(run_rows(_Run, inputs, batch or len(next(iter(inputs.values())))))
+    return run_rows(_Run, inputs, batch or len(next(iter(inputs.values()))))
+
+
+def top1_agreement(outputs: np.ndarray, truth: np.ndarray) -> float:
+    """The built-in metric: the share of rows whose top-1 equals the truth's (labels, or the fp32 outputs' top-1)."""
+    return float(np.mean(top1(outputs) == top1(truth)))
+
+
+def load_scorer(source: str | Callable[..., Any], base_dir: Path | None = None, path: str = "metric") -> Scorer:
+    """A user scorer from a callable, or from ``"module:function"`` (a problem file's ``metric``).
+
+    The module is imported as Python would, with the problem file's
+    directory searched first, so a ``scorers.py`` beside the problem works.
+
+    Raises
+    ------
+    ProblemError
+        Naming ``path`` when the text is not ``module:function``, or the
+        function cannot be imported or is not callable.
+    """
+    if callable(source):
+        return source
+    if not isinstance(source, str) or source.count(":") != 1:
+        raise ProblemError(path, f"expected 'module:function' (or a callable from Python), got {source!r}")
+    import importlib
+    import sys
+
+    module_name, name = source.split(":")
+    added = base_dir is not None and str(base_dir) not in sys.path
+    if added:
+        sys.path.insert(0, str(base_dir))
+    try:
+        function = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as exc:
+        raise ProblemError(path, f"cannot import {source!r}: {exc}") from None
+    finally:
+        if added:
+            sys.path.remove(str(base_dir))
+    if not callable(function):
+        raise ProblemError(path, f"{source!r} is not callable")
+    return function
+
+
+# -- throughput with requests in flight ------------------------------------------------------------------------------
+
+CONCURRENCY_KNOBS = ("throughput_batch", "infer_requests")
+"""Knobs of a throughput objective that the evaluator applies, not the backend's compiler: rows per call
+(every backend) and requests in flight (OpenVINO's ``AsyncInferQueue``)."""
+
+THROUGHPUT_BATCHES = (1, 8, 32, 128)
+"""Rows per call searched for a throughput objective (a model that fixes its batch keeps it)."""
+
+
+def queued_throughput(compiled: Any, feeds: Mapping[str, np.ndarray], requests: int, seconds: float) -> float:
+    """Rows per second of an OpenVINO compiled model with ``requests`` inferences in flight.
+
+    ``ov.AsyncInferQueue`` of ``requests`` requests, each call ``feeds``; one
+    round untimed, then calls for ``seconds`` (at least two rounds), under the
+    machine-wide timing lock.
+    """
+    import openvino as ov
+
+    batch = int(next(iter(feeds.values())).shape[0])
+    queue = ov.AsyncInferQueue(compiled, requests)
+    with exclusive():
+        for _ in range(requests):
+            queue.start_async(dict(feeds))
+        queue.wait_all()
+        calls, start = 0, time.perf_counter()
+        while calls < 2 * requests or time.perf_counter() - start < seconds:
+            queue.start_async(dict(feeds))
+            calls += 1
+        queue.wait_all()
+        elapsed = time.perf_counter() - start
+    return calls * batch / elapsed
 
 
 # -- the evaluator ---------------------------------------------------------------------------------------------------
@@ -466,8 +611,20 @@ class OnnxModelEvaluator:
     objective : str
         One of :data:`OBJECTIVES`; the loss is its value (``throughput_rps``: negated).
     batch_size : int
-        Rows per call, for accuracy and timing.
+        Rows per call, for accuracy and latency.
     timing : TimingSettings
+    scorer : callable, optional
+        The preserved metric (:data:`Scorer`); by default top-1 accuracy
+        against the labels, else agreement with the fp32 model's top-1.
+    max_drop : float, optional
+        The problem's ``accuracy_drop`` bound: what ``int8_nncf_accuracy_control`` is asked to keep.
+
+    Attributes
+    ----------
+    metric_name : str
+        ``top1_accuracy``, ``agreement``, or the scorer's name.
+    reference : float
+        The fp32 model's metric on the held-out rows.
     """
 
     model: onnx.ModelProto
@@ -475,69 +632,219 @@ class OnnxModelEvaluator:
     objective: str = "latency_p50_ms"
     batch_size: int = 1
     timing: TimingSettings = field(default_factory=TimingSettings)
+    scorer: Scorer | None = None
+    max_drop: float | None = None
 
     def __post_init__(self) -> None:
         held = self.data.rows(self.data.split.held_out)
-        first = model_inputs(self.model)[0].shape[:1]
-        self.fixed_batch = first[0] if first and isinstance(first[0], int) and first[0] > 0 else None
-        reference = reference_classes(self.model, held, self.fixed_batch)
+        self.fixed_batch = fixed_batch(self.model)
+        reference = reference_outputs(self.model, held, self.fixed_batch)
         labels = self.data.labels
         self.truth = reference if labels is None else labels[self.data.split.held_out]
-        self.metric_name = "agreement" if labels is None else "top1_accuracy"
-        self.reference = float(np.mean(reference == self.truth))
+        self.score = self.scorer or top1_agreement
+        self.metric_name = (getattr(self.scorer, "__name__", "scorer") if self.scorer is not None else
+                            "agreement" if labels is None else "top1_accuracy")
+        self.reference = float(self.score(reference, self.truth))
         self.graphs: dict[tuple[Any, ...], _Graph] = {}
+
+    def control(self) -> AccuracyControl | None:
+        """What ``int8_nncf_accuracy_control`` validates with: the calibration rows' metric (None without a bound)."""
+        if self.max_drop is None:
+            return None
+        rows = self.data.split.calibration
+        truth = reference_outputs(self.model, self.data.rows(rows), self.fixed_batch) if self.data.labels is None \
+            else self.data.labels[rows]
+        return AccuracyControl(truth, self.score, self.scorer is None, self.max_drop)
 
     def graph(self, precision: str, method: str, per_channel: bool, preset: str = "performance") -> _Graph:
         """The graph at a precision (cached): compressed once per precision and its parameters."""
-        key = {"int8_static": (precision, method, per_channel), "int8_nncf": (precision, preset)}.get(
-            precision, (precision,))
+        key = {"int8_static": (precision, method, per_channel)}.get(
+            precision, (precision, preset) if precision in NNCF_PRECISIONS else (precision,))
         if key not in self.graphs:
             start = time.perf_counter()
             try:
                 model = compress(self.model, precision, self.data.rows(self.data.split.calibration), method=method,
-                                 per_channel=per_channel, batch=self.fixed_batch, preset=preset)
+                                 per_channel=per_channel, batch=self.fixed_batch, preset=preset,
+                                 control=self.control() if precision == "int8_nncf_accuracy_control" else None)
                 self.graphs[key] = _Graph(model, time.perf_counter() - start)
             except BackendError as exc:
                 self.graphs[key] = _Graph(None, time.perf_counter() - start, str(exc))
         return self.graphs[key]
 
-    def __call__(self, config: Config) -> Observation:
-        """Evaluate one config; a failure becomes a failed observation with its reason."""
-        start = time.perf_counter()
+    def parts(self, config: Config) -> tuple[str, str, dict[str, Any], dict[str, Any], _Graph]:
+        """``(backend, precision, precision parameters, backend knobs, graph)`` of a config.
+
+        The graph is the one the backend compiles (a runtime-hint precision
+        compiles the fp32 graph).
+        """
         backend, precision = str(config[BACKEND]), str(config[PRECISION])
         prefix = f"{PRECISION}.{precision}."
         params = {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
         knobs = {k[len(f"{BACKEND}.{backend}."):]: v for k, v in config.items()
                  if k.startswith(f"{BACKEND}.{backend}.")}
-        attrs: dict[str, Any] = {"backend": backend, "precision": precision, **{f"precision_{k}": v
-                                                                                 for k, v in params.items()}}
         hint = runtime_hint(backend, precision)
         graph = self.graph(precision if hint == "fp32" else "fp32", str(params.get("calibration", "minmax")),
                            bool(params.get("per_channel")), str(params.get("preset", "performance")))
+        return backend, precision, params, knobs, graph
+
+    def __call__(self, config: Config) -> Observation:
+        """Evaluate one config; a failure becomes a failed observation with its reason."""
+        start = time.perf_counter()
+        backend, precision, params, knobs, graph = self.parts(config)
+        attrs: dict[str, Any] = {"backend": backend, "precision": precision, **{f"precision_{k}": v
+                                                                                 for k, v in params.items()}}
         if graph.model is None:
             return Observation.failed(f"deploy: {graph.error}"[:500], time.perf_counter() - start, **attrs)
+        concurrency = {k: knobs.pop(k) for k in CONCURRENCY_KNOBS if k in knobs}
         try:
             compiled = time.perf_counter()
-            session = get_backend(backend).compile(graph.model, knobs, hint)
+            session = get_backend(backend).compile(graph.model, knobs, runtime_hint(backend, precision))
             compile_s = time.perf_counter() - compiled
             held = self.data.rows(self.data.split.held_out)
-            predicted = top1(run_rows(session, held, self.batch_size))
-            score = float(np.mean(predicted == self.truth))
+            score = float(self.score(run_rows(session, held, self.batch_size), self.truth))
             feeds = {k: v[batch_rows(len(v), self.batch_size)] for k, v in held.items()}
-            timing = measure(session, feeds, self.timing)
+            metrics = measure(session, feeds, self.timing).metrics()
+            if concurrency:
+                metrics["throughput_rps"] = self.throughput(session, held, concurrency)
         except Exception as exc:  # a backend's failure on one candidate is recorded, never fatal
             return Observation.failed(f"deploy: {type(exc).__name__}: {' '.join(str(exc).split())}"[:500],
                                       time.perf_counter() - start, **attrs)
-        metrics = {**timing.metrics(), "model_size_kb": session.size_bytes / 1024.0, "compile_time_s": compile_s,
-                   "compress_time_s": graph.seconds, "accuracy": score, "accuracy_drop": self.reference - score}
+        metrics.update({"model_size_kb": session.size_bytes / 1024.0, "compile_time_s": compile_s,
+                        "compress_time_s": graph.seconds, "accuracy": score, "accuracy_drop": self.reference - score})
         value = metrics[self.objective]
         loss = -value if OBJECTIVES[self.objective] == "max" else value
         attrs["verification"] = (f"{self.metric_name} {score:.4f} on {len(self.truth)} held-out rows "
                                  f"(fp32: {self.reference:.4f})")
         return Observation(COMPLETE, float(loss), metrics, duration_s=time.perf_counter() - start, attrs=attrs)
 
+    def throughput(self, session: Any, held: Mapping[str, np.ndarray], concurrency: Mapping[str, Any]) -> float:
+        """Rows per second at the knobs' batch, with the knobs' requests in flight on OpenVINO.
 
-__all__ = ["CALIBRATIONS", "DEPLOY_PRECISIONS", "METRICS", "OBJECTIVES", "EvalData", "ModelError", "ModelInput",
-           "OnnxModelEvaluator", "Split", "check_data", "compress", "load_model", "model_inputs", "nncf_available",
-           "read_arrays",
-           "reference_classes", "run_rows", "runs_on", "runtime_hint", "split_rows", "top1"]
+        ONNX Runtime: calls in a row, timed by the harness (its threads are the
+        concurrency).  OpenVINO: ``AsyncInferQueue`` (:func:`queued_throughput`).
+        """
+        batch = int(concurrency.get("throughput_batch", self.batch_size))
+        feeds = {k: v[batch_rows(len(v), batch)] for k, v in held.items()}
+        if "infer_requests" in concurrency and hasattr(session, "compiled"):
+            return queued_throughput(session.compiled, feeds, int(concurrency["infer_requests"]),
+                                     self.timing.seconds)
+        return measure(session, feeds, self.timing).throughput_rps
+
+    def export(self, config: Config, target: str | Path, searched: float | None = None) -> Path:
+        """Write the deployment of ``config``: the graph, ``deployment.json``, example inputs and ``load_model.py``.
+
+        ``target`` is a directory (the graph is ``model.onnx`` in it) or the
+        graph's file name (``*.onnx``).  The graph is the compressed one, as
+        the backend compiles it; on ONNX Runtime it is ONNX Runtime's own
+        offline-optimised graph at the chosen ``graph_optimization_level``
+        (``SessionOptions.optimized_model_filepath``), opened with
+        optimisation disabled.  The written files are then run as
+        ``load_model.py`` runs them, on every held-out row, and the metric
+        compared with the search's: ``deployment.json``'s ``verification``.
+
+        Parameters
+        ----------
+        config : Config
+        target : path
+        searched : float, optional
+            The metric the search measured for ``config`` (else measured again now).
+
+        Returns
+        -------
+        Path
+            Where the graph was written (``deployment.json`` and the rest beside it).
+
+        Raises
+        ------
+        BackendError
+            When the config's graph cannot be made or compiled.
+        """
+        backend_name, precision, params, knobs, graph = self.parts(config)
+        if graph.model is None:
+            raise BackendError(graph.error)
+        concurrency = {k: knobs.pop(k) for k in CONCURRENCY_KNOBS if k in knobs}
+        target = Path(target)
+        path = target if target.suffix == ".onnx" else target / "model.onnx"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        backend = get_backend(backend_name)
+        module = _backend_module(backend)
+        model = backend.prepare(graph.model, knobs)
+        settings = backend.settings(knobs, runtime_hint(backend_name, precision))
+        note = "the compressed graph as the backend compiles it"
+        if backend_name == "onnxruntime":
+            offline = {**settings, "options": {**settings["options"], "optimized_model_filepath": str(path)}}
+            module.open_session(model.SerializeToString(), offline)  # ONNX Runtime writes the optimised graph
+            level = settings["options"].get("graph_optimization_level", "ORT_ENABLE_ALL")
+            settings["options"]["graph_optimization_level"] = "ORT_DISABLE_ALL"
+            note = f"ONNX Runtime's offline-optimised graph ({level}), opened with optimisation disabled"
+        else:
+            onnx.save_model(model, path)
+        session = module.open_session(str(path), settings)
+
+        class _Run:
+            run = staticmethod(lambda feeds: module.infer(session, feeds))
+
+        held = self.data.rows(self.data.split.held_out)
+        score = float(self.score(run_rows(_Run, held, self.batch_size), self.truth))
+        if searched is None:
+            searched = self(config).metrics.get("accuracy", math.nan)
+        verdict = "agrees" if score == searched else "differs"
+        examples = {k: v[:self.batch_size] for k, v in held.items()}
+        np.savez(path.with_name("example_inputs.npz"), **examples)
+        spec = {"model": path.name, "graph": note, "backend": backend_name, "precision": precision,
+                "precision_params": params, "knobs": knobs, "concurrency": concurrency, "batch_size": self.batch_size,
+                "session": settings, "inputs": [{"name": i.name, "type": str(i.dtype), "shape": list(i.shape)}
+                                                for i in model_inputs(self.model)],
+                "outputs": [o.name for o in self.model.graph.output], "example_inputs": "example_inputs.npz",
+                "metric": self.metric_name, "reference": self.reference,
+                "verification": f"{verdict}: {self.metric_name} {score:.4f} on {len(self.truth)} held-out rows "
+                                f"from the written files, {searched:.4f} in the search"}
+        path.with_name("deployment.json").write_text(json.dumps(spec, indent=2, default=str))
+        functions = "\n\n".join(inspect.getsource(f) for f in (module.open_session, module.infer)).strip()
+        path.with_name("load_model.py").write_text(LOADER.format(
+            backend=backend_name, precision=precision, package=module.__name__.rsplit(".", 1)[-1],
+            functions=functions))
+        return path
+
+
+def _backend_module(backend: Any) -> Any:
+    """The module of an admm_tune backend object: its ``open_session`` and ``infer`` need only the backend's package."""
+    return inspect.getmodule(type(backend))
+
+
+LOADER = '''"""Run the ONNX model admm_tune deployed, on {backend} ({precision}), with its tuned knobs.
+
+Needs only {package} and numpy.  Replace the example inputs with yours: one
+array per input that deployment.json's "inputs" names, rows along axis 0,
+in calls of "batch_size" rows.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+
+{functions}
+
+
+if __name__ == "__main__":
+    here = pathlib.Path(__file__).resolve().parent
+    spec = json.loads((here / "deployment.json").read_text())
+    session = open_session(str(here / spec["model"]), spec["session"])
+    with np.load(here / spec["example_inputs"]) as example:
+        feeds = {{name: example[name] for name in example.files}}
+    for name, output in zip(spec["outputs"], infer(session, feeds)):
+        print(name, repr(output))
+'''
+"""``load_model.py`` of an exported deploy problem: the backend module's ``open_session`` and ``infer``, and a main."""
+
+
+__all__ = ["CALIBRATIONS", "CONCURRENCY_KNOBS", "DEPLOY_PRECISIONS", "METRICS", "NNCF_PRECISIONS", "OBJECTIVES",
+           "THROUGHPUT_BATCHES", "AccuracyControl", "EvalData", "ModelError", "ModelInput", "OnnxModelEvaluator",
+           "Scorer", "Split", "check_data", "compress", "fixed_batch", "load_model", "load_scorer", "model_inputs", "nncf_available",
+           "queued_throughput", "read_arrays", "reference_outputs", "run_rows", "runs_on", "runtime_hint",
+           "split_rows", "top1", "top1_agreement"]
