@@ -168,16 +168,30 @@ class Journal:
         return optuna.Trial(self.study, trial_id)
 
     def finish(self, trial: optuna.Trial, obs: Observation, violation: float) -> None:
-        """Record the outcome of an evaluation."""
-        trial.set_user_attr("status", obs.status)
-        trial.set_user_attr("reason", obs.reason)
-        trial.set_user_attr("duration_s", obs.duration_s)
-        trial.set_user_attr("violation", violation if math.isfinite(violation) else None)
-        trial.set_user_attr("feasible", bool(obs.ok and violation <= 0.0))
-        for key, value in obs.metrics.items():
-            trial.set_user_attr(f"metric:{key}", value)
-        for key, value in obs.attrs.items():
-            trial.set_user_attr(key, value)
+        """Record the outcome of an evaluation: its attributes in one write, then its state and loss.
+
+        One transaction for the ~30 attributes, not one each: in an SQLite
+        file each commit waits for the disk (20 ms each on a loaded machine,
+        most of a fast evaluation's time in the journal).
+        """
+        attrs = {"status": obs.status, "reason": obs.reason, "duration_s": obs.duration_s,
+                 "violation": violation if math.isfinite(violation) else None,
+                 "feasible": bool(obs.ok and violation <= 0.0),
+                 **{f"metric:{key}": value for key, value in obs.metrics.items()}, **obs.attrs}
+        storage = getattr(self.study._storage, "_backend", self.study._storage)  # behind Optuna's cache
+        if isinstance(storage, optuna.storages.RDBStorage):
+            # Optuna writes each user attribute in its own transaction and has no public call for several:
+            # its storage's per-attribute write, inside one session.
+            from optuna.storages._rdb.models import TrialUserAttributeModel
+            from optuna.storages._rdb.storage import _create_scoped_session
+
+            with _create_scoped_session(storage.scoped_session) as session:
+                for key, value in attrs.items():
+                    storage._set_trial_attr_without_commit(session, TrialUserAttributeModel, trial._trial_id,
+                                                           key, value)
+        else:
+            for key, value in attrs.items():
+                trial.set_user_attr(key, value)
         if obs.ok:
             self.study.tell(trial, obs.loss)
         else:

@@ -78,8 +78,9 @@ def test_int8_is_never_proposed_for_a_pipeline_without_weights():
                 banned.add(trial["structure"])
 
 
-def test_a_trial_starts_in_one_write(tmp_path):
-    """Its config and attributes in one transaction: a kill at any moment leaves no trial or a whole one."""
+def test_a_trial_starts_in_one_write_and_finishes_in_two(tmp_path):
+    """Its config and attributes in one transaction: a kill at any moment leaves no trial or a whole one; its
+    outcome's attributes in one more (a commit waits for the disk), then its state."""
     from sqlalchemy import event
 
     space = SearchSpace.from_dict(SPACE)
@@ -107,3 +108,9 @@ def test_a_trial_starts_in_one_write(tmp_path):
     assert frozen.state.name == "RUNNING" and frozen.params == {"m": "b", "d": "q", "m.b.x": config["m.b.x"]}
     assert frozen.user_attrs["step"] == "init" and trial.number == frozen.number
     assert MEMORY == "memory" and np.isfinite(config["m.b.x"])
+    commits.clear()
+    journal.finish(trial, Observation(COMPLETE, 0.5, {"accuracy": 0.9, "latency_p95_ms": 0.1}), 0.0)
+    assert len(commits) == 2 and len(commits[0]) >= 7, commits  # its attributes together, then its state
+    frozen = journal.study.get_trials(deepcopy=False)[0]
+    assert frozen.state.name == "COMPLETE" and frozen.value == 0.5 and frozen.user_attrs["feasible"]
+    assert frozen.user_attrs["metric:latency_p95_ms"] == 0.1 and frozen.user_attrs["step"] == "init"
