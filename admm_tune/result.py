@@ -255,8 +255,9 @@ class Result:
         spec = run_dir / "deployment.json"
         if spec.is_file():
             saved = json.loads(spec.read_text())
-            result.final = {"verification": saved.get("verification", ""), "measured": saved.get("measured", {}),
-                            "pipeline": result.refit}
+            if problem.kind != "deploy":  # a trained model has no refit graph; its file verification is in the spec
+                result.final = {"verification": saved.get("verification", ""), "measured": saved.get("measured", {}),
+                                "pipeline": result.refit}
             result.onnx_path = run_dir / saved.get("model", "model.onnx")
         return result
 

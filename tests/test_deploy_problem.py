@@ -23,12 +23,18 @@ from admm_tune.evaluate.timing import TimingSettings, measure
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "problems" / "models"
 PROBLEM = ROOT / "problems" / "digits_cnn_deploy.yaml"
+WIDE = ROOT / "problems" / "digits_wide_cnn_deploy.yaml"
 FAST_TIMING = {"warmup": 5, "min_runs": 30, "max_runs": 300, "seconds": 0.1}
 
 
 @pytest.fixture(scope="module")
 def problem():
     return load_problem(PROBLEM)
+
+
+@pytest.fixture(scope="module")
+def wide():
+    return load_problem(WIDE)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +54,9 @@ def test_the_split_is_seeded_and_its_slices_never_overlap(problem):
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
-def test_int8_static_runs_and_its_drop_is_measured_on_rows_never_calibrated_on(problem, backend, monkeypatch):
+@pytest.mark.parametrize("shipped", ["problem", "wide"])
+def test_int8_static_runs_and_its_drop_is_measured_on_rows_never_calibrated_on(shipped, backend, monkeypatch, request):
+    problem = request.getfixturevalue(shipped)
     evaluator = problem.objective
     split = evaluator.data.split
     seen = []
@@ -71,8 +79,9 @@ def test_int8_static_runs_and_its_drop_is_measured_on_rows_never_calibrated_on(p
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.graph.node}
     assert 0 <= obs.metrics["accuracy"] <= 1
     assert obs.metrics["accuracy_drop"] == pytest.approx(evaluator.reference - obs.metrics["accuracy"])
-    assert obs.metrics["accuracy_drop"] <= 0.02  # a 46 kB CNN keeps its accuracy at int8 (0.0 measured)
-    assert obs.metrics["model_size_kb"] < 0.5 * (MODELS / "digits_cnn.onnx").stat().st_size / 1024
+    assert obs.metrics["accuracy_drop"] <= 0.02  # both CNNs keep their accuracy at int8 (0.0 and 0.0024 measured)
+    model_file = PROBLEM.parent / problem.source["model"]
+    assert obs.metrics["model_size_kb"] < 0.5 * model_file.stat().st_size / 1024
 
 
 def test_reduced_precisions_run_where_the_backend_has_them(problem):
@@ -136,15 +145,32 @@ def test_without_labels_the_metric_is_agreement_with_fp32(eval_arrays):
     assert obs.ok and obs.metrics["accuracy"] == 1.0 and obs.metrics["accuracy_drop"] == 0.0
 
 
-def test_throughput_is_maximised_at_the_batch_the_problem_names(eval_arrays):
+def test_throughput_is_measured_at_the_searched_batch_and_requests_in_flight(eval_arrays, monkeypatch):
     x, y = eval_arrays
     problem = deploy_problem(MODELS / "digits_cnn.onnx", {"inputs": x, "labels": y}, objective="throughput_rps",
-                             deployment={"space": "cpu", "batch_size": 32, "timing": FAST_TIMING},
+                             deployment={"space": "cpu", "batch_size": 4, "timing": FAST_TIMING},
                              constraints={"accuracy_drop": 0.01, "throughput_rps": 1000})
     assert [str(c) for c in problem.constraints] == ["accuracy_drop <= 0.01", "throughput_rps >= 1000"]
-    obs = problem.objective(problem.space.complete({"backend": "onnxruntime", "precision": "fp32"}))
-    assert obs.ok and obs.metrics["batch_size"] == 32
-    assert obs.loss == -obs.metrics["throughput_rps"] < 0
+    knobs = {a.name: {p.name for p in a.params} for a in problem.space.module("backend").algorithms}
+    assert "throughput_batch" in knobs["onnxruntime"] and "infer_requests" not in knobs["onnxruntime"]
+    assert {"throughput_batch", "infer_requests"} <= knobs["openvino"]
+    queued, timed = [], []
+    real_queue, real_measure = onnx_model.queued_throughput, onnx_model.measure
+    monkeypatch.setattr(onnx_model, "queued_throughput",
+                        lambda compiled, feeds, n, s: queued.append((len(feeds["input"]), n)) or
+                        real_queue(compiled, feeds, n, s))
+    monkeypatch.setattr(onnx_model, "measure",
+                        lambda session, feeds, settings: timed.append(len(feeds["input"])) or
+                        real_measure(session, feeds, settings))
+    obs = problem.objective(problem.space.complete({"backend": "openvino", "precision": "fp32",
+                                                    "backend.openvino.throughput_batch": 32,
+                                                    "backend.openvino.infer_requests": 2}))
+    assert obs.ok, obs.reason
+    assert queued == [(32, 2)] and timed == [4]  # throughput: 32 rows, 2 in flight; latency: the problem's batch
+    assert obs.metrics["batch_size"] == 4 and obs.loss == -obs.metrics["throughput_rps"] < 0
+    obs = problem.objective(problem.space.complete({"backend": "onnxruntime", "precision": "fp32",
+                                                    "backend.onnxruntime.throughput_batch": 8}))
+    assert obs.ok and timed[1:] == [4, 8]  # ONNX Runtime: calls in a row at the searched batch
 
 
 def test_a_model_with_a_fixed_batch_runs_at_that_batch(tmp_path, eval_arrays):
@@ -227,6 +253,116 @@ def test_the_documented_template_loads_as_shipped():
     problem = load_problem(ROOT / "problems" / "onnx_model_deploy.yaml")
     assert problem.kind == "deploy" and problem.objective.objective == "latency_p95_ms"
     assert [str(c) for c in problem.constraints] == ["accuracy_drop <= 0.005", "model_size_kb <= 40"]
+
+
+def test_nncf_accuracy_control_gets_the_bound_and_validates_on_calibration_rows_only(problem, monkeypatch):
+    import nncf
+
+    evaluator = problem.objective
+    split = evaluator.data.split
+    calls = []
+    real = nncf.quantize_with_accuracy_control
+
+    def spy(model, calibration, validation, validation_fn, **kw):
+        calls.append((kw["max_drop"], list(validation.get_data())))
+        return real(model, calibration, validation, validation_fn, **kw)
+
+    monkeypatch.setattr(nncf, "quantize_with_accuracy_control", spy)
+    evaluator.graphs.pop(("int8_nncf_accuracy_control", "performance"), None)  # quantised afresh, through the spy
+    obs = evaluator(problem.space.complete({"backend": "openvino", "precision": "int8_nncf_accuracy_control"}))
+    assert obs.ok, obs.reason
+    ((max_drop, items),) = calls
+    assert max_drop == 0.01  # the problem's accuracy_drop bound
+    assert np.array_equal(np.concatenate([feeds["input"] for feeds, _ in items]),
+                          evaluator.data.inputs["input"][split.calibration])
+    assert np.array_equal(np.concatenate([truth for _, truth in items]), evaluator.data.labels[split.calibration])
+    assert len(evaluator.truth) == len(split.held_out)  # its drop, like every other, on the held-out rows
+    assert obs.metrics["accuracy_drop"] == pytest.approx(evaluator.reference - obs.metrics["accuracy"])
+
+
+def test_accuracy_control_is_left_out_without_an_accuracy_bound(eval_arrays):
+    x, y = eval_arrays
+    problem = deploy_problem(MODELS / "digits_cnn.onnx", {"inputs": x, "labels": y},
+                             restrict={"backend": ["onnxruntime"]})
+    assert "int8_nncf_accuracy_control" not in problem.space.module("precision").names
+    assert any("int8_nncf_accuracy_control left out: it needs an accuracy_drop bound" in n for n in problem.notes)
+
+
+def test_onnx_runtimes_offline_optimised_graph_is_what_is_exported_and_run(problem, tmp_path):
+    evaluator = problem.objective
+    config = problem.space.complete({"backend": "onnxruntime", "precision": "int8_static",
+                                     "backend.onnxruntime.graph_optimization_level": "all"})
+    path = evaluator.export(config, tmp_path)
+    spec = yaml.safe_load((tmp_path / "deployment.json").read_text())
+    assert spec["session"]["options"]["graph_optimization_level"] == "ORT_DISABLE_ALL"  # optimised offline, once
+    assert "offline-optimised graph (ORT_ENABLE_ALL)" in spec["graph"]
+    given = {n.op_type for n in evaluator.graph("int8_static", "minmax", False).model.graph.node}
+    saved = {n.op_type for n in onnx.load(path).graph.node}
+    assert "QuantizeLinear" in given and saved != given  # ONNX Runtime's fusions, written by ONNX Runtime
+    assert spec["verification"].startswith("agrees"), spec["verification"]
+
+
+SCORER = """import numpy as np
+
+
+def top2(outputs, truth):
+    best2 = np.argsort(outputs, axis=1)[:, -2:]
+    return float(np.mean((best2 == np.asarray(truth)[:, None]).any(axis=1)))
+"""
+
+
+def test_a_user_scorer_is_the_preserved_metric_from_python_and_from_a_problem_file(tmp_path, eval_arrays):
+    x, y = eval_arrays
+    (tmp_path / "my_scorers.py").write_text(SCORER)
+    namespace: dict = {}
+    exec(SCORER, namespace)
+    seen = []
+
+    def top2(outputs, truth):
+        seen.append((outputs.shape, truth.shape))
+        return namespace["top2"](outputs, truth)
+
+    problem = deploy_problem(MODELS / "digits_cnn.onnx", {"inputs": x, "labels": y}, metric=top2,
+                             deployment={"space": "cpu", "timing": FAST_TIMING},
+                             restrict={"backend": ["onnxruntime"], "precision": ["fp32", "int8_static"]})
+    evaluator = problem.objective
+    held = evaluator.data.split.held_out
+    fp32 = ort.InferenceSession(str(MODELS / "digits_cnn.onnx")).run(None, {"input": x[held]})[0]
+    assert evaluator.metric_name == "top2" and seen[0] == ((len(held), 10), (len(held),))
+    assert evaluator.reference == namespace["top2"](fp32, y[held])
+    obs = evaluator(problem.space.complete({"backend": "onnxruntime", "precision": "int8_static"}))
+    assert obs.ok and obs.metrics["accuracy_drop"] == pytest.approx(evaluator.reference - obs.metrics["accuracy"])
+    raw = yaml.safe_load(PROBLEM.read_text())
+    raw["model"], raw["data"]["path"] = str(PROBLEM.parent / raw["model"]), str(PROBLEM.parent / raw["data"]["path"])
+    file = tmp_path / "problem.yaml"
+    for metric, error in (("my_scorers:top2", None), ("my_scorers:nope", r"metric: cannot import 'my_scorers:nope'"),
+                          ("top2", r"metric: expected 'module:function'")):
+        file.write_text(yaml.safe_dump({**raw, "metric": metric}))
+        if error is None:  # the module beside the problem file
+            assert load_problem(file).objective.reference == evaluator.reference
+        else:
+            with pytest.raises(ProblemError, match=error):
+                load_problem(file)
+
+
+def test_the_wide_problem_runs_and_exports_its_deployment(tmp_path):
+    result = admm_tune.fit(WIDE, budget=2, seed=0, progress=False, run_dir=tmp_path, report=True)
+    assert result.feasible and result.deployment is not None
+    assert result.deployment["backend"] == result.best.config["backend"] and result.deployment["batch_size"] == 1
+    spec = yaml.safe_load((tmp_path / "deployment.json").read_text())
+    assert spec["verification"].startswith("agrees") and spec["precision"] == result.best.config["precision"]
+    assert spec["lossless_passes"] == []  # admm_tune's own passes fold scalers into trees: nothing in a CNN
+    loaded = admm_tune.Result.load(tmp_path)  # what `admm-tune report` reads
+    assert loaded.deployment["precision"] == spec["precision"] and loaded.onnx_path == tmp_path / "model.onnx"
+    assert loaded.feasible
+    assert "Accuracy against latency per precision and backend" in (tmp_path / "report.html").read_text()
+    out = subprocess.run([sys.executable, str(tmp_path / "load_model.py")], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("logits array("), out.stderr[-2000:]
+    printed = eval(out.stdout.removeprefix("logits "), {"array": np.array, "float32": np.float32})
+    with np.load(tmp_path / "example_inputs.npz") as example:  # what the script ran: the fp32 model's class
+        expected = ort.InferenceSession(str(MODELS / "digits_wide_cnn.onnx")).run(None, dict(example))[0]
+    assert printed.shape == expected.shape == (1, 10) and printed.argmax() == expected.argmax()
 
 
 @pytest.mark.slow

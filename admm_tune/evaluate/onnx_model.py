@@ -14,21 +14,28 @@ This module holds everything that touches the model and its data:
   static quantisation in QDQ format (``onnxruntime.quantization.quantize_static``,
   calibration ``minmax`` / ``entropy`` / ``percentile``, per-tensor or
   per-channel), int8 dynamic (``quantize_dynamic``) and fp16 graphs
-  (``onnxconverter_common.float16``, inputs and outputs kept float32);
-  bf16 and OpenVINO's fp16 are the backend's precision hint instead;
+  (``onnxconverter_common.float16``, inputs and outputs kept float32), and
+  NNCF's ``quantize`` and ``quantize_with_accuracy_control``
+  (:class:`AccuracyControl`: the problem's bound, validated on the
+  calibration rows); bf16 and OpenVINO's fp16 are the backend's precision
+  hint instead;
 - :class:`OnnxModelEvaluator` turns a config (backend, precision and its
   parameters, the backend's knobs) into an :class:`~admm_tune.observation.Observation`:
   it compresses the graph (cached per precision), compiles it, runs the
   held-out rows at the problem's batch size, measures the preserved metric
   and ``accuracy_drop`` against the fp32 model on those same rows, and times
-  it with the harness (:mod:`.timing`).
+  it with the harness (:mod:`.timing`); with the concurrency knobs of a
+  throughput objective, throughput is measured at their batch and, on
+  OpenVINO, with their requests in flight (:func:`queued_throughput`);
+  :meth:`OnnxModelEvaluator.export` writes the chosen deployment.
 
 The preserved metric is top-1 accuracy when labels are given (the arg-max
 of the first output's last axis, or the output itself when it holds
 integer labels), else the share of held-out rows whose top-1 agrees with
 the fp32 model's (``agreement``; the fp32 model agrees with itself, so
-``accuracy_drop`` is then ``1 - agreement``).  The fp32 reference is the
-model as given, run by ONNX Runtime with its default session options.
+``accuracy_drop`` is then ``1 - agreement``), or a user's :data:`Scorer`
+(:func:`load_scorer`).  The fp32 reference is the model as given, run by
+ONNX Runtime with its default session options.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ from ..errors import ProblemError
 from ..observation import COMPLETE, Observation
 from ..space import Config
 from .backends import BackendError, get_backend
+from .graph import fold_scalers_into_trees, merge_linear_chains
 from .timing import TimingSettings, batch_rows, exclusive, measure
 
 BACKEND, PRECISION = "backend", "precision"
@@ -741,6 +749,10 @@ class OnnxModelEvaluator:
         optimisation disabled.  The written files are then run as
         ``load_model.py`` runs them, on every held-out row, and the metric
         compared with the search's: ``deployment.json``'s ``verification``.
+        ``lossless_passes`` names those of admm_tune's own passes
+        (:mod:`.graph.passes`, which every backend's graph goes through)
+        that changed this graph: none on a CNN, they fold scalers into trees
+        and merge chains of affine steps.
 
         Parameters
         ----------
@@ -769,6 +781,8 @@ class OnnxModelEvaluator:
         backend = get_backend(backend_name)
         module = _backend_module(backend)
         model = backend.prepare(graph.model, knobs)
+        passes = [f.__name__ for f in (fold_scalers_into_trees, merge_linear_chains)
+                  if f(graph.model) is not graph.model]
         settings = backend.settings(knobs, runtime_hint(backend_name, precision))
         note = "the compressed graph as the backend compiles it"
         if backend_name == "onnxruntime":
@@ -796,7 +810,7 @@ class OnnxModelEvaluator:
                 "session": settings, "inputs": [{"name": i.name, "type": str(i.dtype), "shape": list(i.shape)}
                                                 for i in model_inputs(self.model)],
                 "outputs": [o.name for o in self.model.graph.output], "example_inputs": "example_inputs.npz",
-                "metric": self.metric_name, "reference": self.reference,
+                "metric": self.metric_name, "reference": self.reference, "lossless_passes": passes,
                 "verification": f"{verdict}: {self.metric_name} {score:.4f} on {len(self.truth)} held-out rows "
                                 f"from the written files, {searched:.4f} in the search"}
         path.with_name("deployment.json").write_text(json.dumps(spec, indent=2, default=str))
@@ -845,6 +859,6 @@ if __name__ == "__main__":
 
 __all__ = ["CALIBRATIONS", "CONCURRENCY_KNOBS", "DEPLOY_PRECISIONS", "METRICS", "NNCF_PRECISIONS", "OBJECTIVES",
            "THROUGHPUT_BATCHES", "AccuracyControl", "EvalData", "ModelError", "ModelInput", "OnnxModelEvaluator",
-           "Scorer", "Split", "check_data", "compress", "fixed_batch", "load_model", "load_scorer", "model_inputs", "nncf_available",
-           "queued_throughput", "read_arrays", "reference_outputs", "run_rows", "runs_on", "runtime_hint",
-           "split_rows", "top1", "top1_agreement"]
+           "Scorer", "Split", "check_data", "compress", "fixed_batch", "load_model", "load_scorer", "model_inputs",
+           "nncf_available", "queued_throughput", "read_arrays", "reference_outputs", "run_rows", "runs_on",
+           "runtime_hint", "split_rows", "top1", "top1_agreement"]
