@@ -374,6 +374,18 @@ def test_the_training_script_reproduces_the_committed_model(tmp_path):
         assert (tmp_path / name).read_bytes() == (MODELS / name).read_bytes(), name
 
 
+@pytest.mark.slow
+def test_the_wide_training_script_reproduces_the_committed_model(tmp_path):
+    torch = pytest.importorskip("torch")  # the optional `train` extra: the shipped files were written by 2.13.0 (CPU)
+    if torch.__version__.split("+")[0] != "2.13.0":
+        pytest.skip(f"the committed graph was trained with torch 2.13.0, this is {torch.__version__}")
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "train_digits_wide_cnn.py"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for name in ("digits_wide_cnn.onnx", "digits_wide_cnn_eval.npz", "digits_wide_cnn.json"):
+        assert (tmp_path / name).read_bytes() == (MODELS / name).read_bytes(), name
+
+
 def test_the_benchmark_table_is_generated_from_its_csv():
     import pandas as pd
 
