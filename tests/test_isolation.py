@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import threading
 import time
 from functools import partial
 
@@ -123,6 +124,35 @@ def test_with_two_workers_the_search_goes_on_while_a_slow_candidate_runs(tmp_pat
     during = trials[(trials["datetime_start"] > slow["datetime_start"])
                     & (trials["datetime_complete"] < slow["datetime_complete"])]
     assert len(during) >= 3, during  # a synchronous batch would have waited for the slow one
+
+
+class SigintWhenFinalised:
+    """Ctrl-C pressed while Python runs this object's finaliser (as it may while the journal's SQLAlchemy objects
+    are collected): Python's own handler raises KeyboardInterrupt inside ``__del__``, which prints "Exception
+    ignored" and loses it, so the run went on."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(3):  # the handler runs here, inside the finaliser
+            pass
+
+
+def test_ctrl_c_while_a_pool_is_open_is_raised_by_the_pool_wherever_it_was_pressed(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with WorkerPool(FunctionEvaluator(sleepy), 1) as pool:
+            assert pool.evaluate([{"s": 0.01}])[0].ok
+            SigintWhenFinalised()  # dropped at once: the press lands in its finaliser
+            pool.evaluate([{"s": 0.01}])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back when the pool closed
+    release = tmp_path / "release"
+    with WorkerPool(FunctionEvaluator(sleepy), 1) as pool:  # a press during the pool's wait wakes it
+        pool.submit({"until": str(release)})  # runs until released (60 s at most)
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        start = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            pool.next()
+        assert time.monotonic() - start < 30  # not after the candidate's 60 s
+        release.touch()
 
 
 def test_a_run_whose_every_candidate_crashes_ends_with_the_reasons(tmp_path):
