@@ -169,11 +169,11 @@ def table(frame: pd.DataFrame, columns: list[str]) -> list[str]:
     return lines
 
 
-def main() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        s, p, c = strategies(), passes(), calling_paths()
-    frame = pd.concat([s.assign(part="strategies"), p.assign(part="passes"), c.assign(part="calling paths")])
+def markdown(frame: pd.DataFrame) -> list[str]:
+    """The lines of ``lowering.md`` from the rows of ``lowering.csv`` (its three tables, told apart by ``part``)."""
+    s, p, c = (frame[frame["part"] == part].dropna(axis=1, how="all").drop(columns="part")
+               for part in ("strategies", "passes", "calling paths"))
+    s, p = s.astype({"batch": int}), p.astype({"batch": int, "nodes": int})  # CSV floats where the rows had ints
     timed = s.dropna(subset=["p50_ms"])
     best = timed.loc[timed.groupby(["model", "batch"])["p50_ms"].idxmin()]
     wide = timed.pivot_table(index=["model", "batch"], columns=["backend", "strategy"], values="p50_ms")
@@ -216,7 +216,15 @@ def main() -> None:
               *table(p, ["pass", "graph", "nodes", "batch", "p50_ms", "p95_ms"]),
               "", "## Calling paths (30-feature MatMul + Softmax, batch 1, one thread; us)", "",
               *table(c, ["call", "p50_us", "p95_us"]), ""]
-    save("lowering", frame, lines)
+    return lines
+
+
+def main() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s, p, c = strategies(), passes(), calling_paths()
+    frame = pd.concat([s.assign(part="strategies"), p.assign(part="passes"), c.assign(part="calling paths")])
+    save("lowering", frame, markdown(frame))
 
 
 if __name__ == "__main__":
