@@ -26,14 +26,23 @@ objective every backend also carries ``throughput_batch`` (rows per call)
 and OpenVINO ``infer_requests`` (requests in flight).  Each backend is kept
 away from the precisions it cannot run here by construction.
 :func:`deploy_problem` builds the same problem from Python objects.
+
+After the search, :func:`race` re-measures the best few feasible
+candidates in interleaved rounds and the median chooses (the runner's final
+step for this kind; ``docs/deploy-problems.md``, "The final race").
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from . import _fields as F
 from .deployment import BACKEND, GROUP, PRECISION, load_deployment
@@ -44,7 +53,7 @@ from .evaluate.onnx_model import (CALIBRATIONS, DEPLOY_PRECISIONS, HINT_PRECISIO
                                   OnnxModelEvaluator, Scorer, check_data, fixed_batch, load_model, load_scorer,
                                   read_arrays, runs_on, split_rows)
 from .machine import cores
-from .space import Algorithm, Categorical, Forbidden, Int, Module, SearchSpace
+from .space import Algorithm, Categorical, Forbidden, Int, Module, SearchSpace, describe
 
 KIND = "deploy"
 
@@ -53,6 +62,12 @@ FIELDS = ("kind", "name", "description", "model", "data", "objective", "metric",
 
 NOT_KNOBS = ("tree_lowering",)
 """Backend knobs of the ML deployment space that mean nothing for a trained network's graph."""
+
+OPENVINO_THREADS = ("backend.openvino.num_streams", "backend.openvino.inference_num_threads")
+"""The deployment space's ``streams x threads <= cores`` limit, which a deploy space drops: OpenVINO's
+``INFERENCE_NUM_THREADS`` is the threads of all its streams together (it caps the streams at it), so the limit
+forbade its own ``THROUGHPUT`` setting (2 streams sharing 2 threads on 2 cores), the fastest at batch 64 on the
+wide CNN (``benchmarks/results/dnn_deploy.md``)."""
 
 
 def deploy_problem(model: Any, data: Any, *, objective: str = "latency_p50_ms", constraints: Any = None,
@@ -197,6 +212,124 @@ def _objective(raw: Any) -> str:
     return F.string(raw, "objective", choices=tuple(OBJECTIVES))
 
 
+RACE_TOP = 2
+"""The race's finalists: the search's best this many feasible configs by their (single) measurement..."""
+
+RACE_FINALISTS = 6
+"""...then the best config of each other backend x precision, up to this many in all."""
+
+RACE_ROUNDS = 5
+"""Interleaved rounds of the race (fewer when the time budget runs out)."""
+
+RACE_SHARE = 0.6
+"""Each timing in a race lasts this share of ``timing.seconds`` (five rounds: three evaluations' worth)."""
+
+TIMED = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_mean_ms", "throughput_rps")
+"""The harness's figures, which the race re-measures (the others, accuracy included, are the search's)."""
+
+
+def finalists(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials a deploy run races: feasible and complete, distinct configs, the search's pick first.
+
+    The best :data:`RACE_TOP` by the search's loss, then the best of each
+    other structure (backend x precision) by loss, up to
+    :data:`RACE_FINALISTS` rows: a structure whose single measurement was
+    unlucky still gets its re-measurement.
+    """
+    done = trials[(trials["state"] == "complete") & trials["feasible"].astype(bool)]
+    ranked = done.sort_values(["loss", "number"]).drop_duplicates("config")
+    per_structure = ranked.drop_duplicates("structure")
+    chosen = list(dict.fromkeys([*ranked["number"][:RACE_TOP], *per_structure["number"]]))[:RACE_FINALISTS]
+    return ranked.set_index("number", drop=False).loc[chosen]
+
+
+def race(pool: Any, trials: pd.DataFrame, problem: Any, seconds: float | None) -> dict[str, Any]:
+    """The final step of a deploy run: re-measure the finalists in interleaved rounds; the median chooses.
+
+    A single timing of each candidate under load mis-ranks close ones, so
+    the :func:`finalists` are compiled once in one worker (``Pool.final``,
+    :meth:`~admm_tune.evaluate.onnx_model.OnnxModelEvaluator.final`) and
+    timed in up to :data:`RACE_ROUNDS` rounds, each timing every finalist
+    once in turn; the objective's median over the rounds ranks them.  A
+    finalist whose re-measured figures break a latency or throughput
+    constraint drops out; the others keep the search's accuracy figures.
+
+    Parameters
+    ----------
+    pool : Pool
+        The run's pool (nothing running).
+    trials : DataFrame
+        The journal's trials (``Journal.trials``).
+    problem : Problem
+        A deploy problem.
+    seconds : float, optional
+        Time left for the final step (None: no time budget).  The export of
+        the choice that follows is expected to cost what the search's pick
+        cost to evaluate (compile, run the held-out rows), so the race gets
+        the rest; no round starts that would end past it, and when even the
+        compiles and one round would not fit, the race is skipped with a note.
+
+    Returns
+    -------
+    dict
+        JSON-able: ``objective``, ``search_pick`` and ``chosen`` (trial
+        numbers), ``rounds`` (run) and ``of_rounds`` (:data:`RACE_ROUNDS`), ``seconds``,
+        ``finalists`` (per finalist: ``trial``, ``configuration``, the
+        ``search`` figure, the ``remeasured`` median, the ``rounds``' values,
+        every timed figure's median in ``metrics``, ``feasible``; or its
+        ``error``) and a ``note`` for people.
+    """
+    evaluator = problem.objective
+    metric = evaluator.objective
+    sense = 1.0 if OBJECTIVES[metric] == "min" else -1.0
+    entries = finalists(trials)
+    record: dict[str, Any] = {"objective": metric, "rounds": 0, "of_rounds": RACE_ROUNDS, "seconds": 0.0,
+                              "finalists": [], "search_pick": None, "chosen": None}
+    if not len(entries):
+        return {**record, "note": "not re-measured: no feasible candidate"}
+    record["search_pick"] = record["chosen"] = int(entries["number"].iloc[0])
+    if len(entries) < 2:
+        return {**record, "note": "not re-measured: one feasible candidate, nothing to race"}
+    one_round = float(entries.get("metric:compile_time_s", pd.Series(0.0)).fillna(0.0).sum()
+                      + len(entries) * (RACE_SHARE * evaluator.timing.seconds))
+    if seconds is not None:
+        seconds -= float(entries["duration_s"].iloc[0])  # kept for the export
+        if seconds < one_round:
+            return {**record, "note": f"not re-measured: {max(seconds, 0.0):.1f} s left, the race needs about "
+                                      f"{one_round:.1f} s"}
+    configs = [json.loads(c) for c in entries["config"]]
+    answer, why = pool.final({"finalists": configs, "rounds": RACE_ROUNDS, "share": RACE_SHARE,
+                              "seconds": seconds}, seconds)
+    if answer is None or answer.get("error") or not answer["rounds"]:
+        reason = why or (answer or {}).get("error") or "no round fitted in the time left"
+        return {**record, "note": f"not re-measured: {reason}"}
+    best: tuple[float, int] | None = None
+    for (_, row), config, figures in zip(entries.iterrows(), configs, answer["figures"]):
+        entry: dict[str, Any] = {"trial": int(row["number"]), "configuration": describe(config),
+                                 "search": float(row[f"metric:{metric}"])}
+        if isinstance(figures, str):
+            record["finalists"].append({**entry, "error": figures})
+            continue
+        medians = {k: float(np.median([f[k] for f in figures])) for k in TIMED}
+        measured = {**{k[len("metric:"):]: v for k, v in row.items() if k.startswith("metric:")}, **medians}
+        feasible = all(c.violation(measured.get(c.metric, math.nan)) <= 0 for c in problem.constraints)
+        record["finalists"].append({**entry, "remeasured": medians[metric], "rounds": [f[metric] for f in figures],
+                                    "metrics": medians, "feasible": feasible})
+        if feasible and (best is None or sense * medians[metric] < best[0]):
+            best = (sense * medians[metric], entry["trial"])
+    record.update(rounds=int(answer["rounds"]), seconds=float(answer["seconds"]))
+    if best is None:
+        return {**record, "note": "re-measured: no finalist met the constraints again, the search's pick stays"}
+    record["chosen"] = best[1]
+    won = next(f for f in record["finalists"] if f["trial"] == best[1])
+    kept = "the search's pick" if best[1] == record["search_pick"] else f"not the search's pick (trial " \
+                                                                        f"{record['search_pick']})"
+    record["note"] = (f"re-measured: {len(entries)} finalists in {record['rounds']} interleaved rounds; trial "
+                      f"{best[1]}, {kept}, has the best median {metric} {won['remeasured']:.4g} "
+                      f"(its search figure {won['search']:.4g})")
+    return record
+
+
 def structures(space: SearchSpace) -> list[tuple[str, str]]:
     """The allowed ``(backend, precision)`` pairs of a deploy space."""
     return [(b, p) for b in space.module(BACKEND).names for p in space.module(PRECISION).names
@@ -259,9 +392,11 @@ def deploy_space(deployment_space: SearchSpace, precisions: Any = None, *, max_d
                                                                                 if not runs_on(b, p, hints[b]))},
                                 f"{b} does not run these precisions here")
                       for b in backends.names if any(not runs_on(b, p, hints[b]) for p in kept))
+    limits = tuple(lim for lim in deployment_space.limits if set(lim.keys) != set(OPENVINO_THREADS))
     space = SearchSpace((replace(backends, group=GROUP), precision), forbidden, f"deploy_{deployment_space.name}",
-                        deployment_space.limits)
+                        limits)
     return space, tuple(notes)
 
 
-__all__ = ["KIND", "ModelError", "deploy_problem", "deploy_space", "from_dict", "structures"]
+__all__ = ["KIND", "RACE_FINALISTS", "RACE_ROUNDS", "ModelError", "deploy_problem", "deploy_space", "finalists",
+           "from_dict", "race", "structures"]

@@ -116,12 +116,16 @@ class Result:
     """Budget adherence of the whole call: ``budget_s``, ``wall_s``, ``overrun`` (wall / budget)."""
     test: dict[str, float] | None = None
     """Scores on the test split, once :attr:`test_scores` computed them (or read back from ``result.json``)."""
+    race: dict[str, Any] | None = None
+    """A deploy run's final race (:func:`admm_tune.deploy_problem.race`): the finalists re-measured in
+    interleaved rounds, their medians, and the trial chosen by them (:attr:`best`); None for other kinds."""
 
     @classmethod
     def from_frames(cls, problem: Problem, trials: pd.DataFrame, trace: pd.DataFrame, storage: str,
-                    run_dir: Path | None, pipeline: Any = None) -> Result:
-        """Pick the best row of ``trials`` and wrap everything up."""
-        return cls(problem, best_of(trials), pipeline, trials, trace, storage, run_dir)
+                    run_dir: Path | None, pipeline: Any = None, race: dict[str, Any] | None = None) -> Result:
+        """Pick the best row of ``trials`` (the one a deploy run's ``race`` chose) and wrap everything up."""
+        return cls(problem, best_of(trials, (race or {}).get("chosen")), pipeline, trials, trace, storage, run_dir,
+                   race=race)
 
     @property
     def deployment(self) -> dict[str, Any] | None:
@@ -136,7 +140,13 @@ class Result:
         return {"backend": config[BACKEND], "precision": config[PRECISION], "knobs": Deployment.knobs(config),
                 "batch_size": self.problem.deployment.batch_size,
                 "measured": {k: v for k, v in self.best.metrics.items() if k in DEPLOY_METRICS},
-                "final": self.final}
+                "final": self.final, **({"remeasured": self.remeasured} if self.race is not None else {})}
+
+    @property
+    def remeasured(self) -> dict[str, float] | None:
+        """The chosen deployment's figures re-measured by a deploy run's race (medians of its rounds), if raced."""
+        chosen = [f for f in (self.race or {}).get("finalists", []) if f.get("trial") == self.best.trial]
+        return chosen[0].get("metrics") if chosen else None
 
     @property
     def test_scores(self) -> dict[str, float] | None:
@@ -248,7 +258,7 @@ class Result:
         trials, trace = journal.trials(), journal.trace()
         if not len(trials) or not (trials["state"] == "complete").any():
             raise RunError(f"{run_dir} holds no completed evaluation")
-        result = cls.from_frames(problem, trials, trace, journal.storage, run_dir)
+        result = cls.from_frames(problem, trials, trace, journal.storage, run_dir, race=journal.attrs.get("race"))
         saved_result = run_dir / "result.json"  # written by save(): the CLI's and sweeps' runs
         outcome = json.loads(saved_result.read_text()) if saved_result.is_file() else {}
         result.test, result.refit = outcome.get("test"), outcome.get("pipeline")  # of a pipeline that is not kept
@@ -282,7 +292,8 @@ class Result:
                 "failed": self.n_failed, "iterations": len(self.trace),
                 "storage": self.storage, "onnx_path": str(self.onnx_path) if self.onnx_path else None,
                 "pipeline": self.refit, "timing": self.timing, "seed": self.problem.seed,
-                "feasible": self.feasible, "shortfalls": self.shortfalls(), "test": self.test_scores}
+                "feasible": self.feasible, "shortfalls": self.shortfalls(), "test": self.test_scores,
+                **({"race": self.race} if self.race is not None else {})}
 
     @property
     def n_evaluations(self) -> int:
@@ -335,6 +346,8 @@ class Result:
                 f = self.final["measured"]
                 lines.append(f"refit graph  {self.final['verification']}"
                              + (f"; p95 {f['latency_p95_ms']:.3g} ms" if "latency_p95_ms" in f else ""))
+            if self.race is not None:
+                lines.append(f"final race   {self.race['note']}")
             if self.onnx_path is not None:
                 lines.append(f"model        {self.onnx_path}")
         if self.refit is not None:
@@ -351,11 +364,13 @@ class Result:
         return "\n".join(lines)
 
 
-def best_of(trials: pd.DataFrame) -> Best:
-    """Best feasible completed row by loss, else the least-violating completed row."""
+def best_of(trials: pd.DataFrame, chosen: int | None = None) -> Best:
+    """The completed trial numbered ``chosen``, else the best feasible row by loss, else the least violating."""
     done = trials[trials["state"] == "complete"]
     feasible = done[done["feasible"].astype(bool)]
-    if len(feasible):
+    if chosen is not None and (done["number"] == chosen).any():
+        row = done[done["number"] == chosen].iloc[0]
+    elif len(feasible):
         row = feasible.loc[feasible["loss"].idxmin()]
     else:
         row = done.sort_values(["violation", "loss"]).iloc[0]

@@ -146,6 +146,7 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         bar.iteration(int(entry["iteration"]) + 1)
 
     final: Final | None = None
+    race: dict[str, Any] | None = None
     try:
         optimiser.run(executor, on_iteration, executor.search_time_left if clock.seconds is not None else None)
         best = optimiser.best()
@@ -156,18 +157,24 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         if problem.data is not None:  # the refit (and its deployment) runs isolated, in the time left
             final, why = pool.final(best.config, clock.final_seconds(problem.isolation.seconds))
             final = final or Final(None, f"none: the refit on all training rows failed ({why})")
+        elif problem.kind == "deploy":  # the best few re-measured in interleaved rounds, in the time left
+            from .deploy_problem import race as final_race
+
+            race = _jsonable(final_race(pool, journal.trials(), problem, clock.final_seconds(None)))
+            journal.set_attr("race", race)
     except KeyboardInterrupt:
         raise Interrupted(run_path, executor.done) from None
     finally:
         pool.close()
         bar.close()
     result = Result.from_frames(problem, journal.trials(), journal.trace(), storage, run_path,
-                                final.pipeline if final is not None else None)
+                                final.pipeline if final is not None else None, race)
     result.refit = final.source if final is not None else None
     if isinstance(evaluator, DeploymentEvaluator) and final is not None:
         _finalize(result, final, evaluator.deployment.batch_size, run_path)
     elif problem.kind == "deploy":  # the chosen way to run the trained model: written as the ML kind's is
-        result.exporter = partial(evaluator.export, result.best.config, searched=result.best.metrics.get("accuracy"))
+        result.exporter = partial(evaluator.export, result.best.config, searched=result.best.metrics.get("accuracy"),
+                                  remeasured=race)
         if run_path is not None and result.feasible:
             result.export(run_path)
     result.timing = clock.report()

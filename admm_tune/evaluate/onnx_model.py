@@ -27,6 +27,8 @@ This module holds everything that touches the model and its data:
   it with the harness (:mod:`.timing`); with the concurrency knobs of a
   throughput objective, throughput is measured at their batch and, on
   OpenVINO, with their requests in flight (:func:`queued_throughput`);
+  :meth:`OnnxModelEvaluator.final` times the run's finalists in
+  interleaved rounds (the final race, :func:`admm_tune.deploy_problem.race`);
   :meth:`OnnxModelEvaluator.export` writes the chosen deployment.
 
 The preserved metric is top-1 accuracy when labels are given (the arg-max
@@ -50,7 +52,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -710,10 +712,7 @@ class OnnxModelEvaluator:
             compile_s = time.perf_counter() - compiled
             held = self.data.rows(self.data.split.held_out)
             score = float(self.score(run_rows(session, held, self.batch_size), self.truth))
-            feeds = {k: v[batch_rows(len(v), self.batch_size)] for k, v in held.items()}
-            metrics = measure(session, feeds, self.timing).metrics()
-            if concurrency:
-                metrics["throughput_rps"] = self.throughput(session, held, concurrency)
+            metrics = self.timings(session, held, concurrency, self.timing)
         except Exception as exc:  # a backend's failure on one candidate is recorded, never fatal
             return Observation.failed(f"deploy: {type(exc).__name__}: {' '.join(str(exc).split())}"[:500],
                                       time.perf_counter() - start, **attrs)
@@ -725,7 +724,68 @@ class OnnxModelEvaluator:
                                  f"(fp32: {self.reference:.4f})")
         return Observation(COMPLETE, float(loss), metrics, duration_s=time.perf_counter() - start, attrs=attrs)
 
-    def throughput(self, session: Any, held: Mapping[str, np.ndarray], concurrency: Mapping[str, Any]) -> float:
+    def timings(self, session: Any, held: Mapping[str, np.ndarray], concurrency: Mapping[str, Any],
+             timing: TimingSettings) -> dict[str, float]:
+        """The harness's figures of one compiled candidate at the problem's batch (throughput: the knobs' own)."""
+        feeds = {k: v[batch_rows(len(v), self.batch_size)] for k, v in held.items()}
+        metrics = measure(session, feeds, timing).metrics()
+        if concurrency:
+            metrics["throughput_rps"] = self.throughput(session, held, concurrency, timing)
+        return metrics
+
+    def final(self, race: Mapping[str, Any]) -> dict[str, Any]:
+        """The final race: the finalists compiled once, then timed in interleaved rounds.
+
+        The runner's final step for a deploy problem (run isolated, in the
+        worker that holds the compressed graphs, by ``Pool.final``).
+
+        Parameters
+        ----------
+        race : mapping
+            ``finalists`` (configs), ``rounds`` (at most this many), ``share``
+            (each timing lasts ``share x timing.seconds``) and ``seconds``
+            (None: no limit): a round starts only when it is expected to end
+            within ``seconds`` of the call's start.
+
+        Returns
+        -------
+        dict
+            ``figures``: per finalist, one dict of the harness's figures per
+            round (:meth:`time`), or ``error`` for a finalist that no longer
+            compiles; ``rounds``: how many ran; ``seconds``: the wall time.
+        """
+        start = time.perf_counter()
+        deadline = math.inf if race.get("seconds") is None else start + float(race["seconds"])
+        held = self.data.rows(self.data.split.held_out)
+        timing = replace(self.timing, seconds=self.timing.seconds * float(race.get("share", 1.0)))
+        entries: list[tuple[Any, dict[str, Any]] | str] = []
+        for config in race["finalists"]:
+            backend, precision, _, knobs, graph = self.parts(config)
+            concurrency = {k: knobs.pop(k) for k in CONCURRENCY_KNOBS if k in knobs}
+            try:
+                if graph.model is None:
+                    raise BackendError(graph.error)
+                entries.append((get_backend(backend).compile(graph.model, knobs, runtime_hint(backend, precision)),
+                                concurrency))
+            except Exception as exc:  # recorded for that finalist; the others still race
+                entries.append(f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300])
+        figures: list[list[dict[str, float]]] = [[] for _ in entries]
+        rounds, last = 0, 0.0
+        while rounds < int(race["rounds"]) and time.perf_counter() + last < deadline:
+            began = time.perf_counter()
+            for i, entry in enumerate(entries):  # interleaved: load on the machine hits every finalist alike
+                if not isinstance(entry, str):
+                    figures[i].append(self.timings(entry[0], held, entry[1], timing))
+            rounds, last = rounds + 1, time.perf_counter() - began
+        return {"figures": [e if isinstance(e, str) else f for e, f in zip(entries, figures)], "rounds": rounds,
+                "seconds": time.perf_counter() - start}
+
+    def fallback(self, race: Mapping[str, Any], reason: str) -> dict[str, Any]:
+        """What :meth:`final` answers when it ran out of time in the worker (``reason``): no figures."""
+        return {"figures": [], "rounds": 0, "error": reason}
+
+    def throughput(self, session: Any, held: Mapping[str, np.ndarray], concurrency: Mapping[str, Any],
+                   timing: TimingSettings) -> float:
         """Rows per second at the knobs' batch, with the knobs' requests in flight on OpenVINO.
 
         ONNX Runtime: calls in a row, timed by the harness (its threads are the
@@ -734,11 +794,11 @@ class OnnxModelEvaluator:
         batch = int(concurrency.get("throughput_batch", self.batch_size))
         feeds = {k: v[batch_rows(len(v), batch)] for k, v in held.items()}
         if "infer_requests" in concurrency and hasattr(session, "compiled"):
-            return queued_throughput(session.compiled, feeds, int(concurrency["infer_requests"]),
-                                     self.timing.seconds)
-        return measure(session, feeds, self.timing).throughput_rps
+            return queued_throughput(session.compiled, feeds, int(concurrency["infer_requests"]), timing.seconds)
+        return measure(session, feeds, timing).throughput_rps
 
-    def export(self, config: Config, target: str | Path, searched: float | None = None) -> Path:
+    def export(self, config: Config, target: str | Path, searched: float | None = None,
+               remeasured: Mapping[str, Any] | None = None) -> Path:
         """Write the deployment of ``config``: the graph, ``deployment.json``, example inputs and ``load_model.py``.
 
         ``target`` is a directory (the graph is ``model.onnx`` in it) or the
@@ -760,6 +820,9 @@ class OnnxModelEvaluator:
         target : path
         searched : float, optional
             The metric the search measured for ``config`` (else measured again now).
+        remeasured : mapping, optional
+            The final race's record (:func:`admm_tune.deploy_problem.race`),
+            written as ``deployment.json``'s ``remeasured``.
 
         Returns
         -------
@@ -813,6 +876,8 @@ class OnnxModelEvaluator:
                 "metric": self.metric_name, "reference": self.reference, "lossless_passes": passes,
                 "verification": f"{verdict}: {self.metric_name} {score:.4f} on {len(self.truth)} held-out rows "
                                 f"from the written files, {searched:.4f} in the search"}
+        if remeasured is not None:
+            spec["remeasured"] = remeasured
         path.with_name("deployment.json").write_text(json.dumps(spec, indent=2, default=str))
         functions = "\n\n".join(inspect.getsource(f) for f in (module.open_session, module.infer)).strip()
         path.with_name("load_model.py").write_text(LOADER.format(
