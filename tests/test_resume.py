@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+from datetime import datetime
 
 import optuna
 import pytest
@@ -38,6 +39,7 @@ def test_a_killed_run_resumes_without_losing_or_repeating_work(tmp_path):
     wait_for_trials(proc, storage, "killed", 12)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
+    killed_at = datetime.now()  # the journal's clock: local time
     before = finished(storage, "killed")
     assert 12 <= len(before) < 24, f"{len(before)} evaluations: the run should have been killed half-way"
     done_before = {t.number: t.user_attrs["config"] for t in before}
@@ -58,7 +60,8 @@ def test_a_killed_run_resumes_without_losing_or_repeating_work(tmp_path):
     for t in (t for t in interrupted if "config" in t.user_attrs):  # started when killed: retried exactly once
         retries = [r for r in trials if r.user_attrs.get("retry_of") == t.number]
         assert len(retries) == 1 and retries[0].user_attrs["config"] == t.user_attrs["config"]
-    assert len([t for t in counted if t.number not in done_before]) == 24 - len(before)  # the resumed part ran
+    resumed = [t for t in counted if t.number not in done_before]
+    assert resumed and all(t.datetime_start > killed_at for t in resumed)  # the resumed process ran the rest
     # The result is read from the whole journal: its best is the best feasible evaluation before or after the kill.
     best = json.loads((run_dir / "result.json").read_text())["best"]
     feasible = [t.value for t in counted if t.user_attrs.get("feasible")]
@@ -66,7 +69,7 @@ def test_a_killed_run_resumes_without_losing_or_repeating_work(tmp_path):
     iterations = [json.loads(v["state"])["iteration"] for k, v in sorted(study.user_attrs.items())
                   if k.startswith("admm:")]
     assert iterations == list(range(1, len(iterations) + 1))  # the trace goes on where it stopped
-    assert (run_dir / "result.json").is_file() and (run_dir / "report.html").is_file()
+    assert (run_dir / "report.html").is_file()
 
 
 def test_fit_resume_extends_a_finished_run_to_a_larger_budget(tmp_path, fast_problem_dict):
