@@ -63,6 +63,8 @@ from ..observation import Observation
 from ..problem import Budget, Constraint, OptimizerSettings
 from ..space import Config, Float, Forbidden, Int, SearchSpace
 from .bandit import NoAllowedDraw, ThompsonBandit, reward
+from .cost import CostModel
+from .credit import ValueStats, arm, optimistic, value_stats
 from .bayes import ThetaTask, make_solver
 from .constraints import ConstraintTerms
 from .executor import Candidate, EvaluateFn, Executor, SerialExecutor
@@ -114,6 +116,8 @@ class ADMMState:
 
 
 IterationFn = Callable[[dict[str, Any]], None]
+MAX_SKIPS = 10
+"""Candidates a step may pass over (predicted not to finish in the time left) before it stops proposing."""
 
 
 class ADMM:
@@ -139,6 +143,7 @@ class ADMM:
         self.rng = np.random.default_rng(seed)
         self.solver = make_solver(settings.theta_solver)
         self.bandit = ThompsonBandit(space)
+        self.cost = CostModel(space)
         k = len(self.terms)
         self.state = ADMMState(rho=settings.rho, inner=settings.inner_budget, u=[0.0] * k, mu=[0.0] * k)
         self.rho_int = settings.rho  # the consensus block keeps the initial penalty (see the module docstring)
@@ -214,6 +219,7 @@ class ADMM:
                         for c, o in history]
         for record in self.records:
             self._ban(record)
+            self.cost.observe(record.config, record.observation.duration_s)
         self._seen = {_key(r.config) for r in self.records}
         self.trace = [dict(e) for e in trace]
         if self.trace:
@@ -395,7 +401,25 @@ class ADMM:
 
         steps = np.array([_unit_step(p, self.state.theta[key]) if isinstance(p, Int) else 0.0 for key, p in keys])
         pending = _unit([c for c in self._running.values() if comparable(c.config)], keys)
-        return ThetaTask(X, f, G, ok, merit, self._consensus(keys), self._valid(keys, fixed), center, steps, pending)
+        return ThetaTask(X, f, G, ok, merit, self._consensus(keys), self._valid(keys, fixed), center, steps, pending,
+                         key=zkey + "|" + ",".join(key for key, _ in keys), cost=self._theta_cost(keys, fixed))
+
+    def _theta_cost(self, keys: list[tuple[str, Float]], fixed: dict[str, float]
+                    ) -> Callable[[np.ndarray], np.ndarray] | None:
+        """Predicted seconds at θ-step points (unit cube over ``keys``), under a time budget once known."""
+        config = self.space.complete(self.state.z, fixed)
+        base = self.cost.unit(config)
+        if not math.isfinite(self._seconds_left()) or self.cost.predict_unit(config, base[None, :]) is None:
+            return None
+        names = [k for k, _ in self.space.numeric_params(config)]
+        where = [names.index(k) for k, _ in keys]
+
+        def seconds(X: np.ndarray) -> np.ndarray:
+            full = np.repeat(base[None, :], len(X), axis=0)
+            full[:, where] = X
+            return self.cost.predict_unit(config, full)
+
+        return seconds
 
     def _consensus(self, keys: list[tuple[str, Float]]) -> Callable[[np.ndarray], np.ndarray]:
         s = self.state
@@ -461,7 +485,10 @@ class ADMM:
         self._credit([r for r in pulled if r.candidate.step != "theta"]
                      + ([min(late_theta, key=self._merit)] if late_theta else []))
         options = ([iterate] if iterate is not None else []) + pulled
-        if options:
+        drawn = next((r for r in pulled if batch and r.candidate is batch[0] and r.observation.ok), None)
+        if drawn is not None and self._untuned(self.space.choice_of(drawn.config)):
+            s.z = self.space.choice_of(drawn.config)  # optimism: tune what the bandit drew before judging it
+        elif options:
             s.z = self.space.choice_of(min(options, key=self._merit).config)
 
     def _group_of(self, key: str) -> str:
@@ -484,8 +511,11 @@ class ADMM:
         while True:
             while proposing and len(self._running) < capacity:
                 candidate = None if self._exhausted() else propose()
-                while candidate is not None and not self.space.allowed(candidate.config):  # banned meanwhile
-                    candidate = propose()
+                skipped = 0
+                while candidate is not None and (not self.space.allowed(candidate.config)  # banned meanwhile
+                                                 or not self._fits(candidate)):
+                    skipped += 1
+                    candidate = propose() if skipped < MAX_SKIPS else None
                 if candidate is None:
                     proposing = False
                 else:
@@ -495,6 +525,22 @@ class ADMM:
                 return done
             record = self._receive()
             (done if id(record.candidate) in mine else self._late).append(record)
+
+    def _fits(self, candidate: Candidate) -> bool:
+        """Whether ``candidate`` is predicted to finish in the time left; one that is not is never proposed again."""
+        predicted = self.cost.upper(candidate.config)
+        if predicted is None or predicted <= self._seconds_left():
+            return True
+        self._seen.add(_key(candidate.config))
+        return False
+
+    def _seconds_left(self) -> float:
+        """Seconds left to start candidates in (inf without a time budget)."""
+        if self._time_left is not None:
+            return float(self._time_left())
+        if self.budget.seconds is not None:
+            return self.budget.seconds - (time.monotonic() - self._start)
+        return math.inf
 
     def _drain(self) -> list[Record]:
         """Wait for every running evaluation; return their records."""
@@ -513,6 +559,7 @@ class ADMM:
         viol = self.terms.violations(obs.metrics) if obs.ok else np.full(len(self.terms), np.inf)
         record = Record(candidate, obs, viol)
         self.records.append(record)
+        self.cost.observe(candidate.config, obs.duration_s)
         self._ban(record)
         return record
 
@@ -535,9 +582,35 @@ class ADMM:
             self.bandit.space = self.space
 
     def _credit(self, records: list[Record]) -> None:
+        """Credit the bandit with ``records``.
+
+        The algorithm of a module that offers several is judged by the best
+        merit it reached, with optimism while untuned (``optim/credit.py``);
+        a categorical value by each record's own merit (Bernoulli update): it
+        is always evaluated with the structure's current θ, never at
+        defaults alone.
+        """
         merits = [self._merit(r) for r in self.records]
+        stats = self._value_stats(merits)
+        modules = {m.name for m in self.space.modules if len(m.algorithms) > 1}
         for record in records:
-            self.bandit.update(self.space.choice_of(record.config), reward(self._merit(record), merits), self.rng)
+            choice = self.space.choice_of(record.config)
+            self.bandit.update({k: v for k, v in choice.items() if k not in modules},
+                               reward(self._merit(record), merits), self.rng)
+            for name in modules:
+                v = stats[(name, str(choice[name]))]
+                self.bandit.judge(name, choice[name], arm(optimistic(reward(v.best, merits), v.tuned), v.evaluations))
+
+    def _value_stats(self, merits: list[float] | None = None) -> dict[tuple[str, str], ValueStats]:
+        merits = merits if merits is not None else [self._merit(r) for r in self.records]
+        return value_stats([self.space.choice_of(r.config) for r in self.records], merits,
+                           [r.candidate.iteration if r.candidate.step == "theta" else None for r in self.records])
+
+    def _untuned(self, choice: Config) -> bool:
+        """Whether some module's algorithm in ``choice`` has numeric parameters and never had a θ-step."""
+        stats = self._value_stats()
+        return any(stats.get((name, str(algo.name)), ValueStats()).tuned == 0
+                   for name, _, algo in self.space.active(choice) if any(isinstance(p, Float) for p in algo.params))
 
     def _merit(self, record: Record) -> float:
         """Objective plus constraint terms; a failure counts as the worst loss and violations seen (see below)."""
@@ -605,11 +678,7 @@ class ADMM:
         return max(0, self.budget.evaluations - len(self.records) - len(self._running))
 
     def _exhausted(self) -> bool:
-        if self._left() == 0:
-            return True
-        if self._time_left is not None:
-            return self._time_left() <= 0
-        return self.budget.seconds is not None and time.monotonic() - self._start >= self.budget.seconds
+        return self._left() == 0 or self._seconds_left() <= 0
 
     def _converged(self, entry: dict[str, Any]) -> bool:
         if self.budget.patience is None or len(self.trace) < 2:
