@@ -21,6 +21,16 @@ One iteration:
 4. z-step: Thompson-sampling pulls evaluated with θ fixed (with random
    parameters when that point was evaluated already); z becomes the
    candidate (current z included) with the lowest augmented Lagrangian.
+
+Under constraints (``docs/optimiser.md``, "Constraints across blocks"): the
+initial draws spread the small modules' values (every backend and precision
+is measured first); an additive model of each constraint over the module
+choices, fitted to every evaluation, directs a z-step pull to the block that
+fixes a constraint the θ-steps of one structure kept breaking and screens
+out pulls it predicts far infeasible; and the θ-step's first point, while
+the iterate breaks a constraint, is a step onto the bound.  When δ cycles
+between neighbouring integers, the next θ-step settles the integers at δ
+(``_settle``).
 5. Duals: ``λ ← λ + ρ(θ̃ᵈ − δ)``, ``μ ← μ + ρ(ĝ − 1 + u)``; ρ grows by
    ``rho_growth`` when the iterate's constraint violation did not at least
    halve since the last iteration.  Only the constraint block's penalty
@@ -68,6 +78,7 @@ from .credit import ValueStats, arm, optimistic, value_stats
 from .bayes import ThetaTask, make_solver
 from .constraints import ConstraintTerms
 from .executor import Candidate, EvaluateFn, Executor, SerialExecutor
+from .feasibility import ChoiceModel, directed_moves, restoration_point
 
 
 @dataclass
@@ -109,6 +120,8 @@ class ADMMState:
     inner: int = 2
     f_scale: float = 1.0
     infeasibility: float = math.inf
+    settle: bool = False
+    stuck: int = 0
 
     def to_json(self) -> str:
         """Serialise for the journal."""
@@ -118,6 +131,14 @@ class ADMMState:
 IterationFn = Callable[[dict[str, Any]], None]
 MAX_SKIPS = 10
 """Candidates a step may pass over (predicted not to finish in the time left) before it stops proposing."""
+
+CYCLE = 3
+"""An integer copy δ that returns to a value it left within this many iterations of one structure is cycling."""
+STUCK = 2
+"""θ-steps of one structure whose iterate breaks a constraint before the z-step moves the block that fixes it."""
+SCREEN, SCREEN_TRIES = 0.25, 5
+"""A bandit pull predicted (by every measured evaluation, :class:`~.feasibility.ChoiceModel`) to break a
+constraint by more than a quarter of its bound is drawn again, up to this many times."""
 
 
 class ADMM:
@@ -242,10 +263,15 @@ class ADMM:
         if self.budget.evaluations is not None:
             n = min(n, max(1, self.budget.evaluations // 4))
         batch: list[Candidate] = []
-        for _ in range(20 * n):
+        spread = self._spread(n)
+        for i in range(20 * n):
             if len(batch) == n:
                 break
-            config = self.space.complete(self.bandit.sample(self.rng))
+            try:
+                choice = self.bandit.sample(self.rng, fixed=spread[i] if i < len(spread) else None)
+            except NoAllowedDraw:
+                choice = self.bandit.sample(self.rng)
+            config = self.space.complete(choice)
             if _key(config) not in self._seen and all(_key(c.config) != _key(config) for c in batch):
                 batch.append(Candidate(config, "init", 0))
         draws = iter(batch)
@@ -255,6 +281,31 @@ class ADMM:
         self._credit(records)
         first = min(records, key=self._merit) if records else None
         self.state.z = self.space.choice_of(first.config if first else batch[0].config)
+
+    def _spread(self, n: int) -> list[Config]:
+        """Under constraints, the modules each initial draw keeps: every value of every small module in turn.
+
+        A module with at most ``n`` algorithms (backend, precision, scaler)
+        takes its values in turn (in a random order) over the ``n`` initial
+        draws, the others are drawn by the bandit.  Every backend and
+        precision is then measured once before the first iteration, so the
+        choice model knows each one's effect on every constraint (a backend's
+        fixed per-call cost, a precision's size) from the start.  A value
+        that a forbidden clause excludes next to the values already kept is
+        left to the bandit.  Without constraints, no module is kept.
+        """
+        if not len(self.terms):
+            return []
+        orders = {m.name: [m.names[j] for j in self.rng.permutation(len(m.names))]
+                  for m in self.space.modules if 1 < len(m.names) <= n}
+        spread = []
+        for i in range(n):
+            keep: Config = {}
+            for module, order in orders.items():
+                if self.space.allowed({**keep, module: order[i % len(order)]}):
+                    keep[module] = order[i % len(order)]
+            spread.append(keep)
+        return spread
 
     def best(self) -> Record | None:
         """Best feasible record by loss, else the least-violating one."""
@@ -276,8 +327,12 @@ class ADMM:
         for key, p in ints:
             s.delta[key] = p.cast(s.theta[key] + s.lam.get(key, 0.0) * _span(p) / self.rho_int)
         residual = self._residual(ints)
+        s.settle = self._cycling(ints)
+        s.stuck = s.stuck + 1 if iterate is not None and iterate.violation > 0 else 0
         z_before = dict(s.z)
         self._z_step(t, iterate)
+        if s.z != z_before:
+            s.stuck = 0
         for key, p in ints:
             s.lam[key] = s.lam.get(key, 0.0) + self.rho_int * (s.theta[key] - s.delta[key]) / _span(p)
         if len(self.terms):
@@ -326,6 +381,10 @@ class ADMM:
         if not every:
             return self._best_of_choice(zkey)
         keys = self._theta_block(t, every)
+        settling = s.settle and any(isinstance(p, Int) for _, p in keys)
+        s.settle = False
+        if settling:
+            keys = self._settle(every, keys)
         fixed = {key: s.theta[key] for key, _ in every}
         center = np.array([p.to_unit(s.theta[key]) for key, p in keys])
         others = [kp for kp in every if kp not in keys]
@@ -335,7 +394,14 @@ class ADMM:
             nonlocal proposed
             if proposed == s.inner or not self.space.allowed(s.z):  # z's structure may have been banned since
                 return None
-            points = self.solver.propose(self._theta_task(zkey, keys, center, fixed, others), 1, self.rng)
+            if not keys:  # a settled block of integers only: its one point
+                proposed = s.inner
+                config = self.space.complete(s.z, fixed)
+                return None if _key(config) in self._seen else Candidate(config, "theta", t, dict(fixed))
+            task = self._theta_task(zkey, keys, center, fixed, others)
+            points = self._restoration(task) if proposed == 0 else None
+            if points is None:
+                points = self.solver.propose(task, 1, self.rng)
             if len(points) == 0:
                 return None
             proposed += 1
@@ -346,7 +412,8 @@ class ADMM:
         new = self._step(propose)
         if new:
             self._credit([min(new, key=self._merit)])
-        best = self._best_of_choice(zkey, every)
+        cell = {key: s.delta[key] for key, p in every if isinstance(p, Int)} if settling else {}
+        best = self._best_of_choice(zkey, every, cell)
         if best is not None:
             for key, p in every:
                 value = _relaxed(best.candidate, key)
@@ -356,6 +423,39 @@ class ADMM:
                     value = float(np.clip(target, max(p.low, n_star - 0.5), min(p.high, n_star + 0.5 - 1e-9)))
                 s.theta[key] = value
         return best
+
+    def _settle(self, every: list[tuple[str, Float]], keys: list[tuple[str, Float]]) -> list[tuple[str, Float]]:
+        """Settle an oscillating integer consensus: the integers take their copies δ, the θ-step moves the rest.
+
+        Called when δ went back to a value it left within the last
+        ``CYCLE`` iterations of this structure (see :meth:`_cycling`): the
+        iterate then alternates between two integer cells whose best points
+        are ranked differently as μ and ρ change, and λ only feeds the swing.
+        θ̃ᵈ is set to δ and its λ to 0, and this θ-step searches the
+        continuous parameters with the integers at δ (a coupled move, e.g. n
+        up and x down onto a constraint's boundary, is then found in δ's
+        cell), and the iterate is the best point of δ's cell: the residual is
+        0 and stays 0 unless a later θ-step finds a better cell.  Returns the
+        keys the θ-step moves.
+        """
+        s = self.state
+        for key, p in every:
+            if isinstance(p, Int):
+                s.theta[key], s.lam[key] = float(s.delta[key]), 0.0
+        return [(key, p) for key, p in keys if not isinstance(p, Int)]
+
+    def _cycling(self, ints: list[tuple[str, Int]]) -> bool:
+        """Whether δ just went back to a value it left within the last ``CYCLE`` iterations of this structure."""
+        s, structure = self.state, "/".join(self.space.structure_of(self.state.z))
+        recent = []
+        for entry in reversed(self.trace[-CYCLE:]):
+            if entry["structure"] != structure:
+                break
+            recent.append(json.loads(entry["delta"]))
+        if not recent:
+            return False
+        changed = {k for k, _ in ints if recent[0].get(k, s.delta[k]) != s.delta[k]}
+        return any(s.delta[k] == past.get(k) for past in recent[1:] for k in changed)
 
     def _theta_block(self, t: int, every: list[tuple[str, Float]]) -> list[tuple[str, Float]]:
         """The parameters the θ-step of iteration ``t`` moves.
@@ -421,6 +521,21 @@ class ADMM:
 
         return seconds
 
+    def _restoration(self, task: ThetaTask) -> np.ndarray | None:
+        """The θ-step's first point when the iterate breaks a constraint: a step onto the bound (or ``None``).
+
+        See :func:`~.feasibility.restoration_point`: the continuous
+        parameters move along a local linear model of each violated
+        constraint until it predicts 5 % inside the bound.  The augmented
+        Lagrangian alone reaches that point only once μ has grown enough to
+        outweigh the loss the move costs, which can take more iterations
+        than the budget has.
+        """
+        if not len(self.terms) or not task.ok.any():
+            return None
+        x = restoration_point(task.X[task.ok], task.G[task.ok], task.center, task.steps == 0)
+        return x[None, :] if x is not None and task.valid(x) else None
+
     def _consensus(self, keys: list[tuple[str, Float]]) -> Callable[[np.ndarray], np.ndarray]:
         s = self.state
         ints = [(i, key, p) for i, (key, p) in enumerate(keys) if isinstance(p, Int)]
@@ -456,8 +571,11 @@ class ADMM:
         s = self.state
         fixed = {**s.theta, **s.delta}
         groups = self.space.groups
-        batch: list[Candidate] = []
-        for i in range(self.settings.z_pulls):
+        model = self._choice_model()
+        batch = self._directed(t, iterate, model, fixed)
+        # A structure whose iterate failed STUCK θ-steps in a row gets no more pulls: they only redraw its parameters.
+        failing = s.stuck >= STUCK and iterate is not None and not iterate.observation.ok
+        for i in range(len(batch), self.settings.z_pulls):
             group = groups[(t + i) % len(groups)] if len(groups) > 1 and i > 0 else None
             keep, values = {}, fixed
             if group is not None:  # kept modules keep the iterate's exact values, so their evaluation is reused
@@ -470,12 +588,15 @@ class ADMM:
                     choice = self.bandit.sample(self.rng, fixed=keep)
                 except NoAllowedDraw:
                     break
+                if failing and self.space.structure_of(choice) == self.space.structure_of(s.z):
+                    continue
                 config = self.space.complete(choice, values)
                 if _key(config) in self._seen:  # θ fixed gives a known point: draw its parameters instead
                     config = self.space.complete(choice, {**values, **{
                         k: p.sample(self.rng) for k, p in self.space.numeric_params(choice, group)}})
                 if (_key(config) not in self._seen and self.space.allowed(config)
-                        and all(_key(c.config) != _key(config) for c in batch)):
+                        and all(_key(c.config) != _key(config) for c in batch)
+                        and (_attempt >= SCREEN_TRIES or not self._far_infeasible(model, choice))):
                     batch.append(Candidate(config, "z", t, {}))
                     break
         draws = iter(batch)
@@ -490,6 +611,49 @@ class ADMM:
             s.z = self.space.choice_of(drawn.config)  # optimism: tune what the bandit drew before judging it
         elif options:
             s.z = self.space.choice_of(min(options, key=self._merit).config)
+
+    def _choice_model(self) -> ChoiceModel | None:
+        """Additive model of the violations and the scaled loss over module choices, from every completed record."""
+        done = [r for r in self.records if r.observation.ok and r.observation.loss is not None]
+        if not len(self.terms) or len(done) < 2:
+            return None
+        targets = np.array([np.append(r.violations, r.observation.loss / self.state.f_scale) for r in done])
+        return ChoiceModel.fit(self.space, [self.space.choice_of(r.config) for r in done], targets)
+
+    def _far_infeasible(self, model: ChoiceModel | None, choice: Config) -> bool:
+        """Whether the model predicts ``choice`` breaks a constraint by more than ``SCREEN`` of its bound."""
+        predicted = model.predict(choice) if model is not None else None
+        return predicted is not None and bool(np.max(predicted[:-1]) > SCREEN)
+
+    def _directed(self, t: int, iterate: Record | None, model: ChoiceModel | None,
+                  fixed: dict[str, float]) -> list[Candidate]:
+        """The z-step's constraint-directed pull: move the module that the choice model says fixes the constraint.
+
+        When the iterate of one structure has broken a constraint for
+        ``STUCK`` θ-steps in a row, the θ-step's parameters are not what
+        breaks it: among the structures one module away (another backend,
+        precision, estimator, ...), the pull is the one whose predicted
+        violations (the iterate's measured ones plus the change of that
+        module's effect) hold every constraint, with the lowest predicted
+        merit.  None when no such move is predicted feasible.
+        """
+        s = self.state
+        if model is None or iterate is None or not iterate.observation.ok or s.stuck < STUCK:
+            return []
+        measured = np.append(iterate.violations, iterate.observation.loss / s.f_scale)
+        moves = [(choice, p) for choice, p in directed_moves(self.space, model, s.z, measured)
+                 if np.all(p[:-1] <= 0.0)]
+        mu = np.array(s.mu)
+        for choice, _ in sorted(moves, key=lambda m: m[1][-1] + self.terms.penalty(1.0 + m[1][:-1], mu, s.rho)):
+            values = {**fixed, **{k: v for k, v in iterate.config.items() if "." in k}}
+            config = self.space.complete(choice, values)
+            if _key(config) in self._seen:  # that point was measured: draw the moved module's parameters
+                moved = [m for m in self.space.module_names if choice[m] != s.z[m]]
+                config = self.space.complete(choice, {**values, **{
+                    k: p.sample(self.rng) for k, p in self.space.numeric_params(choice) if k.split(".")[0] in moved}})
+            if _key(config) not in self._seen and self.space.allowed(config):
+                return [Candidate(config, "z", t, {})]
+        return []
 
     def _group_of(self, key: str) -> str:
         """Module group of a config key (a module name or ``module.algorithm.param``)."""
@@ -593,10 +757,10 @@ class ADMM:
         merits = [self._merit(r) for r in self.records]
         stats = self._value_stats(merits)
         modules = {m.name for m in self.space.modules if len(m.algorithms) > 1}
-        for record in records:
+        for record in records:  # a failure earns nothing, even when every evaluation so far failed (equal merits)
             choice = self.space.choice_of(record.config)
-            self.bandit.update({k: v for k, v in choice.items() if k not in modules},
-                               reward(self._merit(record), merits), self.rng)
+            r = reward(self._merit(record), merits) if record.observation.ok else 0.0
+            self.bandit.update({k: v for k, v in choice.items() if k not in modules}, r, self.rng)
             for name in modules:
                 v = stats[(name, str(choice[name]))]
                 self.bandit.judge(name, choice[name], arm(optimistic(reward(v.best, merits), v.tuned), v.evaluations))
@@ -650,8 +814,12 @@ class ADMM:
             return np.full(len(self.terms), 2.0)
         return 1.0 + record.violations
 
-    def _best_of_choice(self, zkey: str, keys: list[tuple[str, Float]] | None = None) -> Record | None:
+    def _best_of_choice(self, zkey: str, keys: list[tuple[str, Float]] | None = None,
+                        cell: dict[str, int] | None = None) -> Record | None:
+        """Best record of a structure by merit plus consensus term; within the integer ``cell`` when one is given."""
         history = [r for r in self.records if _key(self.space.choice_of(r.config)) == zkey]
+        inside = [r for r in history if all(r.config.get(k) == v for k, v in (cell or {}).items())]
+        history = inside or history
         if not history:
             return None
         penalty = self._consensus(keys) if keys else None
