@@ -60,6 +60,7 @@ callable): it knows nothing of scikit-learn pipelines or ONNX.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -255,13 +256,13 @@ class ADMM:
     def _initialise(self) -> None:
         """Evaluate distinct bandit draws at their defaults; z⁰ is the best.
 
-        ``initial_pulls`` of them, but at most a quarter of an evaluation
-        budget.  With several slots, z⁰ is the best of those in when the step
+        ``initial_pulls`` of them, but at most ``initial_share`` of an
+        evaluation budget.  With several slots, z⁰ is the best of those in when the step
         ends (at least one); the others are options at the first z update.
         """
         n = self.settings.initial_pulls
         if self.budget.evaluations is not None:
-            n = min(n, max(1, self.budget.evaluations // 4))
+            n = min(n, max(1, int(self.budget.evaluations * self.settings.initial_share)))
         batch: list[Candidate] = []
         spread = self._spread(n)
         for i in range(20 * n):
@@ -287,7 +288,10 @@ class ADMM:
 
         A module with at most ``n`` algorithms (backend, precision, scaler)
         takes its values in turn (in a random order) over the ``n`` initial
-        draws, the others are drawn by the bandit.  Every backend and
+        draws, the others are drawn by the bandit; when the allowed
+        combinations of those modules number ``n`` at most, each combination
+        is drawn once instead (every backend x precision pair, not only every
+        backend and every precision).  Every backend and
         precision is then measured once before the first iteration, so the
         choice model knows each one's effect on every constraint (a backend's
         fixed per-call cost, a precision's size) from the start.  A value
@@ -296,6 +300,13 @@ class ADMM:
         """
         if not len(self.terms):
             return []
+        small = [m for m in self.space.modules if 1 < len(m.names) <= n]
+        if math.prod(len(m.names) for m in small) <= n:
+            combos = [dict(zip([m.name for m in small], values))
+                      for values in itertools.product(*(m.names for m in small))]
+            combos = [c for c in combos if self.space.allowed(c)]
+            if combos:
+                return [combos[j] for j in self.rng.permutation(len(combos))]
         orders = {m.name: [m.names[j] for j in self.rng.permutation(len(m.names))]
                   for m in self.space.modules if 1 < len(m.names) <= n}
         spread = []
@@ -331,8 +342,8 @@ class ADMM:
         s.stuck = s.stuck + 1 if iterate is not None and iterate.violation > 0 else 0
         z_before = dict(s.z)
         self._z_step(t, iterate)
-        if s.z != z_before:
-            s.stuck = 0
+        if s.z != z_before:  # both flags are about the structure the iteration tuned
+            s.stuck, s.settle = 0, False
         for key, p in ints:
             s.lam[key] = s.lam.get(key, 0.0) + self.rho_int * (s.theta[key] - s.delta[key]) / _span(p)
         if len(self.terms):
@@ -607,6 +618,8 @@ class ADMM:
                      + ([min(late_theta, key=self._merit)] if late_theta else []))
         options = ([iterate] if iterate is not None else []) + pulled
         drawn = next((r for r in pulled if batch and r.candidate is batch[0] and r.observation.ok), None)
+        if drawn is not None and iterate is not None and iterate.observation.ok and drawn.violation > iterate.violation:
+            drawn = None  # optimism never trades a measured constraint for an untuned structure's promise
         if drawn is not None and self._untuned(self.space.choice_of(drawn.config)):
             s.z = self.space.choice_of(drawn.config)  # optimism: tune what the bandit drew before judging it
         elif options:
@@ -762,11 +775,13 @@ class ADMM:
             r = reward(self._merit(record), merits) if record.observation.ok else 0.0
             self.bandit.update({k: v for k, v in choice.items() if k not in modules}, r, self.rng)
             for name in modules:
-                v = stats[(name, str(choice[name]))]
-                self.bandit.judge(name, choice[name], arm(optimistic(reward(v.best, merits), v.tuned), v.evaluations))
+                v = stats[(name, str(choice[name]))]  # an algorithm that never ran earns nothing, optimism neither
+                judged = optimistic(reward(v.best, merits), v.tuned) if math.isfinite(v.best) else 0.0
+                self.bandit.judge(name, choice[name], arm(judged, v.evaluations))
 
     def _value_stats(self, merits: list[float] | None = None) -> dict[tuple[str, str], ValueStats]:
         merits = merits if merits is not None else [self._merit(r) for r in self.records]
+        merits = [m if r.observation.ok else math.inf for r, m in zip(self.records, merits)]  # best of what ran
         return value_stats([self.space.choice_of(r.config) for r in self.records], merits,
                            [r.candidate.iteration if r.candidate.step == "theta" else None for r in self.records])
 
