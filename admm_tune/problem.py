@@ -140,6 +140,8 @@ class OptimizerSettings:
     initial_pulls : int
         Distinct bandit draws evaluated at their defaults before the first
         iteration (the best one becomes z⁰).
+    initial_share : float
+        Largest share of an evaluation budget those draws may take, in (0, 1].
     """
 
     theta_solver: str = "gp"
@@ -151,6 +153,7 @@ class OptimizerSettings:
     inner_max: int = 5
     z_pulls: int = 2
     initial_pulls: int = 8
+    initial_share: float = 0.25
 
 
 ObjectiveFn = Callable[[Config], float | Mapping[str, float] | tuple]
@@ -541,4 +544,9 @@ def _optimizer_field(key: str, value: Any, path: str) -> Any:
         return F.integer(value, path, minimum=0)
     if key == "rho_growth":
         return F.number(value, path, minimum=1)
+    if key == "initial_share":
+        share = F.number(value, path, minimum=0, exclusive=True)
+        if share > 1:
+            raise ProblemError(path, f"must be <= 1 (a share of the evaluation budget), got {value!r}")
+        return share
     return F.number(value, path, minimum=0, exclusive=True)

@@ -60,18 +60,7 @@ def run_tpe(problem, evaluations: int, seed: int) -> list[float]:
     losses: list[float] = []
 
     def objective(trial: optuna.Trial) -> float:
-        config: dict = {}
-        for module in space.modules:
-            algo = module.algorithm(trial.suggest_categorical(module.name, list(module.names)))
-            config[module.name] = algo.name
-            for p in algo.params:
-                key = param_key(module.name, algo.name, p.name)
-                if isinstance(p, Categorical):
-                    config[key] = trial.suggest_categorical(key, list(p.choices))
-                elif isinstance(p, Int):
-                    config[key] = trial.suggest_int(key, int(p.low), int(p.high), log=p.log)
-                else:
-                    config[key] = trial.suggest_float(key, p.low, p.high, log=p.log)
+        config = suggest_config(trial, space)
         if not space.allowed(config):
             losses.append(float("nan"))
             raise optuna.TrialPruned()
@@ -82,6 +71,23 @@ def run_tpe(problem, evaluations: int, seed: int) -> list[float]:
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=evaluations)
     return losses
+
+
+def suggest_config(trial: optuna.Trial, space: SearchSpace) -> dict:
+    """A config of ``space`` drawn by ``trial`` (define-by-run: each module's algorithm, then its parameters)."""
+    config: dict = {}
+    for module in space.modules:
+        algo = module.algorithm(trial.suggest_categorical(module.name, list(module.names)))
+        config[module.name] = algo.name
+        for p in algo.params:
+            key = param_key(module.name, algo.name, p.name)
+            if isinstance(p, Categorical):
+                config[key] = trial.suggest_categorical(key, list(p.choices))
+            elif isinstance(p, Int):
+                config[key] = trial.suggest_int(key, int(p.low), int(p.high), log=p.log)
+            else:
+                config[key] = trial.suggest_float(key, p.low, p.high, log=p.log)
+    return config
 
 
 def _loss(obs) -> float:

@@ -35,7 +35,8 @@ def generated(name: str) -> str:
     return "\n".join(module.markdown(frame)) + "\n"
 
 
-@pytest.mark.parametrize("name", ["search_quality", "scaling", "async_quality", "deployment", "budget", "lowering"])
+@pytest.mark.parametrize("name", ["search_quality", "scaling", "async_quality", "deployment", "budget", "lowering",
+                                  "constrained_search"])
 def test_each_results_table_is_generated_from_its_csv(name):
     assert (RESULTS / f"{name}.md").read_text() == generated(name)
 

@@ -27,30 +27,33 @@ SEEDS = range(20)
 The runs are deterministic per seed, so each rate below is what the code gives at these seeds; it is required
 with a margin of one or two seeds (other platforms' floating point, small changes to the optimiser) and the
 measured count is written beside it.  docs/optimiser.md quotes the same figures."""
-TOLERANCE, WITHIN_TOLERANCE = 0.75, 18
-"""Best feasible loss <= optimum + 0.75 after 80 evaluations: at least 18 of the 20 seeds (measured 19/20, and
-39/40 over seeds 0–39: seed 16 ends at 2.53, the integer consensus oscillating between n1=1 and n1=2)."""
-CLOSE, CLOSE_SEEDS = 0.25, 12
-"""And within 0.25 of the optimum (1.5): at least 12 of the 20 seeds (measured 14/20; 29/40 over seeds 0–39).
+EVALUATIONS = 50
+"""Evaluations of each run of the shared fixture: 50 keeps the 20 GP runs near 80 CPU-seconds (40 s on two
+cores); the rates below are measured at this budget (docs/optimiser.md also gives them at 80)."""
+TOLERANCE, WITHIN_TOLERANCE = 0.75, 17
+"""Best feasible loss <= optimum + 0.75 after 50 evaluations: at least 17 of the 20 seeds (measured 18/20)."""
+CLOSE, CLOSE_SEEDS = 0.25, 7
+"""And within 0.25 of the optimum (1.5): at least 7 of the 20 seeds (measured 9/20).
 
 The lattice has a feasible local optimum at n1=1 (loss 2.0) whose neighbour
 n1=2 pays only together with a move of x1 onto the boundary; a seed that
-settles there lands within the looser tolerance.
+stays there lands within the looser tolerance.
 """
-RESIDUAL_CLOSED = 15
-"""The integer consensus residual is 0 at the last ADMM iteration of the 80-evaluation run: at least 15 of the
-20 seeds (measured 17/20, 34/40 over seeds 0–39; seeds 1, 4 and 16 end at 0.05, one step of n1 in units of its
-range: the consensus oscillates between two neighbouring integers)."""
+RESIDUAL_CLOSED = 12
+"""The integer consensus residual is 0 at the last ADMM iteration: at least 12 of the 20 seeds (measured 14/20).
+The others end within two iterations of a move of an integer (the dual closes the residual of a move over the
+next iterations); a swing between two neighbouring integers is settled (docs/optimiser.md) and no longer ends a
+run, which is what ended seeds 1, 4 and 16 at 0.05 before."""
 
 
-def run_quadratic(seed: int, evaluations: int = 80, solver: str = "gp") -> ADMM:
+def run_quadratic(seed: int, evaluations: int = EVALUATIONS, solver: str = "gp") -> ADMM:
     opt = ADMM(SearchSpace.from_dict(QUADRATIC_SPACE), [Constraint("g", 2.0, "max")],
                replace(ONE_STRUCTURE, theta_solver=solver), Budget(evaluations=evaluations), seed=seed)
     opt.run(lambda batch: [Observation("complete", *quadratic(c.config)) for c in batch])
     return opt
 
 
-def outcome(seed: int, evaluations: int = 80, solver: str = "gp") -> dict:
+def outcome(seed: int, evaluations: int = EVALUATIONS, solver: str = "gp") -> dict:
     """What the tests check of one run (picklable: the runs go to worker processes)."""
     opt = run_quadratic(seed, evaluations, solver)
     best = opt.best()
@@ -61,7 +64,7 @@ def outcome(seed: int, evaluations: int = 80, solver: str = "gp") -> dict:
 
 @pytest.fixture(scope="module")
 def gp_runs() -> list[dict]:
-    """The default solver on the constrained quadratic, 80 evaluations, seeds 0–19: about 160 CPU-seconds, two
+    """The default solver on the constrained quadratic, 50 evaluations, seeds 0–19: about 80 CPU-seconds, two
     runs at a time (each is single-threaded)."""
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         return list(pool.map(outcome, SEEDS))
@@ -75,10 +78,10 @@ def count(runs: list[dict], passes) -> tuple[int, list[int]]:
 
 @pytest.mark.slow
 def test_constrained_quadratic_reaches_the_known_optimum(gp_runs):
-    """Every seed: 80 evaluations and a feasible best; 18/20 seeds within 0.75 of the optimum, 12/20 within 0.25
-    (measured 19/20 and 14/20)."""
+    """Every seed: 50 evaluations and a feasible best; 17/20 seeds within 0.75 of the optimum, 7/20 within 0.25
+    (measured 18/20 and 9/20)."""
     for run in gp_runs:
-        assert run["records"] == 80 and run["feasible"] and run["g"] <= 2.0, run["seed"]
+        assert run["records"] == EVALUATIONS and run["feasible"] and run["g"] <= 2.0, run["seed"]
     within, failing = count(gp_runs, lambda r: r["loss"] <= QUADRATIC_OPTIMUM + TOLERANCE)
     assert within >= WITHIN_TOLERANCE, failing
     close, failing = count(gp_runs, lambda r: r["loss"] <= QUADRATIC_OPTIMUM + CLOSE)
@@ -97,10 +100,13 @@ def test_constraint_cuts_off_the_unconstrained_optimum(gp_runs):
 
 @pytest.mark.slow
 def test_integer_residual_shrinks_to_zero(gp_runs):
-    """The consensus residual is positive at some iteration (there is something to close) at every seed, and
-    0 at the last iteration at 15/20 seeds (measured 17/20)."""
+    """The consensus residual is positive at some iteration (there is something to close) at every seed, every
+    iteration that settles a cycle of δ ends with the residual 0, and it is 0 at the last iteration at 12/20 seeds (measured 14/20)."""
     for run in gp_runs:
         assert max(t["primal_residual"] for t in run["trace"]) > 0, run["seed"]
+        for before, after in zip(run["trace"], run["trace"][1:]):  # a cycle of δ is settled: the residual closes
+            if json.loads(before["state"])["settle"]:
+                assert after["primal_residual"] == 0.0, (run["seed"], after["iteration"])
     closed, failing = count(gp_runs, lambda r: r["trace"][-1]["primal_residual"] <= 1e-6)
     assert closed >= RESIDUAL_CLOSED, failing
 
@@ -124,7 +130,7 @@ def test_multipliers_grow_while_the_constraint_is_violated(gp_runs):
 
 
 OTHER_SOLVERS = {"tpe": 7.0, "random": 20.0}
-"""Median best feasible loss over seeds 0–19 after 30 evaluations, required (measured: TPE 5.1, random 14.6;
+"""Median best feasible loss over seeds 0–19 after 30 evaluations, required (measured: TPE 5.4, random 11.9;
 one uniformly drawn point of the space has expected loss 36.7, the optimum is 1.5)."""
 
 
@@ -140,12 +146,6 @@ def test_same_seed_same_sequence():
     assert [r.config for r in a.records] == [r.config for r in b.records]
     c = run_quadratic(8, evaluations=25)
     assert [r.config for r in a.records] != [r.config for r in c.records]
-
-
-def test_multipliers_grow_while_the_constraint_is_violated():
-    opt = run_quadratic(0, evaluations=40)
-    mus = [float(eval(t["mu"])[0]) for t in opt.trace]
-    assert max(mus) > 0.0
 
 
 def test_bandit_concentrates_on_the_best_arm(rng):

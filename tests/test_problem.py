@@ -56,6 +56,8 @@ MALFORMED = [
      "search_space.modules[0].algorithms[0].class", "outside the allowed modules"),
     (mutate(optimizer={"theta_solver": "cmaes"}), "optimizer.theta_solver", "unknown value"),
     (mutate(optimizer={"rho": 0}), "optimizer.rho", "must be > 0"),
+    (mutate(optimizer={"initial_share": 1.5}), "optimizer.initial_share", "must be <= 1"),
+    (mutate(optimizer={"initial_share": 0}), "optimizer.initial_share", "must be > 0"),
     (mutate(seed=-1), "seed", "must be >= 0"),
     (mutate(task="clustering"), "task", "unknown value"),
     (mutate(colour="red"), "colour", "unknown field"),

@@ -21,6 +21,16 @@ One iteration:
 4. z-step: Thompson-sampling pulls evaluated with θ fixed (with random
    parameters when that point was evaluated already); z becomes the
    candidate (current z included) with the lowest augmented Lagrangian.
+
+Under constraints (``docs/optimiser.md``, "Constraints across blocks"): the
+initial draws spread the small modules' values (every backend and precision
+is measured first); an additive model of each constraint over the module
+choices, fitted to every evaluation, directs a z-step pull to the block that
+fixes a constraint the θ-steps of one structure kept breaking and screens
+out pulls it predicts far infeasible; and the θ-step's first point, while
+the iterate breaks a constraint, is a step onto the bound.  When δ cycles
+between neighbouring integers, the next θ-step settles the integers at δ
+(``_settle``).
 5. Duals: ``λ ← λ + ρ(θ̃ᵈ − δ)``, ``μ ← μ + ρ(ĝ − 1 + u)``; ρ grows by
    ``rho_growth`` when the iterate's constraint violation did not at least
    halve since the last iteration.  Only the constraint block's penalty
@@ -50,6 +60,7 @@ callable): it knows nothing of scikit-learn pipelines or ONNX.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -63,9 +74,12 @@ from ..observation import Observation
 from ..problem import Budget, Constraint, OptimizerSettings
 from ..space import Config, Float, Forbidden, Int, SearchSpace
 from .bandit import NoAllowedDraw, ThompsonBandit, reward
+from .cost import CostModel
+from .credit import ValueStats, arm, optimistic, value_stats
 from .bayes import ThetaTask, make_solver
 from .constraints import ConstraintTerms
 from .executor import Candidate, EvaluateFn, Executor, SerialExecutor
+from .feasibility import ChoiceModel, directed_moves, restoration_point
 
 
 @dataclass
@@ -107,6 +121,8 @@ class ADMMState:
     inner: int = 2
     f_scale: float = 1.0
     infeasibility: float = math.inf
+    settle: bool = False
+    stuck: int = 0
 
     def to_json(self) -> str:
         """Serialise for the journal."""
@@ -114,6 +130,16 @@ class ADMMState:
 
 
 IterationFn = Callable[[dict[str, Any]], None]
+MAX_SKIPS = 10
+"""Candidates a step may pass over (predicted not to finish in the time left) before it stops proposing."""
+
+CYCLE = 3
+"""An integer copy δ that returns to a value it left within this many iterations of one structure is cycling."""
+STUCK = 2
+"""θ-steps of one structure whose iterate breaks a constraint before the z-step moves the block that fixes it."""
+SCREEN, SCREEN_TRIES = 0.25, 5
+"""A bandit pull predicted (by every measured evaluation, :class:`~.feasibility.ChoiceModel`) to break a
+constraint by more than a quarter of its bound is drawn again, up to this many times."""
 
 
 class ADMM:
@@ -139,6 +165,7 @@ class ADMM:
         self.rng = np.random.default_rng(seed)
         self.solver = make_solver(settings.theta_solver)
         self.bandit = ThompsonBandit(space)
+        self.cost = CostModel(space)
         k = len(self.terms)
         self.state = ADMMState(rho=settings.rho, inner=settings.inner_budget, u=[0.0] * k, mu=[0.0] * k)
         self.rho_int = settings.rho  # the consensus block keeps the initial penalty (see the module docstring)
@@ -214,6 +241,7 @@ class ADMM:
                         for c, o in history]
         for record in self.records:
             self._ban(record)
+            self.cost.observe(record.config, record.observation.duration_s)
         self._seen = {_key(r.config) for r in self.records}
         self.trace = [dict(e) for e in trace]
         if self.trace:
@@ -228,18 +256,23 @@ class ADMM:
     def _initialise(self) -> None:
         """Evaluate distinct bandit draws at their defaults; z⁰ is the best.
 
-        ``initial_pulls`` of them, but at most a quarter of an evaluation
-        budget.  With several slots, z⁰ is the best of those in when the step
+        ``initial_pulls`` of them, but at most ``initial_share`` of an
+        evaluation budget.  With several slots, z⁰ is the best of those in when the step
         ends (at least one); the others are options at the first z update.
         """
         n = self.settings.initial_pulls
         if self.budget.evaluations is not None:
-            n = min(n, max(1, self.budget.evaluations // 4))
+            n = min(n, max(1, int(self.budget.evaluations * self.settings.initial_share)))
         batch: list[Candidate] = []
-        for _ in range(20 * n):
+        spread = self._spread(n)
+        for i in range(20 * n):
             if len(batch) == n:
                 break
-            config = self.space.complete(self.bandit.sample(self.rng))
+            try:
+                choice = self.bandit.sample(self.rng, fixed=spread[i] if i < len(spread) else None)
+            except NoAllowedDraw:
+                choice = self.bandit.sample(self.rng)
+            config = self.space.complete(choice)
             if _key(config) not in self._seen and all(_key(c.config) != _key(config) for c in batch):
                 batch.append(Candidate(config, "init", 0))
         draws = iter(batch)
@@ -249,6 +282,41 @@ class ADMM:
         self._credit(records)
         first = min(records, key=self._merit) if records else None
         self.state.z = self.space.choice_of(first.config if first else batch[0].config)
+
+    def _spread(self, n: int) -> list[Config]:
+        """Under constraints, the modules each initial draw keeps: every value of every small module in turn.
+
+        A module with at most ``n`` algorithms (backend, precision, scaler)
+        takes its values in turn (in a random order) over the ``n`` initial
+        draws, the others are drawn by the bandit; when the allowed
+        combinations of those modules number ``n`` at most, each combination
+        is drawn once instead (every backend x precision pair, not only every
+        backend and every precision).  Every backend and
+        precision is then measured once before the first iteration, so the
+        choice model knows each one's effect on every constraint (a backend's
+        fixed per-call cost, a precision's size) from the start.  A value
+        that a forbidden clause excludes next to the values already kept is
+        left to the bandit.  Without constraints, no module is kept.
+        """
+        if not len(self.terms):
+            return []
+        small = [m for m in self.space.modules if 1 < len(m.names) <= n]
+        if math.prod(len(m.names) for m in small) <= n:
+            combos = [dict(zip([m.name for m in small], values))
+                      for values in itertools.product(*(m.names for m in small))]
+            combos = [c for c in combos if self.space.allowed(c)]
+            if combos:
+                return [combos[j] for j in self.rng.permutation(len(combos))]
+        orders = {m.name: [m.names[j] for j in self.rng.permutation(len(m.names))]
+                  for m in self.space.modules if 1 < len(m.names) <= n}
+        spread = []
+        for i in range(n):
+            keep: Config = {}
+            for module, order in orders.items():
+                if self.space.allowed({**keep, module: order[i % len(order)]}):
+                    keep[module] = order[i % len(order)]
+            spread.append(keep)
+        return spread
 
     def best(self) -> Record | None:
         """Best feasible record by loss, else the least-violating one."""
@@ -270,8 +338,12 @@ class ADMM:
         for key, p in ints:
             s.delta[key] = p.cast(s.theta[key] + s.lam.get(key, 0.0) * _span(p) / self.rho_int)
         residual = self._residual(ints)
+        s.settle = self._cycling(ints)
+        s.stuck = s.stuck + 1 if iterate is not None and iterate.violation > 0 else 0
         z_before = dict(s.z)
         self._z_step(t, iterate)
+        if s.z != z_before:  # both flags are about the structure the iteration tuned
+            s.stuck, s.settle = 0, False
         for key, p in ints:
             s.lam[key] = s.lam.get(key, 0.0) + self.rho_int * (s.theta[key] - s.delta[key]) / _span(p)
         if len(self.terms):
@@ -320,6 +392,10 @@ class ADMM:
         if not every:
             return self._best_of_choice(zkey)
         keys = self._theta_block(t, every)
+        settling = s.settle and any(isinstance(p, Int) for _, p in keys)
+        s.settle = False
+        if settling:
+            keys = self._settle(every, keys)
         fixed = {key: s.theta[key] for key, _ in every}
         center = np.array([p.to_unit(s.theta[key]) for key, p in keys])
         others = [kp for kp in every if kp not in keys]
@@ -329,7 +405,14 @@ class ADMM:
             nonlocal proposed
             if proposed == s.inner or not self.space.allowed(s.z):  # z's structure may have been banned since
                 return None
-            points = self.solver.propose(self._theta_task(zkey, keys, center, fixed, others), 1, self.rng)
+            if not keys:  # a settled block of integers only: its one point
+                proposed = s.inner
+                config = self.space.complete(s.z, fixed)
+                return None if _key(config) in self._seen else Candidate(config, "theta", t, dict(fixed))
+            task = self._theta_task(zkey, keys, center, fixed, others)
+            points = self._restoration(task) if proposed == 0 else None
+            if points is None:
+                points = self.solver.propose(task, 1, self.rng)
             if len(points) == 0:
                 return None
             proposed += 1
@@ -340,7 +423,8 @@ class ADMM:
         new = self._step(propose)
         if new:
             self._credit([min(new, key=self._merit)])
-        best = self._best_of_choice(zkey, every)
+        cell = {key: s.delta[key] for key, p in every if isinstance(p, Int)} if settling else {}
+        best = self._best_of_choice(zkey, every, cell)
         if best is not None:
             for key, p in every:
                 value = _relaxed(best.candidate, key)
@@ -350,6 +434,39 @@ class ADMM:
                     value = float(np.clip(target, max(p.low, n_star - 0.5), min(p.high, n_star + 0.5 - 1e-9)))
                 s.theta[key] = value
         return best
+
+    def _settle(self, every: list[tuple[str, Float]], keys: list[tuple[str, Float]]) -> list[tuple[str, Float]]:
+        """Settle an oscillating integer consensus: the integers take their copies δ, the θ-step moves the rest.
+
+        Called when δ went back to a value it left within the last
+        ``CYCLE`` iterations of this structure (see :meth:`_cycling`): the
+        iterate then alternates between two integer cells whose best points
+        are ranked differently as μ and ρ change, and λ only feeds the swing.
+        θ̃ᵈ is set to δ and its λ to 0, and this θ-step searches the
+        continuous parameters with the integers at δ (a coupled move, e.g. n
+        up and x down onto a constraint's boundary, is then found in δ's
+        cell), and the iterate is the best point of δ's cell: the residual is
+        0 and stays 0 unless a later θ-step finds a better cell.  Returns the
+        keys the θ-step moves.
+        """
+        s = self.state
+        for key, p in every:
+            if isinstance(p, Int):
+                s.theta[key], s.lam[key] = float(s.delta[key]), 0.0
+        return [(key, p) for key, p in keys if not isinstance(p, Int)]
+
+    def _cycling(self, ints: list[tuple[str, Int]]) -> bool:
+        """Whether δ just went back to a value it left within the last ``CYCLE`` iterations of this structure."""
+        s, structure = self.state, "/".join(self.space.structure_of(self.state.z))
+        recent = []
+        for entry in reversed(self.trace[-CYCLE:]):
+            if entry["structure"] != structure:
+                break
+            recent.append(json.loads(entry["delta"]))
+        if not recent:
+            return False
+        changed = {k for k, _ in ints if recent[0].get(k, s.delta[k]) != s.delta[k]}
+        return any(s.delta[k] == past.get(k) for past in recent[1:] for k in changed)
 
     def _theta_block(self, t: int, every: list[tuple[str, Float]]) -> list[tuple[str, Float]]:
         """The parameters the θ-step of iteration ``t`` moves.
@@ -395,7 +512,40 @@ class ADMM:
 
         steps = np.array([_unit_step(p, self.state.theta[key]) if isinstance(p, Int) else 0.0 for key, p in keys])
         pending = _unit([c for c in self._running.values() if comparable(c.config)], keys)
-        return ThetaTask(X, f, G, ok, merit, self._consensus(keys), self._valid(keys, fixed), center, steps, pending)
+        return ThetaTask(X, f, G, ok, merit, self._consensus(keys), self._valid(keys, fixed), center, steps, pending,
+                         key=zkey + "|" + ",".join(key for key, _ in keys), cost=self._theta_cost(keys, fixed))
+
+    def _theta_cost(self, keys: list[tuple[str, Float]], fixed: dict[str, float]
+                    ) -> Callable[[np.ndarray], np.ndarray] | None:
+        """Predicted seconds at θ-step points (unit cube over ``keys``), under a time budget once known."""
+        config = self.space.complete(self.state.z, fixed)
+        base = self.cost.unit(config)
+        if not math.isfinite(self._seconds_left()) or self.cost.predict_unit(config, base[None, :]) is None:
+            return None
+        names = [k for k, _ in self.space.numeric_params(config)]
+        where = [names.index(k) for k, _ in keys]
+
+        def seconds(X: np.ndarray) -> np.ndarray:
+            full = np.repeat(base[None, :], len(X), axis=0)
+            full[:, where] = X
+            return self.cost.predict_unit(config, full)
+
+        return seconds
+
+    def _restoration(self, task: ThetaTask) -> np.ndarray | None:
+        """The θ-step's first point when the iterate breaks a constraint: a step onto the bound (or ``None``).
+
+        See :func:`~.feasibility.restoration_point`: the continuous
+        parameters move along a local linear model of each violated
+        constraint until it predicts 5 % inside the bound.  The augmented
+        Lagrangian alone reaches that point only once μ has grown enough to
+        outweigh the loss the move costs, which can take more iterations
+        than the budget has.
+        """
+        if not len(self.terms) or not task.ok.any():
+            return None
+        x = restoration_point(task.X[task.ok], task.G[task.ok], task.center, task.steps == 0)
+        return x[None, :] if x is not None and task.valid(x) else None
 
     def _consensus(self, keys: list[tuple[str, Float]]) -> Callable[[np.ndarray], np.ndarray]:
         s = self.state
@@ -432,8 +582,11 @@ class ADMM:
         s = self.state
         fixed = {**s.theta, **s.delta}
         groups = self.space.groups
-        batch: list[Candidate] = []
-        for i in range(self.settings.z_pulls):
+        model = self._choice_model()
+        batch = self._directed(t, iterate, model, fixed)
+        # A structure whose iterate failed STUCK θ-steps in a row gets no more pulls: they only redraw its parameters.
+        failing = s.stuck >= STUCK and iterate is not None and not iterate.observation.ok
+        for i in range(len(batch), self.settings.z_pulls):
             group = groups[(t + i) % len(groups)] if len(groups) > 1 and i > 0 else None
             keep, values = {}, fixed
             if group is not None:  # kept modules keep the iterate's exact values, so their evaluation is reused
@@ -446,12 +599,15 @@ class ADMM:
                     choice = self.bandit.sample(self.rng, fixed=keep)
                 except NoAllowedDraw:
                     break
+                if failing and self.space.structure_of(choice) == self.space.structure_of(s.z):
+                    continue
                 config = self.space.complete(choice, values)
                 if _key(config) in self._seen:  # θ fixed gives a known point: draw its parameters instead
                     config = self.space.complete(choice, {**values, **{
                         k: p.sample(self.rng) for k, p in self.space.numeric_params(choice, group)}})
                 if (_key(config) not in self._seen and self.space.allowed(config)
-                        and all(_key(c.config) != _key(config) for c in batch)):
+                        and all(_key(c.config) != _key(config) for c in batch)
+                        and (_attempt >= SCREEN_TRIES or not self._far_infeasible(model, choice))):
                     batch.append(Candidate(config, "z", t, {}))
                     break
         draws = iter(batch)
@@ -461,8 +617,56 @@ class ADMM:
         self._credit([r for r in pulled if r.candidate.step != "theta"]
                      + ([min(late_theta, key=self._merit)] if late_theta else []))
         options = ([iterate] if iterate is not None else []) + pulled
-        if options:
+        drawn = next((r for r in pulled if batch and r.candidate is batch[0] and r.observation.ok), None)
+        if drawn is not None and iterate is not None and iterate.observation.ok and drawn.violation > iterate.violation:
+            drawn = None  # optimism never trades a measured constraint for an untuned structure's promise
+        if drawn is not None and self._untuned(self.space.choice_of(drawn.config)):
+            s.z = self.space.choice_of(drawn.config)  # optimism: tune what the bandit drew before judging it
+        elif options:
             s.z = self.space.choice_of(min(options, key=self._merit).config)
+
+    def _choice_model(self) -> ChoiceModel | None:
+        """Additive model of the violations and the scaled loss over module choices, from every completed record."""
+        done = [r for r in self.records if r.observation.ok and r.observation.loss is not None]
+        if not len(self.terms) or len(done) < 2:
+            return None
+        targets = np.array([np.append(r.violations, r.observation.loss / self.state.f_scale) for r in done])
+        return ChoiceModel.fit(self.space, [self.space.choice_of(r.config) for r in done], targets)
+
+    def _far_infeasible(self, model: ChoiceModel | None, choice: Config) -> bool:
+        """Whether the model predicts ``choice`` breaks a constraint by more than ``SCREEN`` of its bound."""
+        predicted = model.predict(choice) if model is not None else None
+        return predicted is not None and bool(np.max(predicted[:-1]) > SCREEN)
+
+    def _directed(self, t: int, iterate: Record | None, model: ChoiceModel | None,
+                  fixed: dict[str, float]) -> list[Candidate]:
+        """The z-step's constraint-directed pull: move the module that the choice model says fixes the constraint.
+
+        When the iterate of one structure has broken a constraint for
+        ``STUCK`` θ-steps in a row, the θ-step's parameters are not what
+        breaks it: among the structures one module away (another backend,
+        precision, estimator, ...), the pull is the one whose predicted
+        violations (the iterate's measured ones plus the change of that
+        module's effect) hold every constraint, with the lowest predicted
+        merit.  None when no such move is predicted feasible.
+        """
+        s = self.state
+        if model is None or iterate is None or not iterate.observation.ok or s.stuck < STUCK:
+            return []
+        measured = np.append(iterate.violations, iterate.observation.loss / s.f_scale)
+        moves = [(choice, p) for choice, p in directed_moves(self.space, model, s.z, measured)
+                 if np.all(p[:-1] <= 0.0)]
+        mu = np.array(s.mu)
+        for choice, _ in sorted(moves, key=lambda m: m[1][-1] + self.terms.penalty(1.0 + m[1][:-1], mu, s.rho)):
+            values = {**fixed, **{k: v for k, v in iterate.config.items() if "." in k}}
+            config = self.space.complete(choice, values)
+            if _key(config) in self._seen:  # that point was measured: draw the moved module's parameters
+                moved = [m for m in self.space.module_names if choice[m] != s.z[m]]
+                config = self.space.complete(choice, {**values, **{
+                    k: p.sample(self.rng) for k, p in self.space.numeric_params(choice) if k.split(".")[0] in moved}})
+            if _key(config) not in self._seen and self.space.allowed(config):
+                return [Candidate(config, "z", t, {})]
+        return []
 
     def _group_of(self, key: str) -> str:
         """Module group of a config key (a module name or ``module.algorithm.param``)."""
@@ -484,8 +688,11 @@ class ADMM:
         while True:
             while proposing and len(self._running) < capacity:
                 candidate = None if self._exhausted() else propose()
-                while candidate is not None and not self.space.allowed(candidate.config):  # banned meanwhile
-                    candidate = propose()
+                skipped = 0
+                while candidate is not None and (not self.space.allowed(candidate.config)  # banned meanwhile
+                                                 or not self._fits(candidate)):
+                    skipped += 1
+                    candidate = propose() if skipped < MAX_SKIPS else None
                 if candidate is None:
                     proposing = False
                 else:
@@ -495,6 +702,22 @@ class ADMM:
                 return done
             record = self._receive()
             (done if id(record.candidate) in mine else self._late).append(record)
+
+    def _fits(self, candidate: Candidate) -> bool:
+        """Whether ``candidate`` is predicted to finish in the time left; one that is not is never proposed again."""
+        predicted = self.cost.upper(candidate.config)
+        if predicted is None or predicted <= self._seconds_left():
+            return True
+        self._seen.add(_key(candidate.config))
+        return False
+
+    def _seconds_left(self) -> float:
+        """Seconds left to start candidates in (inf without a time budget)."""
+        if self._time_left is not None:
+            return float(self._time_left())
+        if self.budget.seconds is not None:
+            return self.budget.seconds - (time.monotonic() - self._start)
+        return math.inf
 
     def _drain(self) -> list[Record]:
         """Wait for every running evaluation; return their records."""
@@ -513,6 +736,7 @@ class ADMM:
         viol = self.terms.violations(obs.metrics) if obs.ok else np.full(len(self.terms), np.inf)
         record = Record(candidate, obs, viol)
         self.records.append(record)
+        self.cost.observe(candidate.config, obs.duration_s)
         self._ban(record)
         return record
 
@@ -535,9 +759,37 @@ class ADMM:
             self.bandit.space = self.space
 
     def _credit(self, records: list[Record]) -> None:
+        """Credit the bandit with ``records``.
+
+        The algorithm of a module that offers several is judged by the best
+        merit it reached, with optimism while untuned (``optim/credit.py``);
+        a categorical value by each record's own merit (Bernoulli update): it
+        is always evaluated with the structure's current θ, never at
+        defaults alone.
+        """
         merits = [self._merit(r) for r in self.records]
-        for record in records:
-            self.bandit.update(self.space.choice_of(record.config), reward(self._merit(record), merits), self.rng)
+        stats = self._value_stats(merits)
+        modules = {m.name for m in self.space.modules if len(m.algorithms) > 1}
+        for record in records:  # a failure earns nothing, even when every evaluation so far failed (equal merits)
+            choice = self.space.choice_of(record.config)
+            r = reward(self._merit(record), merits) if record.observation.ok else 0.0
+            self.bandit.update({k: v for k, v in choice.items() if k not in modules}, r, self.rng)
+            for name in modules:
+                v = stats[(name, str(choice[name]))]  # an algorithm that never ran earns nothing, optimism neither
+                judged = optimistic(reward(v.best, merits), v.tuned) if math.isfinite(v.best) else 0.0
+                self.bandit.judge(name, choice[name], arm(judged, v.evaluations))
+
+    def _value_stats(self, merits: list[float] | None = None) -> dict[tuple[str, str], ValueStats]:
+        merits = merits if merits is not None else [self._merit(r) for r in self.records]
+        merits = [m if r.observation.ok else math.inf for r, m in zip(self.records, merits)]  # best of what ran
+        return value_stats([self.space.choice_of(r.config) for r in self.records], merits,
+                           [r.candidate.iteration if r.candidate.step == "theta" else None for r in self.records])
+
+    def _untuned(self, choice: Config) -> bool:
+        """Whether some module's algorithm in ``choice`` has numeric parameters and never had a θ-step."""
+        stats = self._value_stats()
+        return any(stats.get((name, str(algo.name)), ValueStats()).tuned == 0
+                   for name, _, algo in self.space.active(choice) if any(isinstance(p, Float) for p in algo.params))
 
     def _merit(self, record: Record) -> float:
         """Objective plus constraint terms; a failure counts as the worst loss and violations seen (see below)."""
@@ -577,8 +829,12 @@ class ADMM:
             return np.full(len(self.terms), 2.0)
         return 1.0 + record.violations
 
-    def _best_of_choice(self, zkey: str, keys: list[tuple[str, Float]] | None = None) -> Record | None:
+    def _best_of_choice(self, zkey: str, keys: list[tuple[str, Float]] | None = None,
+                        cell: dict[str, int] | None = None) -> Record | None:
+        """Best record of a structure by merit plus consensus term; within the integer ``cell`` when one is given."""
         history = [r for r in self.records if _key(self.space.choice_of(r.config)) == zkey]
+        inside = [r for r in history if all(r.config.get(k) == v for k, v in (cell or {}).items())]
+        history = inside or history
         if not history:
             return None
         penalty = self._consensus(keys) if keys else None
@@ -605,11 +861,7 @@ class ADMM:
         return max(0, self.budget.evaluations - len(self.records) - len(self._running))
 
     def _exhausted(self) -> bool:
-        if self._left() == 0:
-            return True
-        if self._time_left is not None:
-            return self._time_left() <= 0
-        return self.budget.seconds is not None and time.monotonic() - self._start >= self.budget.seconds
+        return self._left() == 0 or self._seconds_left() <= 0
 
     def _converged(self, entry: dict[str, Any]) -> bool:
         if self.budget.patience is None or len(self.trace) < 2:

@@ -103,6 +103,12 @@ class ThompsonBandit:
                 arm[0] += success
                 arm[1] += 1.0 - success
 
+    def judge(self, block: str, value: Any, evidence: list[float]) -> None:
+        """Set the arm of ``value`` in ``block`` to Beta ``evidence`` ``[α, β]`` (see ``optim/credit.py``)."""
+        arm = self.arms.get(block, {}).get(_label(value))
+        if arm is not None:
+            arm[:] = evidence
+
     def means(self) -> dict[str, dict[str, float]]:
         """Posterior mean of every arm (for the trace and tests)."""
         return {b: {v: a / (a + b_) for v, (a, b_) in arms.items()} for b, arms in self.arms.items()}

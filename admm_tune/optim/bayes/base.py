@@ -46,6 +46,14 @@ class ThetaTask:
     pending : ndarray of shape (p, d)
         Points being evaluated now (asynchronous evaluation): not valid
         again, and a model-based solver should spread away from them.
+    cost : callable or None
+        ``(q, d) -> (q,)``: predicted seconds of evaluating points, under a
+        time budget once the structure's cost is known; a solver then
+        prefers improvement per second.  None: cost is not a concern.
+    key : str
+        Names the sub-problem (structure and moved parameters), so that a
+        solver may carry what it learnt (a model's hyper-parameters) from
+        one call to the next on the same sub-problem; empty: nothing carried.
     """
 
     X: np.ndarray
@@ -58,6 +66,8 @@ class ThetaTask:
     center: np.ndarray
     steps: np.ndarray
     pending: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    key: str = ""
+    cost: Callable[[np.ndarray], np.ndarray] | None = None
 
     @property
     def dim(self) -> int:

@@ -9,6 +9,13 @@ expected improvement is taken over the whole θ-step objective.  A batch is
 built by kriging believer: each chosen point joins the data at its
 predicted mean before the next is chosen; the task's pending points (still
 being evaluated) join the data the same way before the first is chosen.
+
+Overhead is bounded (``docs/optimiser.md``, "Overhead"): a model sees at
+most ``max_points`` observations (the best half and the most recent), and
+its kernel hyper-parameters are re-estimated only when the sub-problem's
+observations have grown by ``refit_growth`` since the last estimate (from
+that estimate, without restarts); in between the GP is conditioned on the
+new data with the kept kernel, one Cholesky factorisation.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import numpy as np
 from scipy.stats import norm
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+from sklearn.gaussian_process.kernels import ConstantKernel, Kernel, Matern, WhiteKernel
 from threadpoolctl import threadpool_limits
 
 from .base import ThetaSolver, ThetaTask, first_valid, lattice_candidates, local_candidates
@@ -43,16 +50,32 @@ class GPSolver(ThetaSolver):
         modelled (the objective and each constraint get their own GP, as in
         ALBO, Gramacy et al. 2016; the augmented Lagrangian of the draws is
         compared with the best observed value).
+    max_points : int
+        Most observations a model is fitted to: the best half by the θ-step
+        objective and the most recent ones.
+    refit_growth : float
+        Kernel hyper-parameters of a sub-problem (``ThetaTask.key``) are
+        re-estimated once its observations number ``refit_growth`` times
+        those of the last estimate; in between the kernel is kept.
+    fresh_below : int
+        Below this many observations of a sub-problem, every call estimates
+        the kernel afresh (with restarts): cheap there, and where the
+        estimate still moves most.
     """
 
     name = "gp"
 
     def __init__(self, n_candidates: int = 1024, xi: float = 0.01, min_points: int = 2,
-                 n_samples: int = 64) -> None:
+                 n_samples: int = 64, max_points: int = 128, refit_growth: float = 1.1,
+                 fresh_below: int = 30) -> None:
         self.n_candidates = n_candidates
         self.xi = xi
         self.min_points = min_points
         self.n_samples = n_samples
+        self.max_points = max_points
+        self.refit_growth = refit_growth
+        self.fresh_below = fresh_below
+        self._kernels: dict[tuple[str, int], tuple[int, Kernel]] = {}  # (task key, model) → (n, kernel)
 
     def propose(self, task: ThetaTask, n: int, rng: np.random.Generator) -> np.ndarray:
         """Maximise expected improvement over random and local candidates."""
@@ -75,23 +98,27 @@ class GPSolver(ThetaSolver):
             local_candidates(rng, task.center, 64, 0.1),
             lattice_candidates(rng, task.X[order[:3]], task.steps, 16, 0.05),
         ])
-        candidates = candidates[np.array([task.valid(x) for x in candidates])]
-        X, f = task.X, _clip_outliers(task.f)
-        G = task.G[task.ok]
-        data = [(X, f)] + ([(task.X[task.ok], G[:, j]) for j in range(G.shape[1])] if task.ok.sum() >= 2 else [])
-        models = [self._fit(Xm, ym, rng) for Xm, ym in data]
+        rows = self._window(observed)
+        X, f, ok = task.X[rows], _clip_outliers(task.f[rows]), task.ok[rows]
+        G = task.G[rows][ok]
+        data = [(X, f)] + ([(X[ok], G[:, j]) for j in range(G.shape[1])] if ok.sum() >= 2 else [])
+        models = [self._fit(Xm, ym, rng, (task.key, j), len(task.f)) for j, (Xm, ym) in enumerate(data)]
         if len(task.pending):
             data, models = _believe(data, models, task.pending)
         z = rng.standard_normal((self.n_samples, 1 + G.shape[1]))
         best = float(np.min(observed))
         chosen: list[np.ndarray] = []
+        valid: dict[int, bool] = {}  # validity is checked lazily, best score first: it costs more than scoring
         for _ in range(n):
-            if len(candidates) == 0:
-                break
             score = self._acquisition(task, models, candidates, z, best)
-            i = int(np.argmax(score))
+            if task.cost is not None:  # improvement per predicted second
+                score = score / np.maximum(task.cost(candidates), 1e-6)
+            i = next((int(i) for i in np.argsort(-score, kind="stable")
+                      if valid.setdefault(int(i), bool(task.valid(candidates[i])))), None)
+            if i is None:
+                break
             chosen.append(candidates[i])
-            candidates = np.delete(candidates, i, axis=0)
+            valid[i] = False
             if len(chosen) < n:
                 data, models = _believe(data, models, chosen[-1][None, :])
         return np.array(chosen).reshape(-1, d)
@@ -118,17 +145,35 @@ class GPSolver(ThetaSolver):
         values = task.merit(f.reshape(-1), G.reshape(-1, k)).reshape(q, s) + pen[:, None]
         return np.maximum(best - values, 0.0).mean(axis=1)
 
-    @staticmethod
-    def _fit(X: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> GaussianProcessRegressor:
-        d = X.shape[1]
-        kernel = (ConstantKernel(1.0, (1e-3, 1e3))
-                  * Matern(length_scale=np.full(d, 0.3), length_scale_bounds=(1e-2, 1e2), nu=2.5)
-                  + WhiteKernel(1e-3, (1e-8, 1e-1)))
-        gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, n_restarts_optimizer=2,
-                                      random_state=int(rng.integers(2**31 - 1)))
+    def _window(self, observed: np.ndarray) -> np.ndarray:
+        """Indices of the observations the models see: all, or the best half and the most recent."""
+        m = len(observed)
+        if m <= self.max_points:
+            return np.arange(m)
+        best = np.argsort(observed, kind="stable")[: self.max_points // 2]
+        recent = np.setdiff1d(np.arange(m), best)[-(self.max_points - len(best)):]
+        return np.sort(np.concatenate([best, recent]))
+
+    def _fit(self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator, slot: tuple[str, int],
+             n_seen: int) -> GaussianProcessRegressor:
+        """A GP on ``(X, y)``; ``slot`` (task key, model) and ``n_seen`` decide whether its kernel is re-estimated."""
+        seed = int(rng.integers(2**31 - 1))
+        cached = self._kernels.get(slot) if slot[0] and n_seen >= self.fresh_below else None
+        if cached is not None and n_seen < cached[0] * self.refit_growth:
+            gp = GaussianProcessRegressor(kernel=cached[1], optimizer=None, normalize_y=True)
+        else:
+            d = X.shape[1]
+            kernel = cached[1] if cached is not None else (
+                ConstantKernel(1.0, (1e-3, 1e3))
+                * Matern(length_scale=np.full(d, 0.3), length_scale_bounds=(1e-2, 1e2), nu=2.5)
+                + WhiteKernel(1e-3, (1e-8, 1e-1)))
+            gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True,
+                                          n_restarts_optimizer=0 if cached is not None else 2, random_state=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             gp.fit(X, y)
+        if gp.optimizer is not None and slot[0]:
+            self._kernels[slot] = (n_seen, gp.kernel_)
         return gp
 
 
