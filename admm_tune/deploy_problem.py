@@ -166,8 +166,11 @@ def from_dict(raw: Mapping[str, Any], base_dir: Path | None) -> Any:
                                 concurrency=objective == "throughput_rps" and fixed_batch(model) is None)
     budget = parse_budget(raw.get("budget", {"evaluations": 30}), "budget")
     optimizer = _optimizer(raw.get("optimizer", {}) or {}, "optimizer")
-    if "initial_pulls" not in (raw.get("optimizer") or {}):  # every backend x precision tried once at its defaults
+    given = raw.get("optimizer") or {}
+    if "initial_pulls" not in given:  # every backend x precision tried once at its defaults
         optimizer = replace(optimizer, initial_pulls=max(optimizer.initial_pulls, len(structures(space))))
+    if "initial_share" not in given:  # the pairs differ far more than their knobs: up to half the budget for them
+        optimizer = replace(optimizer, initial_share=0.5)
     isolation = F.settings(raw.get("isolation", {}) or {}, Limits(), "isolation", _isolation_field)
     scorer = None if raw.get("metric") is None else load_scorer(raw["metric"], base_dir, "metric")
     evaluator = OnnxModelEvaluator(model, data, objective, batch, deployment.timing, scorer, max_drop)
