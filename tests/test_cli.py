@@ -117,8 +117,11 @@ def test_sweep_refuses_bad_seeds_and_budgets(tmp_path):
 def test_ctrl_c_prints_one_line_with_the_resume_command_and_exits_130(tmp_path):
     problem = tiny_problem(tmp_path / "p.yaml", "tiny_iris", "sklearn:iris")
     run_dir = tmp_path / "run"
+    # A terminal's Ctrl-C finds SIGINT at its default; a test run started in the background of a non-interactive
+    # shell (nohup make test &) ignores SIGINT, which every child inherits and Python then keeps ignoring.
     process = subprocess.Popen([*CLI, "run", str(problem), "--budget", "500", "--out", str(run_dir), "--no-progress"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for_trials(process, f"sqlite:///{run_dir / 'journal.db'}", "tiny_iris", 2)  # some evaluations finish
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group, workers included
     out, err = process.communicate(timeout=120)
