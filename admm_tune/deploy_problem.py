@@ -63,13 +63,6 @@ FIELDS = ("kind", "name", "description", "model", "data", "objective", "metric",
 NOT_KNOBS = ("tree_lowering",)
 """Backend knobs of the ML deployment space that mean nothing for a trained network's graph."""
 
-OPENVINO_THREADS = ("backend.openvino.num_streams", "backend.openvino.inference_num_threads")
-"""The deployment space's ``streams x threads <= cores`` limit, which a deploy space drops: OpenVINO's
-``INFERENCE_NUM_THREADS`` is the threads of all its streams together (it caps the streams at it), so the limit
-forbade its own ``THROUGHPUT`` setting (2 streams sharing 2 threads on 2 cores), the fastest at batch 64 on the
-wide CNN (``benchmarks/results/dnn_deploy.md``)."""
-
-
 def deploy_problem(model: Any, data: Any, *, objective: str = "latency_p50_ms", constraints: Any = None,
                    budget: Any = None, deployment: Any = None, restrict: Mapping[str, Any] | None = None,
                    seed: int | None = 0, name: str = "deploy", calibration: float | int = 0.3,
@@ -395,9 +388,8 @@ def deploy_space(deployment_space: SearchSpace, precisions: Any = None, *, max_d
                                                                                 if not runs_on(b, p, hints[b]))},
                                 f"{b} does not run these precisions here")
                       for b in backends.names if any(not runs_on(b, p, hints[b]) for p in kept))
-    limits = tuple(lim for lim in deployment_space.limits if set(lim.keys) != set(OPENVINO_THREADS))
     space = SearchSpace((replace(backends, group=GROUP), precision), forbidden, f"deploy_{deployment_space.name}",
-                        limits)
+                        deployment_space.limits)
     return space, tuple(notes)
 
 

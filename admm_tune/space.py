@@ -247,7 +247,8 @@ class Limit:
     """A white-box linear bound on integers: ``prod(config[k] for k in keys) <= max``.
 
     Checked only when every key is present (the algorithms owning them are
-    chosen), e.g. OpenVINO's ``num_streams × inference_num_threads <= cores``.
+    chosen), e.g. ``[backend.onnxruntime.intra_op_num_threads, backend.onnxruntime.inter_op_num_threads]``
+    at most the cores.
     """
 
     keys: tuple[str, ...]

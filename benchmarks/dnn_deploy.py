@@ -32,6 +32,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -85,6 +86,12 @@ def run(evaluations: int, seeds: int, rounds: int) -> pd.DataFrame:
     import openvino as ov
 
     rows = []
+    started = time.monotonic()
+
+    def add(row: dict) -> None:  # with the run's conditions, which the .md quotes
+        row.update(cores=os.cpu_count(), load_1min=os.getloadavg()[0])
+        rows.append(row)
+
     settings = TimingSettings(**TIMING)
     core = ov.Core()
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,7 +107,7 @@ def run(evaluations: int, seeds: int, rounds: int) -> pd.DataFrame:
                 for backend, precision in structures(problem.space):
                     obs = evaluator(problem.space.complete({"backend": backend, "precision": precision}))
                     if obs.ok:
-                        rows.append({**key, "kind": "grid", "configuration": f"{backend} {precision} (default knobs)",
+                        add({**key, "kind": "grid", "configuration": f"{backend} {precision} (default knobs)",
                                      **_figures(obs.metrics), "accuracy": obs.metrics["accuracy"],
                                      "accuracy_drop": obs.metrics["accuracy_drop"]})
                 timed = []  # (row, how to measure it once): re-measured in interleaved rounds
@@ -135,7 +142,7 @@ def run(evaluations: int, seeds: int, rounds: int) -> pd.DataFrame:
                     row = {**key, "kind": "baseline", "configuration": name, "accuracy": score,
                            "accuracy_drop": ref - score, "bound": bound,
                            "search_s": entry[3] if len(entry) > 3 else np.nan}
-                    rows.append(row)
+                    add(row)
                     timed.append((row, lambda s=session: _figures(measure(s, feeds, settings).metrics())))
                 for bound in BOUNDS:
                     file = _problem_file(Path(tmp), model_name, batch, bound)
@@ -152,7 +159,7 @@ def run(evaluations: int, seeds: int, rounds: int) -> pd.DataFrame:
                                "evaluations": len(result.trials), "search_s": seconds,
                                "race": result.race["note"], "race_s": result.race["seconds"],
                                "race_changed": result.race["chosen"] != result.race["search_pick"]}
-                        rows.append(row)
+                        add(row)
                         timed.append((row, lambda c=config, e=bounded: _figures(e(c).metrics)))
                 measured = [[] for _ in timed]
                 for _ in range(rounds):  # interleaved: each round measures every final configuration once
@@ -161,7 +168,18 @@ def run(evaluations: int, seeds: int, rounds: int) -> pd.DataFrame:
                 for (row, _), figures in zip(timed, measured):
                     row.update({k: float(np.median([f[k] for f in figures])) for k in figures[0]})
                     row["rounds"] = rounds
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame["run_minutes"] = (time.monotonic() - started) / 60
+    return frame
+
+
+def _conditions(frame: pd.DataFrame) -> str:
+    """The run's machine, load and length, from the columns ``run`` wrote."""
+    if "load_1min" not in frame:
+        return "on a 2-core machine shared with other work (load average 10-16 during the run, 17 minutes)"
+    load = frame["load_1min"]
+    return (f"on a {int(frame['cores'].max())}-core machine (1-minute load average {load.min():.1f}-{load.max():.1f} "
+            f"when the rows were written, {frame['run_minutes'].max():.0f} minutes in all)")
 
 
 def markdown(frame: pd.DataFrame) -> list[str]:
@@ -176,10 +194,9 @@ def markdown(frame: pd.DataFrame) -> list[str]:
              "median deciding); search s: the whole search, race included (and, for NNCF's accuracy control, its "
              "quantisation).  A bound's target is met when every seed's choice is at least as fast as the fastest "
              "baseline within that bound (p50 not above it).", "",
-             "Run as `cd benchmarks && nice -n 5 python dnn_deploy.py --evaluations 30 --seeds 2 --rounds 5` on a "
-             "2-core machine shared with other work (load average 10-16 during the run, 17 minutes): absolute figures "
-             "carry "
-             "that load; the interleaved rounds keep the comparison between methods fair.", ""]
+             "Run as `cd benchmarks && nice -n 5 python dnn_deploy.py --evaluations 30 --seeds 2 --rounds 5` "
+             f"{_conditions(frame)}: absolute figures carry that load; the interleaved rounds keep the comparison "
+             "between methods fair.", ""]
     verdicts, met = [], []
     for (model, batch), part in frame.groupby(["model", "batch"], sort=True):
         fp32 = part["accuracy"].iloc[0] + part["accuracy_drop"].iloc[0]
