@@ -16,7 +16,8 @@
 
 There is no ML block: the space is the deployment space's ``backend``
 module (its knobs: threads, streams, graph level, execution mode; the ML
-``tree_lowering`` knob left out) and a ``precision`` module of
+``tree_lowering`` knob left out; ONNX Runtime's intra-op and OpenVINO's
+inference threads default to every core, as the libraries do) and a ``precision`` module of
 :data:`~admm_tune.evaluate.onnx_model.DEPLOY_PRECISIONS`, where
 ``int8_static`` carries ``calibration`` and ``per_channel`` as categorical
 parameters, and the NNCF precisions carry ``preset``;
@@ -62,6 +63,12 @@ FIELDS = ("kind", "name", "description", "model", "data", "objective", "metric",
 
 NOT_KNOBS = ("tree_lowering",)
 """Backend knobs of the ML deployment space that mean nothing for a trained network's graph."""
+
+LIBRARY_DEFAULT_THREADS = ("intra_op_num_threads", "inference_num_threads")
+"""Thread knobs whose default in a deploy space is every core, as ONNX Runtime and OpenVINO default (the ML
+space starts them at 1 thread, fastest for small pipelines at batch 1): the first draws then run as a user's
+library defaults would, and at batch 64 one thread was half as fast as two on this 2-core machine
+(``benchmarks/results/dnn_deploy.md``)."""
 
 def deploy_problem(model: Any, data: Any, *, objective: str = "latency_p50_ms", constraints: Any = None,
                    budget: Any = None, deployment: Any = None, restrict: Mapping[str, Any] | None = None,
@@ -357,7 +364,8 @@ def deploy_space(deployment_space: SearchSpace, precisions: Any = None, *, max_d
              + ((Int("infer_requests", 1, 2 * cores(), default=cores()),) if b == "openvino" else ())
              for b in backends.names} if concurrency else {}
     backends = replace(backends, algorithms=tuple(
-        replace(a, params=tuple(p for p in a.params if p.name not in NOT_KNOBS) + extra.get(a.name, ()))
+        replace(a, params=tuple(replace(p, default=p.high) if p.name in LIBRARY_DEFAULT_THREADS else p
+                                for p in a.params if p.name not in NOT_KNOBS) + extra.get(a.name, ()))
         for a in backends.algorithms))
     names = list(DEPLOY_PRECISIONS)
     if precisions is not None:
