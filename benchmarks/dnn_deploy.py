@@ -175,8 +175,6 @@ def run(evaluations: int, seeds: int, rounds: int) -> pd.DataFrame:
 
 def _conditions(frame: pd.DataFrame) -> str:
     """The run's machine, load and length, from the columns ``run`` wrote."""
-    if "load_1min" not in frame:
-        return "on a 2-core machine shared with other work (load average 10-16 during the run, 17 minutes)"
     load = frame["load_1min"]
     return (f"on a {int(frame['cores'].max())}-core machine (1-minute load average {load.min():.1f}-{load.max():.1f} "
             f"when the rows were written, {frame['run_minutes'].max():.0f} minutes in all)")
