@@ -282,6 +282,15 @@ def test_openvino_streams_may_share_its_threads_in_a_deploy_space(problem):
     assert space.allowed(space.complete({"backend": "openvino", "precision": "fp32", **both}))  # THROUGHPUT's own
 
 
+def test_thread_knobs_start_at_the_libraries_defaults_in_a_deploy_space(problem):
+    first = {b: problem.space.complete({"backend": b, "precision": "fp32"}) for b in ("onnxruntime", "openvino")}
+    assert first["onnxruntime"]["backend.onnxruntime.intra_op_num_threads"] == cores()  # ORT's default pool
+    assert first["openvino"]["backend.openvino.inference_num_threads"] == cores()  # OpenVINO's default
+    assert first["openvino"]["backend.openvino.num_streams"] == 1  # the LATENCY hint's one stream
+    ml = load_problem({"data": "sklearn:breast_cancer", "deployment": "cpu"}).space  # the ML kind starts at one thread
+    assert ml.module("backend").algorithm("onnxruntime").param("intra_op_num_threads").default == 1
+
+
 def test_the_shipped_problem_runs_at_a_tiny_budget_and_resumes_from_its_journal(tmp_path):
     result = admm_tune.fit(PROBLEM, budget=2, seed=0, progress=False, run_dir=tmp_path)
     assert result.best is not None and len(result.trials) == 2
