@@ -3,8 +3,8 @@
 Variables: the algorithm choice ``z`` (with categorical values), continuous
 parameters ``θᶜ``, relaxed integers ``θ̃ᵈ`` and their integer copies ``δ``,
 constraint slacks ``u``; duals ``λ`` (integer consensus) and ``μ``
-(constraints); penalty ``ρ``.  The run starts by evaluating a few bandit draws at their default parameters
-(``initial_pulls``); the best becomes z⁰.  The bandit is credited once per
+(constraints); penalty ``ρ``.  The run starts by evaluating the configs it was given (a warm-start portfolio),
+then bandit draws at their default parameters (``initial_pulls`` in all); the best becomes z⁰.  The bandit is credited once per
 pull and once per θ-step (with the θ-step's best point): crediting every
 θ-step evaluation would let the structure being tuned out-vote the others.
 One iteration:
