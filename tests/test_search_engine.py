@@ -217,6 +217,15 @@ def test_the_warm_start_is_a_setting_and_leaves_constrained_problems_alone():
     assert load_problem(unseen_problem()).optimizer.warm_start is True
 
 
+def test_regression_takes_its_own_portfolio_and_a_wide_table_drops_the_polynomial_entries():
+    entries = portfolio_configs("regression")
+    narrow = np.random.default_rng(0).normal(size=(60, 5))
+    assert warm_start(load_problem({"data": {"X": narrow, "y": narrow @ np.arange(5.0)}})) == entries
+    wide = np.random.default_rng(0).normal(size=(60, 45))  # polynomial features are left out beyond 40 columns
+    kept = warm_start(load_problem({"data": {"X": wide, "y": wide[:, 0]}}))
+    assert kept == [c for c in entries if c["transformer"] != "polynomial"] and len(kept) < len(entries)
+
+
 def unseen_run(args: tuple[int, bool]) -> dict:
     """16 evaluations on the unseen problem, in this process: the best loss, and what early stopping did.
 
