@@ -27,7 +27,8 @@ class Observation:
     duration_s : float
         Wall time the evaluation took.
     attrs : dict
-        Extra facts for the journal (``cache_hit``...).
+        Extra facts for the journal (``cache_hit``...); the optimiser reads
+        ``structural``, ``fidelity`` and ``step_losses``.
     """
 
     status: str
@@ -36,6 +37,16 @@ class Observation:
     reason: str = ""
     duration_s: float = 0.0
     attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fidelity(self) -> float:
+        """Share of the full evaluation done (``attrs["fidelity"]``): 1, or less for one stopped early."""
+        return float(self.attrs.get("fidelity", 1.0))
+
+    @property
+    def step_losses(self) -> list[float]:
+        """The loss of each step of an evaluator that scores in steps (CV folds); empty otherwise."""
+        return [float(v) for v in self.attrs.get("step_losses", [])]
 
     @property
     def ok(self) -> bool:

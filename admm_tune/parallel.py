@@ -110,9 +110,10 @@ EVALUATE, FINAL = "__call__", "final"
 
 def _serve(conn: Connection, payload: bytes, path: list[str], allowed: tuple[str, ...], memory_mb: int | None
            ) -> None:
-    """A worker's loop: receive ``(method, config, seconds)``, answer; ``None`` ends it.
+    """A worker's loop: receive ``(method, config, seconds, incumbent)``, answer; ``None`` ends it.
 
-    ``EVALUATE`` answers an :class:`Observation`.  ``FINAL`` answers
+    ``EVALUATE`` answers an :class:`Observation` (``evaluator(config, incumbent)``
+    when the optimiser gave an incumbent's step losses, see :class:`~admm_tune.optim.Candidate`).  ``FINAL`` answers
     ``evaluator.final(config)``, or, when that does not finish within
     ``seconds`` (or runs out of memory), ``evaluator.fallback(config, reason)``:
     what the search already verified for that config.
@@ -132,13 +133,13 @@ def _serve(conn: Connection, payload: bytes, path: list[str], allowed: tuple[str
             return
         if message is None:
             return
-        method, config, seconds = message
+        method, config, seconds, incumbent = message
         start = time.perf_counter()
         reason = ""
         try:
             if seconds:
                 signal.setitimer(signal.ITIMER_REAL, seconds)
-            answer = getattr(evaluator, method)(config)
+            answer = getattr(evaluator, method)(config, *((incumbent,) if incumbent else ()))
         except _Timeout:
             reason = f"timeout: over the {seconds:g} s limit"
         except MemoryError:
@@ -291,8 +292,12 @@ class Pool(ABC):
         """How many configs run at once."""
 
     @abstractmethod
-    def submit(self, config: Config, seconds: float | None = None) -> int:
-        """Start evaluating ``config`` within ``seconds`` (default the limits'); return its ticket."""
+    def submit(self, config: Config, seconds: float | None = None, incumbent: Sequence[float] = ()) -> int:
+        """Start evaluating ``config`` within ``seconds`` (default the limits'); return its ticket.
+
+        ``incumbent``: the step losses the evaluator may stop ``config`` against
+        (``evaluator(config, incumbent)``); empty: ``evaluator(config)``.
+        """
 
     @abstractmethod
     def next(self) -> tuple[int, Observation]:
@@ -355,7 +360,7 @@ class WorkerPool(Pool):
         self.ctx.set_forkserver_preload(PRELOAD)
         _start_forkserver()
         self.grace_s = GRACE_S
-        self.queue: list[tuple[int, Config, float | None]] = []  # (ticket, config, seconds) waiting for a worker
+        self.queue: list[tuple[int, Config, float | None, tuple[float, ...]]] = []  # waiting for a worker
         self.running: dict[int, tuple[int, float, float | None]] = {}  # worker → (ticket, start, seconds)
         self.finished: list[tuple[int, Observation]] = []
         self.tickets = 0
@@ -376,15 +381,15 @@ class WorkerPool(Pool):
         finally:
             self.ctrl_c.close()
 
-    def submit(self, config: Config, seconds: float | None = None) -> int:
+    def submit(self, config: Config, seconds: float | None = None, incumbent: Sequence[float] = ()) -> int:
         """Start evaluating ``config`` on a free worker (queued while none is free); return its ticket.
 
-        ``seconds`` (default ``limits.seconds``) bounds this evaluation.
+        ``seconds`` (default ``limits.seconds``) bounds this evaluation; see :meth:`Pool.submit`.
         """
         self.ctrl_c.check()
         ticket = self.tickets
         self.tickets += 1
-        self.queue.append((ticket, config, self.limits.seconds if seconds is None else seconds))
+        self.queue.append((ticket, config, self.limits.seconds if seconds is None else seconds, tuple(incumbent)))
         self._dispatch()
         return ticket
 
@@ -404,7 +409,7 @@ class WorkerPool(Pool):
         free = [w for w in range(len(self.workers)) if w not in self.running]
         if not free or not self.queue:
             return
-        keys = [self.affinity(config) for _, config, _ in self.queue]
+        keys = [self.affinity(config) for _, config, _, _ in self.queue]
         assigned: dict[int, int] = {}  # queue slot → worker
         for slot, key in enumerate(keys):
             preferred = self.home.get(key, hash(key) % len(self.workers))
@@ -415,11 +420,11 @@ class WorkerPool(Pool):
             if slot not in assigned and free:
                 assigned[slot] = free.pop(0)
         for slot, w in sorted(assigned.items()):
-            ticket, config, seconds = self.queue[slot]
+            ticket, config, seconds, incumbent = self.queue[slot]
             self.home[keys[slot]] = w  # where this affinity's state now lives
             worker = self._worker(w)
             try:
-                worker.conn.send((EVALUATE, config, seconds))
+                worker.conn.send((EVALUATE, config, seconds, incumbent))
             except (BrokenPipeError, OSError):
                 self.finished.append((ticket, Observation.failed(worker.death())))
                 self.workers[w] = None
@@ -466,7 +471,7 @@ class WorkerPool(Pool):
         worker = self._worker(w)
         start = time.perf_counter()
         try:
-            worker.conn.send((FINAL, config, seconds))
+            worker.conn.send((FINAL, config, seconds, ()))
             if self.ctrl_c.check(wait([worker.conn, *self.ctrl_c.fds],
                                       timeout=None if seconds is None else seconds + self.grace_s)):
                 return worker.conn.recv(), ""
@@ -559,10 +564,10 @@ class DaskPool(Pool):
             if self.cluster is not None:
                 self.cluster.close()
 
-    def submit(self, config: Config, seconds: float | None = None) -> int:
+    def submit(self, config: Config, seconds: float | None = None, incumbent: Sequence[float] = ()) -> int:
         """Send ``config`` to a worker: the one that last evaluated its affinity when idle, else the least busy.
 
-        ``seconds`` (default ``limits.seconds``) bounds this evaluation.
+        ``seconds`` (default ``limits.seconds``) bounds this evaluation; see :meth:`Pool.submit`.
         """
         self.client.wait_for_workers(1, timeout=GRACE_S * 12)  # a nanny may be restarting a dead worker
         if self.payload.status != "finished":  # every worker holding it died: send the evaluator again
@@ -574,7 +579,7 @@ class DaskPool(Pool):
         address = home if home in workers and busy[home] == 0 else min(workers, key=lambda a: (busy[a], a != home))
         self.home[key] = address
         future = self.client.submit(_dask_evaluate, self.payload.key, self.payload, config, registry.ALLOWED_PREFIXES,
-                                    pure=False, workers=[address], allow_other_workers=True)
+                                    tuple(incumbent), pure=False, workers=[address], allow_other_workers=True)
         ticket = self.tickets
         self.tickets += 1
         self.running[ticket] = (future, time.perf_counter(), address,
@@ -646,7 +651,8 @@ def _outcome(future: Any) -> Observation:
         return Observation.failed(f"error: {type(exc).__name__}: {exc}"[:500])
 
 
-def _dask_evaluate(key: str, payload: bytes, config: Config, allowed: tuple[str, ...]) -> Observation:
+def _dask_evaluate(key: str, payload: bytes, config: Config, allowed: tuple[str, ...],
+                   incumbent: tuple[float, ...] = ()) -> Observation:
     """Run on a Dask worker: the evaluator it keeps for this run (unpickled once) evaluates ``config``.
 
     A worker keeps the evaluators of the last :data:`DASK_KEPT` runs (pools) that used it, with their caches;
@@ -661,7 +667,7 @@ def _dask_evaluate(key: str, payload: bytes, config: Config, allowed: tuple[str,
         evaluators[key] = cloudpickle.loads(payload)
         for old in list(evaluators)[:-DASK_KEPT]:
             evaluators.pop(old, None)
-    return evaluators[key](config)
+    return evaluators[key](config, *((incumbent,) if incumbent else ()))
 
 
 __all__ = ["DaskPool", "Limits", "Pool", "WorkerPool"]

@@ -142,6 +142,16 @@ class OptimizerSettings:
         iteration (the best one becomes z⁰).
     initial_share : float
         Largest share of an evaluation budget those draws may take, in (0, 1].
+    warm_start : bool
+        An unconstrained ML problem without a deployment starts from the
+        portfolio of pipelines good across many data sets
+        (``search_spaces/portfolio.json``, see :mod:`admm_tune.portfolio`)
+        instead of bandit draws at their defaults.
+    early_stop : bool
+        An evaluator that scores in steps (cross-validation folds) may stop a
+        candidate after a step when it is clearly worse than the best fully
+        evaluated one so far (unconstrained problems only; see
+        ``docs/optimiser.md``, "Cheap evaluations first").
     """
 
     theta_solver: str = "gp"
@@ -154,6 +164,8 @@ class OptimizerSettings:
     z_pulls: int = 2
     initial_pulls: int = 8
     initial_share: float = 0.25
+    warm_start: bool = True
+    early_stop: bool = True
 
 
 ObjectiveFn = Callable[[Config], float | Mapping[str, float] | tuple]
@@ -538,6 +550,8 @@ def _optimizer(raw: Any, path: str) -> OptimizerSettings:
 def _optimizer_field(key: str, value: Any, path: str) -> Any:
     if key == "theta_solver":
         return F.string(value, path, choices=THETA_SOLVERS)
+    if key in ("warm_start", "early_stop"):
+        return F.boolean(value, path)
     if key in ("inner_budget", "inner_max", "z_pulls", "initial_pulls"):
         return F.integer(value, path, minimum=1)
     if key == "inner_growth":

@@ -173,7 +173,10 @@ def _figure(title: str, fig: Any) -> str:
 
 
 def _best_so_far(trials: pd.DataFrame) -> np.ndarray:
+    """Best feasible loss after each trial, of those evaluated in full (a stopped one's loss is partial)."""
     ok = (trials["state"] == "complete") & trials["feasible"].fillna(False).astype(bool)
+    if "fidelity" in trials:
+        ok &= trials["fidelity"].fillna(1.0) >= 1.0
     return np.fmin.accumulate(np.where(ok, trials["loss"].astype(float), np.inf))
 
 

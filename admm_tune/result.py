@@ -365,8 +365,14 @@ class Result:
 
 
 def best_of(trials: pd.DataFrame, chosen: int | None = None) -> Best:
-    """The completed trial numbered ``chosen``, else the best feasible row by loss, else the least violating."""
+    """The completed trial numbered ``chosen``, else the best feasible row by loss, else the least violating.
+
+    Only fully evaluated rows compete (``fidelity`` 1; one stopped early has a partial loss), unless none is.
+    """
     done = trials[trials["state"] == "complete"]
+    if "fidelity" in done:
+        full = done[done["fidelity"].fillna(1.0) >= 1.0]
+        done = full if len(full) else done
     feasible = done[done["feasible"].astype(bool)]
     if chosen is not None and (done["number"] == chosen).any():
         row = done[done["number"] == chosen].iloc[0]

@@ -25,6 +25,7 @@ from .observation import Observation
 from .optim import ADMM, Candidate
 from .optim.constraints import ConstraintTerms
 from .parallel import GRACE_S, DaskPool, Pool, WorkerPool
+from .portfolio import warm_start
 from .problem import Budget, Problem, load_problem, parse_budget
 from .progress import Progress
 from .result import Result, open_run
@@ -108,7 +109,8 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     else:
         run_path = Path(run_dir) if run_dir is not None else None
     evaluator = _evaluator(problem)
-    optimiser = ADMM(problem.space, problem.constraints, problem.optimizer, problem.budget, problem.seed)
+    optimiser = ADMM(problem.space, problem.constraints, problem.optimizer, problem.budget, problem.seed,
+                     initial=warm_start(problem))
     retry_of: dict[str, int] = {}
     if resume:
         journal = Journal.reopen(storage, problem.name, problem.space)
@@ -301,7 +303,7 @@ class _JournaledExecutor:
         if self.clock.seconds is not None:
             left = max(0.5, self.search_time_left())
             seconds = left if seconds is None else min(seconds, left)
-        self.started[self.pool.submit(candidate.config, seconds)] = (candidate, trial)
+        self.started[self.pool.submit(candidate.config, seconds, candidate.incumbent)] = (candidate, trial)
 
     def next(self) -> tuple[Candidate, Observation]:
         """Wait for the next finished trial; journal it and update the progress line."""
@@ -333,7 +335,7 @@ class _JournaledExecutor:
     def _count(self, obs: Observation) -> float:
         """Count a finished evaluation towards the progress line; return its constraint violation."""
         violation = self.terms.violation(self.terms.violations(obs.metrics)) if obs.ok else math.inf
-        if obs.ok:
+        if obs.ok and obs.fidelity >= 1.0:  # one stopped early never leads
             entry = (violation > 0, violation, float(obs.loss))
             if self.leader is None or entry < self.leader:
                 self.leader, self.leader_obs = entry, obs

@@ -12,7 +12,7 @@ import inspect
 import json
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,6 +126,34 @@ class Final:
     """Why the pipeline could not be deployed, when it could not."""
 
 
+STOP_SPREADS = 2.0
+"""A candidate is clearly worse when its fold losses exceed the incumbent's on the same folds, on average, by more
+than this many standard deviations of the incumbent's fold losses (:func:`clearly_worse`)."""
+
+
+def clearly_worse(losses: Sequence[float], incumbent: Sequence[float], folds: int) -> bool:
+    """Whether a candidate's first fold ``losses`` show it clearly worse than the ``incumbent``'s fold losses.
+
+    Folds are seeded, so fold ``i`` of both is the same split and the
+    comparison is paired: the fold's difficulty cancels.  Clearly worse:
+    the mean paired difference exceeds :data:`STOP_SPREADS` times the
+    standard deviation of the incumbent's fold losses (the spread of one
+    fold's estimate).  Never once every fold is done, nor without an
+    incumbent of ``folds`` losses.
+
+    Parameters
+    ----------
+    losses : sequence of float, length j < folds
+    incumbent : sequence of float, length ``folds`` (or empty)
+    folds : int
+    """
+    j = len(losses)
+    if not 0 < j < folds or len(incumbent) != folds:
+        return False
+    gap = float(np.mean(np.subtract(losses, incumbent[:j])))
+    return gap > STOP_SPREADS * float(np.std(incumbent, ddof=1))
+
+
 KEPT_FOLD_PIPELINES = 4
 """First-fold pipelines an evaluator without ``keep_fitted`` keeps: those of its lowest losses (the fallback)."""
 
@@ -156,7 +184,7 @@ class MLEvaluator:
     Attributes
     ----------
     n_fits : int
-        Pipelines fitted so far (one per fold of each evaluated config).
+        Pipelines fitted so far (one per fold done of each evaluated config).
     """
 
     def __init__(self, space: SearchSpace, data: Dataset, objective: Objective, seed: int | None = None,
@@ -183,43 +211,70 @@ class MLEvaluator:
         cls = StratifiedKFold if self.data.task == CLASSIFICATION else KFold
         return cls(n_splits=self.objective.cv, shuffle=True, random_state=self.seed or 0)
 
-    def __call__(self, config: Config) -> Observation:
-        """Evaluate one config; a crash becomes a failed observation."""
+    def __call__(self, config: Config, incumbent: Sequence[float] = ()) -> Observation:
+        """Evaluate one config, fold by fold; a crash becomes a failed observation.
+
+        Parameters
+        ----------
+        config : Config
+        incumbent : sequence of float, length ``cv``
+            The fold losses of the best fully evaluated candidate so far (its
+            observation's ``step_losses``), on the same seeded folds; empty:
+            every fold is fitted.  Given, the evaluation stops after a fold
+            when the candidate is clearly worse (:func:`clearly_worse`); its
+            loss is then the mean over the folds done, its ``fidelity`` the
+            share of folds done (``folds_done`` of ``cv``), and it is not cached.
+        """
         key = self.key(config)
         if key in self.cache:
             return self.cache[key].replayed()
         start = time.perf_counter()
+        scores: list[float] = []
+        fits: list[tuple[float, float]] = []
+        first: Holdout | None = None
         try:
             pipeline = self.build(config)
             # One thread per candidate: parallelism is across candidates, and
             # OpenMP/BLAS pools fighting over busy cores slow fits down by 10-100x.
             with warnings.catch_warnings(), threadpool_limits(1):
                 warnings.simplefilter("ignore")
-                self.n_fits += self.objective.cv
-                scores = cross_validate(pipeline, self.data.X, self.data.y, cv=self.folds(),
-                                        scoring=self.objective.scoring, error_score="raise", n_jobs=1,
-                                        return_estimator=True, return_indices=True)
+                for fold in self.folds().split(self.data.X, self.data.y):
+                    self.n_fits += 1
+                    done = cross_validate(pipeline, self.data.X, self.data.y, cv=[fold],
+                                          scoring=self.objective.scoring, error_score="raise", n_jobs=1,
+                                          return_estimator=first is None, return_indices=first is None)
+                    if first is None:
+                        first = Holdout(done["estimator"][0], done["indices"]["test"][0])
+                    scores.append(float(done["test_score"][0]))
+                    fits.append((float(done["fit_time"][0]), float(done["score_time"][0])))
+                    if clearly_worse([self.objective.loss(v) for v in scores], incumbent, self.objective.cv):
+                        break
         except Exception as exc:  # any failure of a candidate is recorded, never fatal
             # a class that does not import fails whatever its parameters: the structure is not tried again
             structural = {"structural": ",".join(self.space.module_names)} if isinstance(exc, ImportError) else {}
             obs = Observation.failed(f"error: {type(exc).__name__}: {exc}"[:500], time.perf_counter() - start,
                                      **structural)
         else:
-            test = np.asarray(scores["test_score"], dtype=float)
+            test = np.asarray(scores, dtype=float)
             if not np.all(np.isfinite(test)):
                 obs = Observation.failed("error: non-finite CV score", time.perf_counter() - start)
             else:
+                times = np.asarray(fits)
                 metrics = {"cv_score": float(test.mean()), "cv_score_std": float(test.std()),
-                           "fit_time_s": float(np.mean(scores["fit_time"])),
-                           "score_time_s": float(np.mean(scores["score_time"]))}
+                           "fit_time_s": float(times[:, 0].mean()), "score_time_s": float(times[:, 1].mean())}
                 obs = Observation(COMPLETE, self.objective.loss(metrics["cv_score"]), metrics,
-                                  duration_s=time.perf_counter() - start)
-                self.holdouts[key] = Holdout(scores["estimator"][0], scores["indices"]["test"][0])
-                if not self.keep_fitted and len(self.holdouts) > KEPT_FOLD_PIPELINES:  # the worst goes, the
-                    order = {k: i for i, k in enumerate(self.holdouts)}  # newest of equals (the best is the oldest)
-                    del self.holdouts[max(self.holdouts, key=lambda k: (
-                        self.cache[k].loss if k in self.cache else obs.loss, order[k]))]
+                                  duration_s=time.perf_counter() - start,
+                                  attrs={"fidelity": len(test) / self.objective.cv, "folds_done": len(test),
+                                         "step_losses": [float(self.objective.loss(v)) for v in test]})
         obs.attrs["cache_hit"] = False
+        if obs.fidelity < 1.0:  # stopped early: asked again without an incumbent, it is evaluated in full
+            return obs
+        if obs.ok and first is not None:
+            self.holdouts[key] = first
+            if not self.keep_fitted and len(self.holdouts) > KEPT_FOLD_PIPELINES:  # the worst goes, the
+                order = {k: i for i, k in enumerate(self.holdouts)}  # newest of equals (the best is the oldest)
+                del self.holdouts[max(self.holdouts, key=lambda k: (
+                    self.cache[k].loss if k in self.cache else obs.loss, order[k]))]
         self.cache[key] = obs
         return obs
 

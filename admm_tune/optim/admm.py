@@ -3,8 +3,8 @@
 Variables: the algorithm choice ``z`` (with categorical values), continuous
 parameters ``θᶜ``, relaxed integers ``θ̃ᵈ`` and their integer copies ``δ``,
 constraint slacks ``u``; duals ``λ`` (integer consensus) and ``μ``
-(constraints); penalty ``ρ``.  The run starts by evaluating a few bandit draws at their default parameters
-(``initial_pulls``); the best becomes z⁰.  The bandit is credited once per
+(constraints); penalty ``ρ``.  The run starts by evaluating the configs it was given (a warm-start portfolio),
+then bandit draws at their default parameters (``initial_pulls`` in all); the best becomes z⁰.  The bandit is credited once per
 pull and once per θ-step (with the θ-step's best point): crediting every
 θ-step evaluation would let the structure being tuned out-vote the others.
 One iteration:
@@ -75,7 +75,7 @@ from ..problem import Budget, Constraint, OptimizerSettings
 from ..space import Config, Float, Forbidden, Int, SearchSpace
 from .bandit import NoAllowedDraw, ThompsonBandit, reward
 from .cost import CostModel
-from .credit import ValueStats, arm, optimistic, value_stats
+from .credit import UNTRIED, ValueStats, arm, optimistic, value_stats
 from .bayes import ThetaTask, make_solver
 from .constraints import ConstraintTerms
 from .executor import Candidate, EvaluateFn, Executor, SerialExecutor
@@ -99,6 +99,11 @@ class Record:
     def feasible(self) -> bool:
         """Completed and every constraint holds."""
         return self.observation.ok and bool(np.all(self.violations <= 0.0))
+
+    @property
+    def full(self) -> bool:
+        """Evaluated in full (not stopped early at a lower fidelity)."""
+        return self.observation.fidelity >= 1.0
 
     @property
     def violation(self) -> float:
@@ -154,11 +159,16 @@ class ADMM:
     seed : int, optional
         Makes a run with an evaluation budget reproducible (with one
         evaluation slot).
+    initial : sequence of Config
+        Configs the initial draws take first, in order (a warm-start
+        portfolio, handed over by the problem layer); those the space does
+        not allow are skipped, and bandit draws fill the rest.
     """
 
     def __init__(self, space: SearchSpace, constraints: Sequence[Constraint], settings: OptimizerSettings,
-                 budget: Budget, seed: int | None = None) -> None:
+                 budget: Budget, seed: int | None = None, initial: Sequence[Config] = ()) -> None:
         self.space = space
+        self.initial = [dict(c) for c in initial]
         self.terms = ConstraintTerms(constraints)
         self.settings = settings
         self.budget = budget
@@ -241,7 +251,7 @@ class ADMM:
                         for c, o in history]
         for record in self.records:
             self._ban(record)
-            self.cost.observe(record.config, record.observation.duration_s)
+            self._observe_cost(record)
         self._seen = {_key(r.config) for r in self.records}
         self.trace = [dict(e) for e in trace]
         if self.trace:
@@ -254,16 +264,21 @@ class ADMM:
         self._retry = list(retry)
 
     def _initialise(self) -> None:
-        """Evaluate distinct bandit draws at their defaults; z⁰ is the best.
+        """Evaluate the ``initial`` configs, then distinct bandit draws at their defaults; z⁰ is the best.
 
         ``initial_pulls`` of them, but at most ``initial_share`` of an
         evaluation budget.  With several slots, z⁰ is the best of those in when the step
         ends (at least one); the others are options at the first z update.
+        The θ-step of z⁰ starts from that evaluation's parameters.
         """
         n = self.settings.initial_pulls
         if self.budget.evaluations is not None:
             n = min(n, max(1, int(self.budget.evaluations * self.settings.initial_share)))
         batch: list[Candidate] = []
+        for config in self.initial:
+            if len(batch) < n and self.space.allowed(config) and _key(config) not in self._seen | {
+                    _key(c.config) for c in batch}:
+                batch.append(Candidate(config, "init", 0))
         spread = self._spread(n)
         for i in range(20 * n):
             if len(batch) == n:
@@ -282,6 +297,8 @@ class ADMM:
         self._credit(records)
         first = min(records, key=self._merit) if records else None
         self.state.z = self.space.choice_of(first.config if first else batch[0].config)
+        if first is not None:
+            self.state.theta.update({k: float(first.config[k]) for k, _ in self.space.numeric_params(self.state.z)})
 
     def _spread(self, n: int) -> list[Config]:
         """Under constraints, the modules each initial draw keeps: every value of every small module in turn.
@@ -724,6 +741,7 @@ class ADMM:
         return [self._receive() for _ in range(len(self._running))]
 
     def _submit(self, candidate: Candidate) -> None:
+        candidate.incumbent = self._incumbent()
         self._seen.add(_key(candidate.config))
         self._running[id(candidate)] = candidate
         self._started += 1
@@ -736,9 +754,24 @@ class ADMM:
         viol = self.terms.violations(obs.metrics) if obs.ok else np.full(len(self.terms), np.inf)
         record = Record(candidate, obs, viol)
         self.records.append(record)
-        self.cost.observe(candidate.config, obs.duration_s)
+        self._observe_cost(record)
         self._ban(record)
         return record
+
+    def _observe_cost(self, record: Record) -> None:
+        """Teach the cost model the evaluation's seconds, scaled to a full evaluation when it stopped early."""
+        self.cost.observe(record.config, record.observation.duration_s / max(record.observation.fidelity, 1e-3))
+
+    def _incumbent(self) -> tuple[float, ...]:
+        """The step losses a new candidate may be stopped against: the best full evaluation's (see ``Candidate``).
+
+        Only with ``early_stop`` and no constraints (stopping judges the loss
+        alone), and only when the best evaluation reported step losses.
+        """
+        if not self.settings.early_stop or len(self.terms):
+            return ()
+        best = self.best()
+        return tuple(best.observation.step_losses) if best is not None and best.full else ()
 
     def _ban(self, record: Record) -> None:
         """Never propose again the structure of a failure that follows from it (the evaluator says so).
@@ -765,7 +798,9 @@ class ADMM:
         merit it reached, with optimism while untuned (``optim/credit.py``);
         a categorical value by each record's own merit (Bernoulli update): it
         is always evaluated with the structure's current θ, never at
-        defaults alone.
+        defaults alone.  Every value never evaluated gets the optimistic
+        arm of an untuned value evaluated once (``credit.UNTRIED``); before
+        the first credit all arms are equal, so the first draws are unchanged.
         """
         merits = [self._merit(r) for r in self.records]
         stats = self._value_stats(merits)
@@ -778,6 +813,10 @@ class ADMM:
                 v = stats[(name, str(choice[name]))]  # an algorithm that never ran earns nothing, optimism neither
                 judged = optimistic(reward(v.best, merits), v.tuned) if math.isfinite(v.best) else 0.0
                 self.bandit.judge(name, choice[name], arm(judged, v.evaluations))
+        for block, arms in self.bandit.arms.items():  # values never evaluated: optimism (credit.UNTRIED)
+            for value in arms:
+                if (block, value) not in stats:
+                    self.bandit.judge(block, value, list(UNTRIED))
 
     def _value_stats(self, merits: list[float] | None = None) -> dict[tuple[str, str], ValueStats]:
         merits = merits if merits is not None else [self._merit(r) for r in self.records]
@@ -873,7 +912,9 @@ class ADMM:
 
 
 def best_record(records: Sequence[Record]) -> Record | None:
-    """Best feasible record by loss, else the least-violating completed one."""
+    """Best feasible record by loss, else the least-violating completed one; only those evaluated in full compete
+    (a candidate stopped early has a partial loss), unless there are none."""
+    records = [r for r in records if r.full] or records
     feasible = [r for r in records if r.feasible]
     if feasible:
         return min(feasible, key=lambda r: r.observation.loss)

@@ -8,6 +8,13 @@ that judgement is raised towards 1 (to 1 while untuned; the optimism halves
 with each θ-step).  The arm is then set to ``Beta(1 + m·r, 1 + m·(1 − r))``
 with ``m`` the algorithm's evaluations (at most :data:`MEMORY`, so a leader
 never becomes certain and others keep a chance).
+
+A value never evaluated is held where an untuned value evaluated once is,
+:data:`UNTRIED` = ``Beta(2, 1)``: judged 1 on one evaluation's evidence
+(before, it kept the flat ``Beta(1, 1)``, below every algorithm tried once
+at its defaults).  The same holds for the categorical values, which are
+otherwise credited by each evaluation (Bernoulli): one never evaluated is
+as promising as one whose single evaluation was a success.
 """
 
 from __future__ import annotations
@@ -68,3 +75,7 @@ def arm(r: float, evaluations: int) -> list[float]:
     """Beta parameters ``[α, β]`` of an arm judged ``r`` on ``evaluations`` (at most :data:`MEMORY`)."""
     m = min(evaluations, MEMORY)
     return [1.0 + m * r, 1.0 + m * (1.0 - r)]
+
+
+UNTRIED = arm(optimistic(0.0, 0), 1)
+"""The arm of a value never evaluated: ``Beta(2, 1)``, as optimistic as an untuned value evaluated once."""

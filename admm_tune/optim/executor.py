@@ -25,6 +25,9 @@ class Candidate:
     step: str
     iteration: int
     relaxed: dict[str, float] = field(default_factory=dict)
+    incumbent: tuple[float, ...] = ()
+    """The step losses (``Observation.step_losses``) of the best fully evaluated candidate when this one started:
+    an evaluator that scores in the same steps may stop this one once it is clearly worse.  Empty: evaluate in full."""
 
 
 @runtime_checkable

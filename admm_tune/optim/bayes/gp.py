@@ -1,8 +1,9 @@
 """Gaussian-process Bayesian optimisation with expected improvement (the default).
 
-The surrogates are scikit-learn's ``GaussianProcessRegressor`` with a
-Matérn-5/2 kernel with one length scale per dimension (ARD) plus a white
-noise term: one for the objective and one per black-box constraint.  The
+The surrogates are Gaussian processes (:class:`~.kernel.GaussianProcess`,
+numpy/scipy) with a Matérn-5/2 kernel with one length scale per dimension
+(ARD) plus a white noise term: one for the objective and one per black-box
+constraint.  The
 known parts (the constraint terms of the augmented Lagrangian, the integer
 consensus penalty) are applied to the models' predictions analytically, so
 expected improvement is taken over the whole θ-step objective.  A batch is
@@ -20,16 +21,12 @@ new data with the kept kernel, one Cholesky factorisation.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from scipy.stats import norm
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import ConstantKernel, Kernel, Matern, WhiteKernel
 from threadpoolctl import threadpool_limits
 
 from .base import ThetaSolver, ThetaTask, first_valid, lattice_candidates, local_candidates
+from .kernel import GaussianProcess, initial_theta
 
 
 class GPSolver(ThetaSolver):
@@ -75,7 +72,7 @@ class GPSolver(ThetaSolver):
         self.max_points = max_points
         self.refit_growth = refit_growth
         self.fresh_below = fresh_below
-        self._kernels: dict[tuple[str, int], tuple[int, Kernel]] = {}  # (task key, model) → (n, kernel)
+        self._kernels: dict[tuple[str, int], tuple[int, np.ndarray]] = {}  # (task key, model) → (n, log params)
 
     def propose(self, task: ThetaTask, n: int, rng: np.random.Generator) -> np.ndarray:
         """Maximise expected improvement over random and local candidates."""
@@ -123,7 +120,7 @@ class GPSolver(ThetaSolver):
                 data, models = _believe(data, models, chosen[-1][None, :])
         return np.array(chosen).reshape(-1, d)
 
-    def _acquisition(self, task: ThetaTask, models: list[GaussianProcessRegressor], candidates: np.ndarray,
+    def _acquisition(self, task: ThetaTask, models: list[GaussianProcess], candidates: np.ndarray,
                      z: np.ndarray, best: float) -> np.ndarray:
         """Expected improvement of the augmented Lagrangian, by Monte Carlo over the models."""
         preds = [m.predict(candidates, return_std=True) for m in models]
@@ -155,34 +152,24 @@ class GPSolver(ThetaSolver):
         return np.sort(np.concatenate([best, recent]))
 
     def _fit(self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator, slot: tuple[str, int],
-             n_seen: int) -> GaussianProcessRegressor:
+             n_seen: int) -> GaussianProcess:
         """A GP on ``(X, y)``; ``slot`` (task key, model) and ``n_seen`` decide whether its kernel is re-estimated."""
         seed = int(rng.integers(2**31 - 1))
         cached = self._kernels.get(slot) if slot[0] and n_seen >= self.fresh_below else None
         if cached is not None and n_seen < cached[0] * self.refit_growth:
-            gp = GaussianProcessRegressor(kernel=cached[1], optimizer=None, normalize_y=True)
-        else:
-            d = X.shape[1]
-            kernel = cached[1] if cached is not None else (
-                ConstantKernel(1.0, (1e-3, 1e3))
-                * Matern(length_scale=np.full(d, 0.3), length_scale_bounds=(1e-2, 1e2), nu=2.5)
-                + WhiteKernel(1e-3, (1e-8, 1e-1)))
-            gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True,
-                                          n_restarts_optimizer=0 if cached is not None else 2, random_state=seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            gp.fit(X, y)
-        if gp.optimizer is not None and slot[0]:
-            self._kernels[slot] = (n_seen, gp.kernel_)
+            return GaussianProcess(cached[1]).fit(X, y, optimize=False)
+        start = cached[1] if cached is not None else initial_theta(X.shape[1])
+        gp = GaussianProcess(start).fit(X, y, restarts=0 if cached is not None else 2, seed=seed)
+        if slot[0]:
+            self._kernels[slot] = (n_seen, gp.theta)
         return gp
 
 
-def _believe(data: list[tuple[np.ndarray, np.ndarray]], models: list[GaussianProcessRegressor], X: np.ndarray
-             ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[GaussianProcessRegressor]]:
+def _believe(data: list[tuple[np.ndarray, np.ndarray]], models: list[GaussianProcess], X: np.ndarray
+             ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[GaussianProcess]]:
     """Kriging believer: pretend the points ``X`` returned the models' predicted means (kernels kept)."""
     data = [(np.vstack([Xm, X]), np.append(ym, m.predict(X))) for (Xm, ym), m in zip(data, models)]
-    models = [GaussianProcessRegressor(kernel=m.kernel_, optimizer=None, normalize_y=True).fit(Xm, ym)
-              for (Xm, ym), m in zip(data, models)]
+    models = [GaussianProcess(m.theta).fit(Xm, ym, optimize=False) for (Xm, ym), m in zip(data, models)]
     return data, models
 
 
