@@ -13,13 +13,16 @@ runs ``AutoML.fit(time_budget=...)`` in its own space (the ``bench`` extra).
 
 Rows go to ``benchmarks/results/wall_time.csv`` as each job ends, and jobs
 already there are skipped, so a run can be stopped and resumed, and
-``--max-minutes`` stops starting jobs after that long.  The summary
+``--max-minutes`` stops starting jobs after that long; ``--jobs`` runs that
+many jobs at once (each still one process on one core: at most the cores).
+Each row records the commit it ran and the number of jobs at once.  The summary
 (``wall_time.md``) covers the (data set, budget, seed) cells that every
 method finished.
 
 Usage::
 
-    python benchmarks/wall_time.py [--budgets 30 120] [--seeds 3] [--max-minutes 50] [--note TEXT] [DATASET ...]
+    python benchmarks/wall_time.py [--budgets 30 120] [--seeds 3] [--jobs 2] [--max-minutes 50] [--note TEXT]
+                                   [DATASET ...]
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--max-minutes", type=float, default=None, help="start no job after this long")
     parser.add_argument("--note", default="", help="how and where it was run, for the summary")
+    parser.add_argument("--jobs", type=int, default=1, help="jobs at once, one core each (at most the cores)")
     parser.add_argument("--job", help=argparse.SUPPRESS)  # internal: run one job (JSON) and print its row
     args = parser.parse_args(argv)
     if args.job:
@@ -205,21 +211,26 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(job(spec["dataset"], spec["budget_s"], spec["seed"], spec["method"])))
         return 0
     out = RESULTS / "wall_time.csv"
-    start = time.monotonic()
-    for budget in args.budgets:  # the shorter budget first: a partial run then covers it whole
-        for seed in range(args.seeds):
-            for name in args.datasets:
-                for method in args.methods:
-                    done = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=KEY)
-                    if ((done["dataset"] == name) & (done["budget_s"] == budget) & (done["seed"] == seed)
-                            & (done["method"] == method)).any():
-                        continue
-                    if args.max_minutes is not None and time.monotonic() - start > 60 * args.max_minutes:
-                        write_summary(out, args.note)
-                        return 0
-                    row = run_job(name, budget, seed, method)
-                    print(row, flush=True)
-                    pd.concat([done, pd.DataFrame([row])]).to_csv(out, index=False)
+    done = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=KEY)
+    finished = set(map(tuple, done[KEY].to_numpy().tolist()))
+    todo = [(name, budget, seed, method) for budget in args.budgets  # the shorter budget first: a partial run
+            for seed in range(args.seeds) for name in args.datasets for method in args.methods  # covers it whole
+            if (name, budget, seed, method) not in finished]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
+    start, lock = time.monotonic(), threading.Lock()
+
+    def one(job: tuple[str, float, int, str]) -> None:
+        if args.max_minutes is not None and time.monotonic() - start > 60 * args.max_minutes:
+            return  # start no job after that long
+        row = {**run_job(*job), "commit": commit, "jobs": args.jobs}
+        print(row, flush=True)
+        with lock:  # rows are appended as each job ends: a stopped run resumes
+            old = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=KEY)
+            pd.concat([old, pd.DataFrame([row])]).to_csv(out, index=False)
+
+    with ThreadPoolExecutor(args.jobs) as pool:  # each job is its own single-threaded process
+        list(pool.map(one, todo))
     write_summary(out, args.note)
     return 0
 
