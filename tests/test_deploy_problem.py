@@ -439,15 +439,3 @@ def test_the_wide_training_script_reproduces_the_committed_model(tmp_path):
     for name in ("digits_wide_cnn.onnx", "digits_wide_cnn_eval.npz", "digits_wide_cnn.json"):
         assert (tmp_path / name).read_bytes() == (MODELS / name).read_bytes(), name
 
-
-def test_the_benchmark_table_is_generated_from_its_csv():
-    import pandas as pd
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import dnn_deploy
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    results = ROOT / "benchmarks" / "results"
-    frame = pd.read_csv(results / "dnn_deploy.csv")
-    assert (results / "dnn_deploy.md").read_text() == "\n".join(dnn_deploy.markdown(frame)) + "\n"
