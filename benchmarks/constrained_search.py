@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out = args.out
-    rows = pd.read_csv(out).to_dict("records") if out.exists() else []
+    rows = pd.read_csv(out, dtype={"commit": str}).to_dict("records") if out.exists() else []
     stop = time.monotonic() + 3600 * args.hours
     for budget in args.budgets:
         for seed in range(args.seeds):

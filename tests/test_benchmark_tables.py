@@ -29,7 +29,7 @@ def generated(name: str) -> str:
 
         return "\n".join(deployment_lowering.markdown(pd.read_csv(RESULTS / "lowering.csv"))) + "\n"
     module = __import__(name)
-    frame = pd.read_csv(RESULTS / f"{name}.csv")
+    frame = pd.read_csv(RESULTS / f"{name}.csv", dtype={"commit": str})  # "99015e0" is no float
     if name == "search_quality":
         return module.markdown(frame[frame["evaluations"] == frame["evaluations"].max()])
     return "\n".join(module.markdown(frame)) + "\n"
