@@ -52,5 +52,5 @@ def warm_start(problem: Problem) -> list[Config]:
             problem.space.validate_config(config)
         except ProblemError:  # an algorithm or a value the space does not hold
             continue
-        kept.append(config)
+        kept.append(problem.space.complete(config, config))  # in the space's module order, as every draw is
     return kept

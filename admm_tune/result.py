@@ -117,8 +117,9 @@ class Result:
     test: dict[str, float] | None = None
     """Scores on the test split, once :attr:`test_scores` computed them (or read back from ``result.json``)."""
     race: dict[str, Any] | None = None
-    """A deploy run's final race (:func:`admm_tune.deploy_problem.race`): the finalists re-measured in
-    interleaved rounds, their medians, and the trial chosen by them (:attr:`best`); None for other kinds."""
+    """The run's final race, the trial chosen by it being :attr:`best`: a deploy run's finalists re-measured in
+    interleaved rounds (:func:`admm_tune.deploy_problem.race`), an ML run's re-scored on fresh CV splits
+    (:func:`admm_tune.rescore.rescore`); None for a function problem."""
 
     @classmethod
     def from_frames(cls, problem: Problem, trials: pd.DataFrame, trace: pd.DataFrame, storage: str,
@@ -140,7 +141,7 @@ class Result:
         return {"backend": config[BACKEND], "precision": config[PRECISION], "knobs": Deployment.knobs(config),
                 "batch_size": self.problem.deployment.batch_size,
                 "measured": {k: v for k, v in self.best.metrics.items() if k in DEPLOY_METRICS},
-                "final": self.final, **({"remeasured": self.remeasured} if self.race is not None else {})}
+                "final": self.final, **({"remeasured": self.remeasured} if self.remeasured is not None else {})}
 
     @property
     def remeasured(self) -> dict[str, float] | None:
@@ -346,10 +347,10 @@ class Result:
                 f = self.final["measured"]
                 lines.append(f"refit graph  {self.final['verification']}"
                              + (f"; p95 {f['latency_p95_ms']:.3g} ms" if "latency_p95_ms" in f else ""))
-            if self.race is not None:
-                lines.append(f"final race   {self.race['note']}")
             if self.onnx_path is not None:
                 lines.append(f"model        {self.onnx_path}")
+        if self.race is not None:
+            lines.append(f"final race   {self.race['note']}")
         if self.refit is not None:
             lines.append(f"pipeline     {self.refit}")
         lines.append(f"evaluations  {self.n_evaluations} ({self.n_failed} failed) in {len(self.trace)} ADMM iterations")

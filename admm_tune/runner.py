@@ -28,6 +28,7 @@ from .parallel import GRACE_S, DaskPool, Pool, WorkerPool
 from .portfolio import warm_start
 from .problem import Budget, Problem, load_problem, parse_budget
 from .progress import Progress
+from .rescore import MIN_EVALUATIONS, expected_seconds, rescore
 from .result import Result, open_run
 
 
@@ -156,8 +157,14 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
             reasons = Counter(r.observation.reason[:120] for r in optimiser.records)
             summary = "; ".join(f"{n}× {reason}" for reason, n in reasons.most_common(5))
             raise RunError(f"every one of the {len(optimiser.records)} candidates failed: {summary}")
-        if problem.data is not None:  # the refit (and its deployment) runs isolated, in the time left
-            final, why = pool.final(best.config, clock.final_seconds(problem.isolation.seconds))
+        if problem.data is not None:  # the finalists re-scored, then the refit (and its deployment), isolated
+            cv = getattr(problem.objective, "cv", 1)
+            refit_s = final_cost(best.observation, cv)
+            race = rescore(pool, journal.trials(), cv, clock.final_seconds(None, keep=refit_s))
+            journal.set_attr("race", race)
+            config = json.loads(journal.trials().set_index("number").loc[race["chosen"], "config"]) \
+                if race["chosen"] is not None else best.config
+            final, why = pool.final(config, clock.final_seconds(problem.isolation.seconds))
             final = final or Final(None, f"none: the refit on all training rows failed ({why})")
         elif problem.kind == "deploy":  # the best few re-measured in interleaved rounds, in the time left
             from .deploy_problem import race as final_race
@@ -229,11 +236,12 @@ class Clock:
         reserve = min(reserve, FINAL_SHARE * self.seconds)
         return self.start + self.seconds - reserve - time.monotonic()
 
-    def final_seconds(self, limit: float | None) -> float | None:
-        """The final step's limit: what is left (at least a second), or ``limit`` without a time budget."""
+    def final_seconds(self, limit: float | None, keep: float = 0.0) -> float | None:
+        """A final step's limit: what is left (at least a second) less ``keep`` seconds for the steps after it, or
+        ``limit`` without a time budget."""
         if self.seconds is None:
             return limit
-        left = max(1.0, self.end - self.grace_s - time.monotonic())
+        left = max(1.0, self.end - self.grace_s - keep - time.monotonic())
         return left if limit is None else min(limit, left)
 
     def report(self) -> dict[str, float | None]:
@@ -293,7 +301,12 @@ class _JournaledExecutor:
     def search_time_left(self) -> float:
         """Seconds the search may still start candidates in (the final step's expected cost kept back)."""
         cv = getattr(self.problem.objective, "cv", 1)
-        reserve = final_cost(self.leader_obs, cv) if self.leader_obs is not None else 0.0
+        reserve = 0.0
+        if self.leader_obs is not None:
+            reserve = final_cost(self.leader_obs, cv)
+            if self.problem.data is not None and self.done >= MIN_EVALUATIONS:  # the re-scoring of the finalists
+                m = self.leader_obs.metrics
+                reserve += expected_seconds(m.get("fit_time_s", 0.0), m.get("score_time_s", 0.0), cv)
         return self.clock.search_left(reserve)
 
     def submit(self, candidate: Candidate) -> None:

@@ -186,8 +186,11 @@ class DeploymentEvaluator:
         """The ML part of ``config`` fitted on all training data."""
         return self.ml.refit(Deployment.split(config)[0])
 
-    def final(self, config: Config) -> Final:
-        """``config`` refit on all training rows and deployed (exported, compiled, verified, timed)."""
+    def final(self, config: Config) -> Final | dict[str, Any]:
+        """``config`` refit on all training rows and deployed (exported, compiled, verified, timed); given a race
+        (a mapping with ``finalists``), their ML parts re-scored (:meth:`MLEvaluator.rescore`)."""
+        if "finalists" in config:
+            return self.ml.rescore({**config, "finalists": [Deployment.split(c)[0] for c in config["finalists"]]})
         final = self.ml.final(Deployment.split(config)[0])
         try:
             final.deployed = self.finalize(config, final.pipeline)
@@ -195,8 +198,10 @@ class DeploymentEvaluator:
             final.error = f"the refit pipeline could not be deployed: {exc}"
         return final
 
-    def fallback(self, config: Config, reason: str) -> Final:
+    def fallback(self, config: Config, reason: str) -> Final | dict[str, Any]:
         """When :meth:`final` could not finish: the first CV fold's pipeline and the graph the search verified."""
+        if "finalists" in config:
+            return self.ml.fallback(config, reason)
         ml_config = Deployment.split(config)[0]
         final = self.ml.fallback(ml_config, reason)
         obs = self.cache.get(MLEvaluator.key(config))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -206,10 +207,14 @@ class MLEvaluator:
     affinity = key
     """Configs with the same key go to the same worker (see :class:`admm_tune.parallel.WorkerPool`)."""
 
-    def folds(self) -> KFold | StratifiedKFold:
-        """The CV splitter (shuffled, seeded; stratified for classification)."""
+    def folds(self, split: int = 0) -> KFold | StratifiedKFold:
+        """The CV splitter (shuffled, seeded; stratified for classification); ``split`` > 0: a fresh one.
+
+        The search scores every candidate on split 0; :meth:`rescore` uses
+        splits 1, 2, ... (shuffled with ``seed + split``).
+        """
         cls = StratifiedKFold if self.data.task == CLASSIFICATION else KFold
-        return cls(n_splits=self.objective.cv, shuffle=True, random_state=self.seed or 0)
+        return cls(n_splits=self.objective.cv, shuffle=True, random_state=(self.seed or 0) + split)
 
     def __call__(self, config: Config, incumbent: Sequence[float] = ()) -> Observation:
         """Evaluate one config, fold by fold; a crash becomes a failed observation.
@@ -283,12 +288,61 @@ class MLEvaluator:
         return build_pipeline(config, self.space, self.data, self.seed,
                               getattr(self.objective, "probabilities", False))
 
-    def final(self, config: Config) -> Final:
-        """The pipeline of ``config`` refit on all training rows."""
+    def final(self, config: Config) -> Final | dict[str, Any]:
+        """The pipeline of ``config`` refit on all training rows; given a race (a mapping with ``finalists``), the
+        finalists re-scored (:meth:`rescore`): the runner's two final steps, run isolated by ``Pool.final``."""
+        if "finalists" in config:
+            return self.rescore(config)
         return Final(self.refit(config), f"refit on all {len(self.data.y)} training rows")
 
-    def fallback(self, config: Config, reason: str) -> Final:
-        """What is left when :meth:`final` could not finish (``reason``): the first CV fold's pipeline, if kept."""
+    def rescore(self, race: Mapping[str, Any]) -> dict[str, Any]:
+        """The finalists' fold losses on fresh CV splits, in interleaved rounds.
+
+        Round ``r`` scores every finalist on split ``r`` (:meth:`folds`), so a
+        round cut short by time never compares finalists on different rows.
+
+        Parameters
+        ----------
+        race : mapping
+            ``finalists`` (configs), ``rounds`` (at most this many) and
+            ``seconds`` (None: no limit): a round after the first starts only
+            when the previous one's duration says it ends within ``seconds``
+            of the call's start.
+
+        Returns
+        -------
+        dict
+            ``losses``: per finalist, its ``cv`` fold losses per round done,
+            or the error that stopped it (a string); ``rounds``: how many
+            ran; ``seconds``: the wall time.
+        """
+        start = time.perf_counter()
+        deadline = math.inf if race.get("seconds") is None else start + float(race["seconds"])
+        losses: list[list[list[float]] | str] = [[] for _ in race["finalists"]]
+        rounds, took = 0, 0.0
+        for split in range(1, int(race["rounds"]) + 1):
+            if rounds and time.perf_counter() + took > deadline:
+                break
+            began = time.perf_counter()
+            for i, config in enumerate(race["finalists"]):
+                if isinstance(losses[i], str):
+                    continue
+                try:
+                    with warnings.catch_warnings(), threadpool_limits(1):
+                        warnings.simplefilter("ignore")
+                        done = cross_validate(self.build(config), self.data.X, self.data.y, cv=self.folds(split),
+                                              scoring=self.objective.scoring, error_score="raise", n_jobs=1)
+                    losses[i].append([float(self.objective.loss(v)) for v in done["test_score"]])
+                except Exception as exc:  # a finalist that fails now drops out; the others go on
+                    losses[i] = f"error: {type(exc).__name__}: {exc}"[:300]
+            rounds, took = rounds + 1, time.perf_counter() - began
+        return {"losses": losses, "rounds": rounds, "seconds": time.perf_counter() - start}
+
+    def fallback(self, config: Config, reason: str) -> Final | dict[str, Any]:
+        """What is left when :meth:`final` could not finish (``reason``): the first CV fold's pipeline, if kept
+        (for a race: no round)."""
+        if "finalists" in config:
+            return {"losses": [], "rounds": 0, "seconds": 0.0, "error": reason}
         holdout = self.holdouts.get(self.key(config))
         if holdout is None:
             return Final(None, f"none: the refit on all training rows did not finish ({reason})")
