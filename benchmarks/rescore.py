@@ -40,7 +40,8 @@ KEY = ["dataset", "budget_s", "seed"]
 
 def job(name: str, budget: float, seed: int) -> dict:
     """One run: the test scores of the search's pick and of the re-scoring's choice, each refit here the same way
-    (``test_result``: the run's own pipeline, which is the choice's refit unless the refit ran out of time)."""
+    (``test_result``: the run's own pipeline, which is the choice's refit unless the refit ran out of time).  A
+    classifier without ``predict_proba`` is calibrated as the estimator's runs calibrate it (the search scored it so)."""
     from admm_tune import AutoPipelineClassifier, AutoPipelineRegressor
     from admm_tune.evaluate.pipeline import build_pipeline
 
@@ -55,7 +56,8 @@ def job(name: str, budget: float, seed: int) -> dict:
 
     def test(trial: int) -> float:
         config = json.loads(trials.loc[trial, "config"])
-        pipeline = build_pipeline(config, result.problem.space, result.problem.data, seed).fit(X_train, y_train)
+        pipeline = build_pipeline(config, result.problem.space, result.problem.data, seed,  # calibrated as the run's
+                                  getattr(result.problem.objective, "probabilities", False)).fit(X_train, y_train)
         return float(score(y_test, pipeline.predict(X_test)))
 
     pick, chosen = race["search_pick"], race["chosen"]
