@@ -77,13 +77,14 @@ def markdown(frame: pd.DataFrame) -> list[str]:
              f"sets × seeds {', '.join(str(s) for s in sorted(frame['seed'].unique()))}, wall_time.py's split "
              "protocol; test score: balanced accuracy / R² of the refit pick on the 20 % test part.", "",
              "| budget | runs | re-scored | choice changed | test: search's pick | test: re-scored choice "
-             "| changed runs: better / equal / worse |", "|---|---|---|---|---|---|---|"]
+             "| changed runs: better / equal / worse | changed runs: mean change |", "|---|---|---|---|---|---|---|---|"]
     for budget, rows in frame.groupby("budget_s"):
         changed = rows[rows["changed"].astype(bool)]
         diff = changed["test_chosen"] - changed["test_search_pick"]
         lines.append(f"| {budget:g} s | {len(rows)} | {(rows['rounds'] > 0).sum()} | {len(changed)} "
                      f"| {rows['test_search_pick'].mean():.4f} | {rows['test_chosen'].mean():.4f} "
-                     f"| {(diff > 1e-12).sum()} / {(diff.abs() <= 1e-12).sum()} / {(diff < -1e-12).sum()} |")
+                     f"| {(diff > 1e-12).sum()} / {(diff.abs() <= 1e-12).sum()} / {(diff < -1e-12).sum()} "
+                     f"| {diff.mean():+.4f} |")
     return lines
 
 
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=1, help="jobs at once, one core each")
     args = parser.parse_args(argv)
-    done = pd.read_csv(OUT) if OUT.exists() else pd.DataFrame(columns=KEY)
+    done = pd.read_csv(OUT, dtype={"commit": str}) if OUT.exists() else pd.DataFrame(columns=KEY)
     finished = set(map(tuple, done[KEY].to_numpy().tolist()))
     todo = [(name, args.budget, seed) for seed in range(args.seeds) for name in args.datasets
             if (name, args.budget, seed) not in finished]
