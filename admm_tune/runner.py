@@ -160,9 +160,10 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         if problem.data is not None:  # the finalists re-scored, then the refit (and its deployment), isolated
             cv = getattr(problem.objective, "cv", 1)
             refit_s = final_cost(best.observation, cv)
-            race = rescore(pool, journal.trials(), cv, clock.final_seconds(None, keep=refit_s))
+            trials = journal.trials()
+            race = rescore(pool, trials, cv, clock.final_seconds(None, keep=refit_s))
             journal.set_attr("race", race)
-            config = json.loads(journal.trials().set_index("number").loc[race["chosen"], "config"]) \
+            config = json.loads(trials.set_index("number").loc[race["chosen"], "config"]) \
                 if race["chosen"] is not None else best.config
             final, why = pool.final(config, clock.final_seconds(problem.isolation.seconds))
             final = final or Final(None, f"none: the refit on all training rows failed ({why})")
