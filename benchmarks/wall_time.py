@@ -15,7 +15,8 @@ Rows go to ``benchmarks/results/wall_time.csv`` as each job ends, and jobs
 already there are skipped, so a run can be stopped and resumed, and
 ``--max-minutes`` stops starting jobs after that long; ``--jobs`` runs that
 many jobs at once (each still one process on one core: at most the cores).
-Each row records the commit it ran and the number of jobs at once.  The summary
+Each row records the commit it ran, the number of jobs at once and the
+1-minute load average as it ended.  The summary
 (``wall_time.md``) covers the (data set, budget, seed) cells that every
 method finished.
 
@@ -176,7 +177,8 @@ def run_flaml(task, X, y, budget, seed):
     automl = AutoML()
     automl.fit(X, y, task=task, time_budget=budget, metric=balanced_error if task == "classification" else "r2",
                eval_method="cv", n_splits=3, seed=seed, n_jobs=1, verbose=0)
-    return automl, 1.0 - float(automl.best_loss), int(len(automl.config_history))
+    # every trial counts (``config_history`` keeps only the improving ones)
+    return automl, 1.0 - float(automl.best_loss), int(sum(automl._iter_per_learner.values()))
 
 
 def job(name: str, budget: float, seed: int, method: str) -> dict:
@@ -211,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(job(spec["dataset"], spec["budget_s"], spec["seed"], spec["method"])))
         return 0
     out = RESULTS / "wall_time.csv"
-    done = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=KEY)
+    done = pd.read_csv(out, dtype={"commit": str}) if out.exists() else pd.DataFrame(columns=KEY)
     finished = set(map(tuple, done[KEY].to_numpy().tolist()))
     todo = [(name, budget, seed, method) for budget in args.budgets  # the shorter budget first: a partial run
             for seed in range(args.seeds) for name in args.datasets for method in args.methods  # covers it whole
@@ -223,10 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     def one(job: tuple[str, float, int, str]) -> None:
         if args.max_minutes is not None and time.monotonic() - start > 60 * args.max_minutes:
             return  # start no job after that long
-        row = {**run_job(*job), "commit": commit, "jobs": args.jobs}
+        row = {**run_job(*job), "commit": commit, "jobs": args.jobs, "load_1min": round(os.getloadavg()[0], 2)}
         print(row, flush=True)
         with lock:  # rows are appended as each job ends: a stopped run resumes
-            old = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=KEY)
+            old = pd.read_csv(out, dtype={"commit": str}) if out.exists() else pd.DataFrame(columns=KEY)
             pd.concat([old, pd.DataFrame([row])]).to_csv(out, index=False)
 
     with ThreadPoolExecutor(args.jobs) as pool:  # each job is its own single-threaded process
@@ -254,15 +256,26 @@ def run_job(name: str, budget: float, seed: int, method: str) -> dict:
             "error": error}
 
 
+def conditions(frame: pd.DataFrame) -> list[str]:
+    """The commits, jobs at once and load the rows ran under (rows from before the load was recorded: unknown)."""
+    line = (f"Commits {', '.join(sorted(frame['commit'].astype(str).unique()))}; "
+            f"{', '.join(str(int(j)) for j in sorted(frame['jobs'].dropna().unique()))} job(s) at once")
+    load = frame["load_1min"].dropna() if "load_1min" in frame else pd.Series(dtype=float)
+    if len(load):
+        line += (f"; 1-minute load average {load.min():.1f}–{load.max():.1f} (median {load.median():.1f}) as "
+                 f"{len(load)} of {len(frame)} jobs ended")
+    return [line + "."]
+
+
 def write_summary(out: Path, note: str) -> None:
     """Mean rank, pairwise wins, mean scores, evaluations and wall / budget over the cells every method finished."""
-    frame = pd.read_csv(out)
+    frame = pd.read_csv(out, dtype={"commit": str})
     lines = ["Equal wall time on public data that ships offline (scikit-learn's bundled and generated sets): "
              "80/20 split, 3-fold CV on the training part (balanced accuracy / R²), test score of the refit "
              "winner; one core per job.",
              "Reproduce: `python benchmarks/wall_time.py --budgets 30 120 --seeds 3` (resumes from "
              "results/wall_time.csv; every row is one job).",
-             *([note] if note else []), ""]
+             *([note] if note else []), *conditions(frame), ""]
     for budget, rows in frame.groupby("budget_s"):
         methods = sorted(rows["method"].unique(), key=list(METHODS).index)
         cells = rows.pivot_table(index=["dataset", "seed"], columns="method", values="test_score")
