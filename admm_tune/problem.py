@@ -147,6 +147,10 @@ class OptimizerSettings:
         portfolio of pipelines good across many data sets
         (``search_spaces/portfolio.json``, see :mod:`admm_tune.portfolio`)
         instead of bandit draws at their defaults.
+    shared_algorithms : int
+        In each module, this many algorithms (the best) share the θ-steps by
+        rank, about 1/2, 1/4, ... of them (``docs/optimiser.md``, "Sharing
+        the θ-steps"); 1: every θ-step goes where the best merit is.
     early_stop : bool
         An evaluator that scores in steps (cross-validation folds) may stop a
         candidate after a step when it is clearly worse than the best fully
@@ -165,6 +169,7 @@ class OptimizerSettings:
     initial_pulls: int = 8
     initial_share: float = 0.25
     warm_start: bool = True
+    shared_algorithms: int = 4
     early_stop: bool = True
 
 
@@ -552,7 +557,7 @@ def _optimizer_field(key: str, value: Any, path: str) -> Any:
         return F.string(value, path, choices=THETA_SOLVERS)
     if key in ("warm_start", "early_stop"):
         return F.boolean(value, path)
-    if key in ("inner_budget", "inner_max", "z_pulls", "initial_pulls"):
+    if key in ("inner_budget", "inner_max", "z_pulls", "initial_pulls", "shared_algorithms"):
         return F.integer(value, path, minimum=1)
     if key == "inner_growth":
         return F.integer(value, path, minimum=0)

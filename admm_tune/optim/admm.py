@@ -73,6 +73,7 @@ import numpy as np
 from ..observation import Observation
 from ..problem import Budget, Constraint, OptimizerSettings
 from ..space import Config, Float, Forbidden, Int, SearchSpace
+from .allocation import behind, projected
 from .bandit import NoAllowedDraw, ThompsonBandit, reward
 from .cost import CostModel
 from .credit import UNTRIED, ValueStats, arm, optimistic, value_stats
@@ -640,7 +641,46 @@ class ADMM:
         if drawn is not None and self._untuned(self.space.choice_of(drawn.config)):
             s.z = self.space.choice_of(drawn.config)  # optimism: tune what the bandit drew before judging it
         elif options:
-            s.z = self.space.choice_of(min(options, key=self._merit).config)
+            self._share(self.space.choice_of(min(options, key=self._merit).config))
+
+    def _share(self, z: Config) -> None:
+        """Set z to ``z``, or move it to the algorithm furthest behind its share of θ-steps (``optim/allocation.py``).
+
+        In every module with several algorithms, those with full, feasible
+        evaluations (with parameters to tune) are ranked by projected merit
+        and the best ``shared_algorithms`` share the θ-steps; in the module
+        where the one furthest behind its share lags ``z``'s algorithm most,
+        z moves to that one's best evaluation, and θ starts there.  Where
+        ``z``'s algorithm is not among them (its structure breaks a
+        constraint), the constraint terms decide and z stays.
+        """
+        s = self.state
+        tuned = dict(s.z)  # this iteration's θ-step (not in the trace yet)
+        s.z = z
+        top = self.settings.shared_algorithms
+        if top < 2:
+            return
+        merits = [self._merit(r) for r in self.records]
+        counts = [r.full and r.feasible and bool(self.space.numeric_params(r.config)) for r in self.records]
+        stats = self._value_stats(merits)
+        move, most = None, 1.0
+        for module in self.space.modules:
+            if len(module.algorithms) < 2:
+                continue
+            history: dict[str, list[tuple[Record, float, bool]]] = {}
+            for row in zip(self.records, merits, counts):
+                history.setdefault(str(row[0].config[module.name]), []).append(row)
+            value = {name: projected(rows) for name, rows in history.items()}
+            ranked = sorted((name for name in value if math.isfinite(value[name])), key=value.get)
+            steps = {name: stats[(module.name, name)].tuned for name in ranked}
+            steps[str(tuned.get(module.name))] = steps.get(str(tuned.get(module.name)), 0) + 1
+            chosen, lag = behind(ranked, steps, str(z[module.name]), top)
+            if lag > most:
+                best = min((h for h in history[chosen] if h[2]), key=lambda h: h[1])
+                move, most = best[0], lag
+        if move is not None:
+            s.z = self.space.choice_of(move.config)
+            s.theta.update({k: float(_relaxed(move.candidate, k)) for k, _ in self.space.numeric_params(s.z)})
 
     def _choice_model(self) -> ChoiceModel | None:
         """Additive model of the violations and the scaled loss over module choices, from every completed record."""
