@@ -22,7 +22,7 @@ method finished.
 
 Usage::
 
-    python benchmarks/wall_time.py [--budgets 30 120] [--seeds 3] [--jobs 2] [--max-minutes 50] [--note TEXT]
+    python benchmarks/wall_time.py [--budgets 30 120] [--seeds 3] [--jobs 2] [--max-minutes 50]
                                    [DATASET ...]
 """
 
@@ -204,7 +204,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--max-minutes", type=float, default=None, help="start no job after this long")
-    parser.add_argument("--note", default="", help="how and where it was run, for the summary")
     parser.add_argument("--jobs", type=int, default=1, help="jobs at once, one core each (at most the cores)")
     parser.add_argument("--job", help=argparse.SUPPRESS)  # internal: run one job (JSON) and print its row
     args = parser.parse_args(argv)
@@ -233,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with ThreadPoolExecutor(args.jobs) as pool:  # each job is its own single-threaded process
         list(pool.map(one, todo))
-    write_summary(out, args.note)
+    (RESULTS / "wall_time.md").write_text("\n".join(markdown(pd.read_csv(out, dtype={"commit": str}))) + "\n")
     return 0
 
 
@@ -267,15 +266,14 @@ def conditions(frame: pd.DataFrame) -> list[str]:
     return [line + "."]
 
 
-def write_summary(out: Path, note: str) -> None:
+def markdown(frame: pd.DataFrame) -> list[str]:
     """Mean rank, pairwise wins, mean scores, evaluations and wall / budget over the cells every method finished."""
-    frame = pd.read_csv(out, dtype={"commit": str})
     lines = ["Equal wall time on public data that ships offline (scikit-learn's bundled and generated sets): "
              "80/20 split, 3-fold CV on the training part (balanced accuracy / R²), test score of the refit "
              "winner; one core per job.",
              "Reproduce: `python benchmarks/wall_time.py --budgets 30 120 --seeds 3` (resumes from "
              "results/wall_time.csv; every row is one job).",
-             *([note] if note else []), *conditions(frame), ""]
+             *conditions(frame), ""]
     for budget, rows in frame.groupby("budget_s"):
         methods = sorted(rows["method"].unique(), key=list(METHODS).index)
         cells = rows.pivot_table(index=["dataset", "seed"], columns="method", values="test_score")
@@ -297,6 +295,8 @@ def write_summary(out: Path, note: str) -> None:
                 diff = cells["admm"] - cells[m]
                 wins.append(f"{(diff > 1e-9).sum()}/{(diff.abs() <= 1e-9).sum()}/{(diff < -1e-9).sum()}")
             lines.append("| admm_tune's test score wins/ties/losses vs the peer | " + " | ".join(wins) + " |")
+            share = ["—" if m == "admm" else f"{(cells['admm'] - cells[m] > 1e-9).mean():.0%}" for m in methods]
+            lines.append("| admm_tune's wins, share of the cells (target ≥ 60 %) | " + " | ".join(share) + " |")
         keep = rows.set_index(["dataset", "seed"]).index.isin(cells.index)
         sub = rows[keep]
         for label, column, fmt in (("mean test score", "test_score", "{:.4f}"), ("mean CV score", "cv_score", "{:.4f}"),
@@ -308,13 +308,16 @@ def write_summary(out: Path, note: str) -> None:
         lines.append("| wall / budget, max | " + " | ".join(f"{ratio.max()[m]:.2f}" for m in methods) + " |")
         over = sub[sub["wall_s"] > 1.1 * sub["budget_s"] + 5].groupby("method").size()
         lines.append("| runs over 1.1 × budget + 5 s | " + " | ".join(str(over.get(m, 0)) for m in methods) + " |")
+        per_set = cells.groupby(level="dataset").mean()
+        lines += ["", f"Mean test score per data set over its seeds ({budget:g} s):", "",
+                  "| data set | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+        lines += [f"| {name} | " + " | ".join(f"{row[m]:.4f}" for m in methods) + " |" for name, row in per_set.iterrows()]
         lines.append("")
     failed = frame[frame["test_score"].isna()]
     if len(failed):
         lines.append(f"Jobs without a score: {len(failed)} ("
                      + "; ".join(f"{r.dataset}/{r.method}/{r.seed}: {r.error}" for r in failed.itertuples()) + ").")
-    (RESULTS / "wall_time.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return lines
 
 
 if __name__ == "__main__":
