@@ -20,7 +20,9 @@ One iteration:
 3. δ-step: ``δ = round(Π(θ̃ᵈ + λ/ρ))``.
 4. z-step: Thompson-sampling pulls evaluated with θ fixed (with random
    parameters when that point was evaluated already); z becomes the
-   candidate (current z included) with the lowest augmented Lagrangian.
+   candidate (current z included) with the lowest augmented Lagrangian,
+   unless that would take an algorithm past its share of the θ-steps
+   (``optim/allocation.py``, ``_share``).
 
 Under constraints (``docs/optimiser.md``, "Constraints across blocks"): the
 initial draws spread the small modules' values (every backend and precision
@@ -31,7 +33,8 @@ out pulls it predicts far infeasible; and the θ-step's first point, while
 the iterate breaks a constraint, is a step onto the bound.  When δ cycles
 between neighbouring integers, the next θ-step settles the integers at δ
 (``_settle``).
-5. Duals: ``λ ← λ + ρ(θ̃ᵈ − δ)``, ``μ ← μ + ρ(ĝ − 1 + u)``; ρ grows by
+5. Duals: ``λ ← λ + ρ(θ̃ᵈ − δ)`` (computed before the z-step, which may
+   move θ to another structure's point), ``μ ← μ + ρ(ĝ − 1 + u)``; ρ grows by
    ``rho_growth`` when the iterate's constraint violation did not at least
    halve since the last iteration.  Only the constraint block's penalty
    grows: the integer consensus keeps the initial ρ (ADMM allows one
@@ -61,6 +64,7 @@ callable): it knows nothing of scikit-learn pipelines or ONNX.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 import json
 import math
 import time
@@ -359,11 +363,11 @@ class ADMM:
         s.settle = self._cycling(ints)
         s.stuck = s.stuck + 1 if iterate is not None and iterate.violation > 0 else 0
         z_before = dict(s.z)
+        for key, p in ints:  # before the z-step, which may move θ to another structure's point (_share)
+            s.lam[key] = s.lam.get(key, 0.0) + self.rho_int * (s.theta[key] - s.delta[key]) / _span(p)
         self._z_step(t, iterate)
         if s.z != z_before:  # both flags are about the structure the iteration tuned
             s.stuck, s.settle = 0, False
-        for key, p in ints:
-            s.lam[key] = s.lam.get(key, 0.0) + self.rho_int * (s.theta[key] - s.delta[key]) / _span(p)
         if len(self.terms):
             s.mu = self.terms.dual_update(mu, g_hat, u, s.rho).tolist()
         best = self.best()
@@ -646,13 +650,19 @@ class ADMM:
     def _share(self, z: Config) -> None:
         """Set z to ``z``, or move it to the algorithm furthest behind its share of θ-steps (``optim/allocation.py``).
 
-        In every module with several algorithms, those with full, feasible
-        evaluations (with parameters to tune) are ranked by projected merit
-        and the best ``shared_algorithms`` share the θ-steps; in the module
-        where the one furthest behind its share lags ``z``'s algorithm most,
-        z moves to that one's best evaluation, and θ starts there.  Where
-        ``z``'s algorithm is not among them (its structure breaks a
-        constraint), the constraint terms decide and z stays.
+        In every module with several algorithms, those with parameters of
+        their own and a full, feasible evaluation in a structure the space
+        still allows, whose last θ-step (if any) proposed something, are
+        ranked by projected merit, and the best
+        ``shared_algorithms`` share the θ-steps (the iterations whose z held
+        them, this one included, whether or not their θ-step found anything
+        new to evaluate).  In the module where the one furthest behind its
+        share lags ``z``'s algorithm most, z moves to that one's best
+        evaluation: θ starts there, with its integer copies δ at θ and their
+        duals λ at 0.  When ``z``'s algorithm had its last θ-step and it
+        proposed nothing, z moves in any case.  Where ``z``'s algorithm is
+        not among them otherwise (it has no parameters, its structure breaks
+        a constraint, or it ranks below), z stays.
         """
         s = self.state
         tuned = dict(s.z)  # this iteration's θ-step (not in the trace yet)
@@ -661,26 +671,36 @@ class ADMM:
         if top < 2:
             return
         merits = [self._merit(r) for r in self.records]
-        counts = [r.full and r.feasible and bool(self.space.numeric_params(r.config)) for r in self.records]
-        stats = self._value_stats(merits)
+        counts = [r.full and r.feasible and self.space.allowed(self.space.choice_of(r.config)) for r in self.records]
+        held = [(entry["iteration"], json.loads(entry["z"])) for entry in self.trace] + [(s.iteration, tuned)]
+        proposed = {c.iteration for c in [r.candidate for r in self.records] + list(self._running.values())
+                    if c.step == "theta"}
         move, most = None, 1.0
         for module in self.space.modules:
-            if len(module.algorithms) < 2:
+            own = {a.name for a in module.algorithms if any(isinstance(p, Float) for p in a.params)}
+            if len(own) < 2:
                 continue
             history: dict[str, list[tuple[Record, float, bool]]] = {}
             for row in zip(self.records, merits, counts):
-                history.setdefault(str(row[0].config[module.name]), []).append(row)
-            value = {name: projected(rows) for name, rows in history.items()}
+                if row[0].config[module.name] in own:
+                    history.setdefault(str(row[0].config[module.name]), []).append(row)
+            last = {str(choice.get(module.name)): t for t, choice in held}  # its last θ-step found nothing new:
+            value = {name: projected(rows) for name, rows in history.items()  # exhausted, or too slow for the time
+                     if name not in last or last[name] in proposed}
             ranked = sorted((name for name in value if math.isfinite(value[name])), key=value.get)
-            steps = {name: stats[(module.name, name)].tuned for name in ranked}
-            steps[str(tuned.get(module.name))] = steps.get(str(tuned.get(module.name)), 0) + 1
-            chosen, lag = behind(ranked, steps, str(z[module.name]), top)
+            steps = Counter(str(choice.get(module.name)) for _, choice in held)
+            current = str(z[module.name])
+            if current in own and current not in value and ranked:  # z's own θ-step would find nothing new
+                chosen, lag = behind(ranked, steps, ranked[0], top)[0], math.inf
+            else:
+                chosen, lag = behind(ranked, steps, current, top)
             if lag > most:
-                best = min((h for h in history[chosen] if h[2]), key=lambda h: h[1])
-                move, most = best[0], lag
+                move, most = min((h for h in history[chosen] if h[2]), key=lambda h: h[1])[0], lag
         if move is not None:
             s.z = self.space.choice_of(move.config)
             s.theta.update({k: float(_relaxed(move.candidate, k)) for k, _ in self.space.numeric_params(s.z)})
+            for key, p in self._int_keys(s.z):
+                s.delta[key], s.lam[key] = p.cast(s.theta[key]), 0.0
 
     def _choice_model(self) -> ChoiceModel | None:
         """Additive model of the violations and the scaled loss over module choices, from every completed record."""
