@@ -146,13 +146,13 @@ def rising_run(seed: int) -> tuple[float, dict[str, int]]:
 
 @pytest.mark.slow
 def test_the_theta_steps_are_shared_so_a_structure_that_needs_tuning_is_tuned():
-    """Over seeds 0-19 (150 evaluations): b's basin (loss < 0.2) is reached at >= 14 (measured 17/20; 9/20 with
+    """Over seeds 0-19 (150 evaluations): b's basin (loss < 0.2) is reached at >= 13 (measured 16/20; 9/20 with
     ``shared_algorithms=1``, where a's tuning held z), and at least 3 of the 4 algorithms get 3 or more θ-steps
-    at >= 15 (measured 17/20; 3/20 with ``shared_algorithms=1``)."""
+    at >= 13 (measured 16/20; 3/20 with ``shared_algorithms=1``)."""
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         runs = list(pool.map(rising_run, SEEDS))
-    assert sum(loss < 0.2 for loss, _ in runs) >= 14, runs
-    assert sum(sum(n >= 3 for n in steps.values()) >= 3 for _, steps in runs) >= 15, runs
+    assert sum(loss < 0.2 for loss, _ in runs) >= 13, runs
+    assert sum(sum(n >= 3 for n in steps.values()) >= 3 for _, steps in runs) >= 13, runs
 
 
 SMALL_SPACE = {"modules": [{"name": "m", "algorithms": [

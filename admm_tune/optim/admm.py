@@ -64,7 +64,6 @@ callable): it knows nothing of scikit-learn pipelines or ONNX.
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 import json
 import math
 import time
@@ -147,6 +146,9 @@ CYCLE = 3
 """An integer copy δ that returns to a value it left within this many iterations of one structure is cycling."""
 STUCK = 2
 """θ-steps of one structure whose iterate breaks a constraint before the z-step moves the block that fixes it."""
+OPTIMISM_TIME = 0.1
+"""Under a time budget, the z-step moves to an untuned structure (optimism) only when one θ-step of it (``inner``
+evaluations at its measured duration) takes at most this share of the seconds left."""
 SCREEN, SCREEN_TRIES = 0.25, 5
 """A bandit pull predicted (by every measured evaluation, :class:`~.feasibility.ChoiceModel`) to break a
 constraint by more than a quarter of its bound is drawn again, up to this many times."""
@@ -642,6 +644,8 @@ class ADMM:
         drawn = next((r for r in pulled if batch and r.candidate is batch[0] and r.observation.ok), None)
         if drawn is not None and iterate is not None and iterate.observation.ok and drawn.violation > iterate.violation:
             drawn = None  # optimism never trades a measured constraint for an untuned structure's promise
+        if drawn is not None and s.inner * drawn.observation.duration_s > OPTIMISM_TIME * self._seconds_left():
+            drawn = None  # nor spends more than its share of the time left on one θ-step of a slow structure
         if drawn is not None and self._untuned(self.space.choice_of(drawn.config)):
             s.z = self.space.choice_of(drawn.config)  # optimism: tune what the bandit drew before judging it
         elif options:
@@ -654,10 +658,10 @@ class ADMM:
         their own and a full, feasible evaluation in a structure the space
         still allows, whose last θ-step (if any) proposed something, are
         ranked by projected merit, and the best
-        ``shared_algorithms`` share the θ-steps (the iterations whose z held
-        them, this one included, whether or not their θ-step found anything
-        new to evaluate).  In the module where the one furthest behind its
-        share lags ``z``'s algorithm most, z moves to that one's best
+        ``shared_algorithms`` share what the θ-steps spend: evaluations, or
+        seconds under a time budget.  In the module where the one furthest
+        behind its share (after one more θ-step: ``inner`` evaluations at
+        its mean duration) lags ``z``'s algorithm most, z moves to that one's best
         evaluation: θ starts there, with its integer copies δ at θ and their
         duals λ at 0.  When ``z``'s algorithm had its last θ-step and it
         proposed nothing, z moves in any case.  Where ``z``'s algorithm is
@@ -673,6 +677,11 @@ class ADMM:
         merits = [self._merit(r) for r in self.records]
         counts = [r.full and r.feasible and self.space.allowed(self.space.choice_of(r.config)) for r in self.records]
         held = [(entry["iteration"], json.loads(entry["z"])) for entry in self.trace] + [(s.iteration, tuned)]
+        timed = math.isfinite(self._seconds_left())
+
+        def spend(record: Record) -> float:  # in the budget's unit
+            return max(record.observation.duration_s, 1e-3) if timed else 1.0
+
         proposed = {c.iteration for c in [r.candidate for r in self.records] + list(self._running.values())
                     if c.step == "theta"}
         move, most = None, 1.0
@@ -688,12 +697,14 @@ class ADMM:
             value = {name: projected(rows) for name, rows in history.items()  # exhausted, or too slow for the time
                      if name not in last or last[name] in proposed}
             ranked = sorted((name for name in value if math.isfinite(value[name])), key=value.get)
-            steps = Counter(str(choice.get(module.name)) for _, choice in held)
+            spent = {name: sum(spend(r) for r, _, _ in rows if r.candidate.step == "theta")
+                     for name, rows in history.items()}
+            cost = {name: s.inner * float(np.mean([spend(r) for r, _, _ in rows])) for name, rows in history.items()}
             current = str(z[module.name])
             if current in own and current not in value and ranked:  # z's own θ-step would find nothing new
-                chosen, lag = behind(ranked, steps, ranked[0], top)[0], math.inf
+                chosen, lag = behind(ranked, spent, ranked[0], top, cost)[0], math.inf
             else:
-                chosen, lag = behind(ranked, steps, current, top)
+                chosen, lag = behind(ranked, spent, current, top, cost)
             if lag > most:
                 move, most = min((h for h in history[chosen] if h[2]), key=lambda h: h[1])[0], lag
         if move is not None:

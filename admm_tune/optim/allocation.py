@@ -13,8 +13,11 @@ So in each module, the algorithms are ranked by their *projected* merit
 (:func:`projected`: the best merit, less the gain of their last θ-step, as
 rising bandits extrapolate an arm's curve), and the best ``top`` share the
 θ-steps in successive halving's geometric proportions by rank, ``1/2, 1/4,
-1/8, …`` normalised (:func:`shares`).  The next θ-step goes to the algorithm
-furthest behind its share (:func:`behind`).  The leader keeps about half of
+1/8, …`` normalised (:func:`shares`), shares of what the θ-steps spend of
+the budget: evaluations, or seconds under a time budget, so an algorithm ten
+times as slow gets a tenth of the θ-steps for its share (issue 14 item 2,
+improvement per second).  The next θ-step goes to the algorithm furthest
+behind its share once that step is paid for (:func:`behind`).  The leader keeps about half of
 all θ-steps, the runner-up a quarter, and so on; each count grows with the
 budget, and an algorithm that rises in rank as it is tuned gets more.
 """
@@ -34,24 +37,28 @@ def shares(k: int) -> list[float]:
     return [w / sum(weights) for w in weights]
 
 
-def behind(ranked: Sequence[str], steps: Mapping[str, int], current: str, top: int = TOP) -> tuple[str, float]:
+def behind(ranked: Sequence[str], spent: Mapping[str, float], current: str, top: int = TOP,
+           cost: Mapping[str, float] | None = None) -> tuple[str, float]:
     """The algorithm the next θ-step should go to instead of ``current``, and by how much it lags.
 
     Parameters
     ----------
     ranked : sequence of str, length ≥ 1
         Algorithms, best projected merit first; the first ``top`` share the θ-steps.
-    steps : mapping
-        θ-steps each algorithm had so far (missing: 0).
+    spent : mapping
+        What each algorithm's θ-steps took so far (missing: 0), in the
+        budget's unit: evaluations, or seconds under a time budget.
     current : str
         Where the z-step would put the next θ-step.
     top : int
         How many share the θ-steps.
+    cost : mapping, optional
+        What one more θ-step of each would take, in the same unit (missing: 1).
 
     Returns
     -------
     (str, float)
-        Of the first ``top``, the one with the lowest ``(θ-steps + 1) / share``
+        Of the first ``top``, the one with the lowest ``(spent + cost) / share``
         (a tie goes to the better rank), and ``current``'s value of that
         ratio over the chosen one's (above 1: the chosen one lags).  When
         ``current`` is not among the first ``top``: ``(current, 1.0)``.
@@ -60,9 +67,10 @@ def behind(ranked: Sequence[str], steps: Mapping[str, int], current: str, top: i
     if current not in shared:
         return current, 1.0
     weight = dict(zip(shared, shares(len(shared))))
+    cost = cost or {}
 
     def need(name: str) -> float:
-        return (steps.get(name, 0) + 1) / weight[name]
+        return (spent.get(name, 0.0) + cost.get(name, 1.0)) / weight[name]
 
     chosen = min(shared, key=lambda name: (need(name), shared.index(name)))
     return chosen, need(current) / need(chosen)
