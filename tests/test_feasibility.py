@@ -76,8 +76,8 @@ def _slow_backend_evaluations(seed: int) -> tuple[int, int, bool]:
 
 STUCK_SEEDS_SLOW = 125
 """Evaluations on the slow backend, summed over seeds 0–19, with the directed moves and the screen: at most 125
-(measured 105 of 600 with issue 14's bandit credit, 88 before it; 172 without the moves, i.e. with ``STUCK`` and
-``SCREEN`` out of reach).  From one initial draw a never-evaluated backend has no effect in the choice model, so
+(measured 104 of 600 with issue 14's θ-step shares, 105 before them, 88 before issue 14's bandit credit; 139
+without the moves, i.e. with ``STUCK`` and ``SCREEN`` out of reach, 172 before the shares).  From one initial draw a never-evaluated backend has no effect in the choice model, so
 the first move off the slow backend waits for a bandit draw (seeds 0, 5 and 8 spend 19-28 evaluations there)."""
 
 
