@@ -258,7 +258,8 @@ def run_job(name: str, budget: float, seed: int, method: str) -> dict:
 def conditions(frame: pd.DataFrame) -> list[str]:
     """The commits, jobs at once and load the rows ran under (rows from before the load was recorded: unknown)."""
     line = (f"Commits {', '.join(sorted(frame['commit'].astype(str).unique()))}; "
-            f"{', '.join(str(int(j)) for j in sorted(frame['jobs'].dropna().unique()))} job(s) at once")
+            f"{', '.join(str(int(j)) for j in sorted(frame['jobs'].dropna().unique()))} job(s) at once per run of "
+            "the script")
     load = frame["load_1min"].dropna() if "load_1min" in frame else pd.Series(dtype=float)
     if len(load):
         line += (f"; 1-minute load average {load.min():.1f}–{load.max():.1f} (median {load.median():.1f}) as "
