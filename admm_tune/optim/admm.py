@@ -686,7 +686,7 @@ class ADMM:
                     if c.step == "theta"}
         move, most = None, 1.0
         for module in self.space.modules:
-            own = {a.name for a in module.algorithms if any(isinstance(p, Float) for p in a.params)}
+            own = {a.name for a in module.algorithms if _tunable(a)}
             if len(own) < 2:
                 continue
             history: dict[str, list[tuple[Record, float, bool]]] = {}
@@ -899,7 +899,7 @@ class ADMM:
         """Whether some module's algorithm in ``choice`` has numeric parameters and never had a θ-step."""
         stats = self._value_stats()
         return any(stats.get((name, str(algo.name)), ValueStats()).tuned == 0
-                   for name, _, algo in self.space.active(choice) if any(isinstance(p, Float) for p in algo.params))
+                   for name, _, algo in self.space.active(choice) if _tunable(algo))
 
     def _merit(self, record: Record) -> float:
         """Objective plus constraint terms; a failure counts as the worst loss and violations seen (see below)."""
@@ -991,6 +991,11 @@ def best_record(records: Sequence[Record]) -> Record | None:
         return min(feasible, key=lambda r: r.observation.loss)
     done = [r for r in records if r.observation.ok]
     return min(done, key=lambda r: (r.violation, r.observation.loss)) if done else None
+
+
+def _tunable(algorithm: Any) -> bool:
+    """Whether an algorithm has numeric parameters of its own (something for a θ-step to tune)."""
+    return any(isinstance(p, Float) for p in algorithm.params)
 
 
 def _relaxed(candidate: Candidate, key: str) -> float:
