@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from _results import RESULTS  # beside this script
 
@@ -267,6 +268,15 @@ def conditions(frame: pd.DataFrame) -> list[str]:
     return [line + "."]
 
 
+def paired(diff: pd.Series) -> str:
+    """Mean of paired differences over the cells, its normal 95 % interval and the two-sided Wilcoxon signed-rank
+    p-value (Wilcoxon 1945; ``scipy.stats.wilcoxon``, ties at zero dropped as Wilcoxon's original test does)."""
+    half = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
+    nonzero = diff[diff.abs() > 1e-9]
+    p = stats.wilcoxon(nonzero).pvalue if len(nonzero) else 1.0
+    return f"{diff.mean():+.4f} (±{half:.4f}; p = {p:.2f})"
+
+
 def markdown(frame: pd.DataFrame) -> list[str]:
     """Mean rank, pairwise wins, mean scores, evaluations and wall / budget over the cells every method finished."""
     lines = ["Equal wall time on public data that ships offline (scikit-learn's bundled and generated sets): "
@@ -274,6 +284,8 @@ def markdown(frame: pd.DataFrame) -> list[str]:
              "winner; one core per job.",
              "Reproduce: `python benchmarks/wall_time.py --budgets 30 120 --seeds 3` (resumes from "
              "results/wall_time.csv; every row is one job).",
+             "The CV score is each method's own estimate for the pipeline it chose, on its search's folds (FLAML's "
+             "folds are its own): optimistic by the selection, the more so the more candidates a run scored.",
              *conditions(frame), ""]
     for budget, rows in frame.groupby("budget_s"):
         methods = sorted(rows["method"].unique(), key=list(METHODS).index)
@@ -287,6 +299,9 @@ def markdown(frame: pd.DataFrame) -> list[str]:
                   "| | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
         ranks = cells.rank(axis=1, ascending=False).mean()
         lines.append("| mean rank of test score (1 = best) | " + " | ".join(f"{ranks[m]:.2f}" for m in methods) + " |")
+        cv = rows.pivot_table(index=["dataset", "seed"], columns="method", values="cv_score").loc[cells.index]
+        cv_ranks = cv.rank(axis=1, ascending=False).mean()  # what the searches maximise, before the test's noise
+        lines.append("| mean rank of CV score | " + " | ".join(f"{cv_ranks[m]:.2f}" for m in methods) + " |")
         if "admm" in methods:
             peers = [m for m in methods if m != "admm"]
             diffs = {m: cells["admm"] - cells[m] for m in peers}
@@ -299,6 +314,8 @@ def markdown(frame: pd.DataFrame) -> list[str]:
                     ("admm_tune's wins, share of the cells not tied",
                      lambda m: f"{won[m] / max(1, len(cells) - tied[m]):.0%}")):
                 lines.append(f"| {label} | " + " | ".join("—" if m == "admm" else value(m) for m in methods) + " |")
+            lines.append("| admm_tune − peer, mean test score (95 % CI; Wilcoxon signed-rank p) | " + " | ".join(
+                "—" if m == "admm" else paired(diffs[m]) for m in methods) + " |")
         keep = rows.set_index(["dataset", "seed"]).index.isin(cells.index)
         sub = rows[keep]
         for label, column, fmt in (("mean test score", "test_score", "{:.4f}"), ("mean CV score", "cv_score", "{:.4f}"),
