@@ -316,6 +316,9 @@ def markdown(frame: pd.DataFrame) -> list[str]:
                 lines.append(f"| {label} | " + " | ".join("—" if m == "admm" else value(m) for m in methods) + " |")
             lines.append("| admm_tune − peer, mean test score (95 % CI; Wilcoxon signed-rank p) | " + " | ".join(
                 "—" if m == "admm" else paired(diffs[m]) for m in methods) + " |")
+            lines.append("| correlation over the cells of admm_tune − peer in CV score and in test score | " + " | ".join(
+                "—" if m == "admm" else f"{np.corrcoef(cv['admm'] - cv[m], diffs[m])[0, 1]:.2f}" for m in methods)
+                + " |")
         keep = rows.set_index(["dataset", "seed"]).index.isin(cells.index)
         sub = rows[keep]
         for label, column, fmt in (("mean test score", "test_score", "{:.4f}"), ("mean CV score", "cv_score", "{:.4f}"),
