@@ -46,6 +46,7 @@ from _results import RESULTS  # beside this script
 
 METHODS = ("admm", "random", "tpe", "flaml")
 KEY = ["dataset", "budget_s", "seed", "method"]
+TIE = 1e-9  # test scores closer than this are a tie
 """What names a job (a row of the CSV)."""
 SINGLE_THREAD = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
@@ -272,7 +273,7 @@ def paired(diff: pd.Series) -> str:
     """Mean of paired differences over the cells, its normal 95 % interval and the two-sided Wilcoxon signed-rank
     p-value (Wilcoxon 1945; ``scipy.stats.wilcoxon``, ties at zero dropped as Wilcoxon's original test does)."""
     half = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
-    nonzero = diff[diff.abs() > 1e-9]
+    nonzero = diff[diff.abs() > TIE]
     p = stats.wilcoxon(nonzero).pvalue if len(nonzero) else 1.0
     return f"{diff.mean():+.4f} (±{half:.4f}; p = {p:.2f})"
 
@@ -305,20 +306,18 @@ def markdown(frame: pd.DataFrame) -> list[str]:
         if "admm" in methods:
             peers = [m for m in methods if m != "admm"]
             diffs = {m: cells["admm"] - cells[m] for m in peers}
-            won = {m: int((d > 1e-9).sum()) for m, d in diffs.items()}
-            tied = {m: int((d.abs() <= 1e-9).sum()) for m, d in diffs.items()}
+            won = {m: int((d > TIE).sum()) for m, d in diffs.items()}
+            tied = {m: int((d.abs() <= TIE).sum()) for m, d in diffs.items()}
             for label, value in (
                     ("admm_tune's test score wins/ties/losses vs the peer",
                      lambda m: f"{won[m]}/{tied[m]}/{len(cells) - won[m] - tied[m]}"),
                     ("admm_tune's wins, share of the cells (target ≥ 60 %)", lambda m: f"{won[m] / len(cells):.0%}"),
                     ("admm_tune's wins, share of the cells not tied",
-                     lambda m: f"{won[m] / max(1, len(cells) - tied[m]):.0%}")):
+                     lambda m: f"{won[m] / max(1, len(cells) - tied[m]):.0%}"),
+                    ("admm_tune − peer, mean test score (95 % CI; Wilcoxon signed-rank p)", lambda m: paired(diffs[m])),
+                    ("correlation over the cells of admm_tune − peer in CV score and in test score",
+                     lambda m: f"{np.corrcoef(cv['admm'] - cv[m], diffs[m])[0, 1]:.2f}")):
                 lines.append(f"| {label} | " + " | ".join("—" if m == "admm" else value(m) for m in methods) + " |")
-            lines.append("| admm_tune − peer, mean test score (95 % CI; Wilcoxon signed-rank p) | " + " | ".join(
-                "—" if m == "admm" else paired(diffs[m]) for m in methods) + " |")
-            lines.append("| correlation over the cells of admm_tune − peer in CV score and in test score | " + " | ".join(
-                "—" if m == "admm" else f"{np.corrcoef(cv['admm'] - cv[m], diffs[m])[0, 1]:.2f}" for m in methods)
-                + " |")
         keep = rows.set_index(["dataset", "seed"]).index.isin(cells.index)
         sub = rows[keep]
         for label, column, fmt in (("mean test score", "test_score", "{:.4f}"), ("mean CV score", "cv_score", "{:.4f}"),
