@@ -28,6 +28,8 @@ ONNX graphs take, the same way for the training rows and for new rows
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,8 @@ import scipy.sparse
 
 from . import _fields as F
 from .errors import ProblemError
+from .serving import rows as serving
+from .serving.rows import DATE_PARTS, MISSING
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
@@ -75,6 +79,10 @@ class Dataset:
         Datetime column of the raw table → the parts it was expanded into.
     task_reason : str
         How the task was inferred (empty when the problem named it).
+    examples : list of dict
+        Up to :data:`EXAMPLES` raw training rows as JSON records (dates as
+        ISO strings, missing values as None): what a service receives; the
+        search times its deployments on them.
     """
 
     X: pd.DataFrame
@@ -86,40 +94,61 @@ class Dataset:
     categorical: list[str] = field(default_factory=list)
     dates: dict[str, tuple[str, ...]] = field(default_factory=dict)
     task_reason: str = ""
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    @functools.cached_property
+    def schema(self) -> dict[str, Any]:
+        """The raw columns of the training table and their kinds, as the serving contract reads rows
+        (:mod:`admm_tune.serving.rows`; ``deployment.json``'s ``rows``)."""
+        part_of = {f"{d}_{p}": d for d, parts in self.dates.items() for p in parts}
+        columns: list[dict[str, Any]] = []
+        for name in self.X.columns:
+            if name in part_of:
+                if not columns or columns[-1]["name"] != part_of[name]:
+                    parts = list(self.dates[part_of[name]])
+                    columns.append({"name": part_of[name], "kind": "datetime", "parts": parts})
+            elif name in self.categorical:
+                seen = sorted(str(v) for v in pd.unique(self.X[name]))
+                boolean = bool(set(seen) - {MISSING}) and set(seen) <= {"True", "False", MISSING}
+                columns.append({"name": name, "kind": "boolean"} if boolean else
+                               {"name": name, "kind": "category", "categories": seen})
+            else:
+                columns.append({"name": name, "kind": "number"})
+        return {"columns": columns}
 
     def prepare(self, X: Any) -> pd.DataFrame:
-        """New raw rows as the training rows were prepared: dtypes, dates expanded, categories as strings.
+        """New raw rows as the training rows were prepared, by the serving contract's rules (:mod:`.serving.rows`).
 
         Parameters
         ----------
-        X : DataFrame, array or sparse matrix of shape (n_rows, n_raw_columns)
+        X : DataFrame, array, sparse matrix of shape (n_rows, n_raw_columns), or list of records
 
         Returns
         -------
         DataFrame of shape (n_rows, n_features)
-            The columns of :attr:`X`, in order.
+            The columns of :attr:`X`, in order: numbers as float64 (missing as
+            NaN), categories as strings (missing as ``<missing>``), dates as parts.
 
         Raises
         ------
         ProblemError
-            When a column of the training rows is missing (named).
+            When a column of the training rows is missing, or a value cannot
+            be converted to its column's kind (both named).
         """
-        frame = normalise(_frame(X, "X"), "X")
-        frame = expand_dates(frame, self.dates)
-        missing = [c for c in self.X.columns if c not in frame.columns]
-        if missing:
-            raise ProblemError("X", f"column {missing[0]!r} of the training data is missing")
-        return as_categories(frame[list(self.X.columns)], self.categorical)
+        records = isinstance(X, (list, Mapping)) and not scipy.sparse.issparse(X)  # a dok matrix is a dict
+        rows = X if records else _frame(X, "X")
+        try:
+            prepared = serving.prepare(rows, self.schema)
+        except serving.RowError as exc:
+            raise ProblemError("X", str(exc)) from None
+        n = len(next(iter(prepared.values())))
+        return pd.DataFrame(prepared, index=rows.index if isinstance(rows, pd.DataFrame) else range(n))
 
     @property
     def n_features(self) -> int:
         """Number of input columns."""
         return int(self.X.shape[1])
 
-    @property
-    def needs_front(self) -> bool:
-        """Whether the data needs the imputer / one-hot front."""
-        return bool(self.categorical) or bool(self.X.isna().any().any())
 
 
 def load_dataset(spec: Any, path: str = "data", base_dir: Path | None = None,
@@ -166,6 +195,7 @@ def load_dataset(spec: Any, path: str = "data", base_dir: Path | None = None,
     task_reason = ""
     if task is None:
         task, task_reason = infer_task(y)
+    examples = records(X.head(EXAMPLES))
     X = normalise(X, path)
     dates = date_parts(X, path)
     X = expand_dates(X, dates)
@@ -183,11 +213,28 @@ def load_dataset(spec: Any, path: str = "data", base_dir: Path | None = None,
         if test_size >= 1:
             raise ProblemError(F.join(path, "test_size"), f"must be < 1, got {test_size:g}")
         X, X_test, y, y_test = _split(X, y, test_size, task, seed, F.join(path, "test_size"))
-    return Dataset(X, y, task, name, X_test, y_test, categorical, dates, task_reason)
+    return Dataset(X, y, task, name, X_test, y_test, categorical, dates, task_reason, examples)
 
 
-MISSING = "<missing>"
-"""The category that stands for a missing value in a categorical column."""
+EXAMPLES = 32
+"""Raw training rows kept as JSON records (:attr:`Dataset.examples`)."""
+
+
+def records(X: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as the JSON records a service receives: dates as ISO 8601 strings, time deltas as seconds, missing as
+    None, numbers exact."""
+    def plain(value: Any) -> Any:
+        if serving.is_missing(value):
+            return None
+        if isinstance(value, pd.Timestamp):
+            return value.isoformat()
+        if isinstance(value, pd.Timedelta):
+            return value.total_seconds()
+        return value.item() if isinstance(value, np.generic) else value
+
+    rows = [{str(k): plain(v) for k, v in row.items()} for row in X.to_dict("records")]
+    json.dumps(rows, default=str)  # JSON-able, as a service receives them
+    return rows
 
 
 def as_categories(X: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
@@ -240,9 +287,6 @@ def infer_task(y: np.ndarray) -> tuple[str, str]:
 
 MAX_DENSE_CELLS = 20_000_000
 """Largest sparse matrix (rows × columns) made dense: 160 MB as float64."""
-
-DATE_PARTS = ("year", "month", "day", "day_of_week", "day_of_year", "hour", "minute", "second")
-"""Parts a datetime column is expanded into (those that vary in the training rows), besides ``days``."""
 
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
 

@@ -38,11 +38,17 @@ GROUP = "deployment"
 """Module group of the deployment modules (see :class:`~admm_tune.space.Module`)."""
 
 DEPLOY_METRICS = {
-    "latency_p50_ms": "median latency of one call at the batch size (ms)",
-    "latency_p95_ms": "95th percentile latency of one call (ms)",
-    "latency_p99_ms": "99th percentile latency of one call (ms)",
-    "latency_mean_ms": "mean latency of one call (ms)",
-    "throughput_rps": "rows per second at the batch size (use with min)",
+    "latency_p50_ms": "median latency of one service call at the batch size, end to end: load_model.py's predict "
+                      "on raw records (ms)",
+    "latency_p95_ms": "95th percentile latency of one service call, end to end from raw records (ms)",
+    "latency_p99_ms": "99th percentile latency of one service call, end to end from raw records (ms)",
+    "latency_mean_ms": "mean latency of one service call, end to end from raw records (ms)",
+    "throughput_rps": "rows per second of service calls at the batch size, end to end (use with min)",
+    "graph_latency_p50_ms": "median latency of the graph call alone, without the data preparation (ms; diagnosis)",
+    "graph_latency_p95_ms": "95th percentile latency of the graph call alone (ms; diagnosis)",
+    "graph_latency_p99_ms": "99th percentile latency of the graph call alone (ms; diagnosis)",
+    "graph_latency_mean_ms": "mean latency of the graph call alone (ms; diagnosis)",
+    "graph_throughput_rps": "rows per second of graph calls alone (diagnosis)",
     "model_size_kb": "size of the deployed ONNX graph (kB)",
     "compile_time_s": "session creation / compilation time (s)",
     "accuracy_drop": "accuracy (R² for regression) of the Python pipeline minus that of the deployed graph "

@@ -467,7 +467,7 @@ def constraint_list(spec: Any) -> list[Any]:
     [{'metric': 'latency_p95_ms', 'max': 1.0}]
     """
     if isinstance(spec, Mapping):
-        return [{"metric": k, "min" if k == "throughput_rps" else "max": v} for k, v in spec.items()]
+        return [{"metric": k, "min" if k.endswith("throughput_rps") else "max": v} for k, v in spec.items()]
     return F.sequence(spec or [], "constraints")
 
 

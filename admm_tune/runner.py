@@ -368,7 +368,7 @@ def _finalize(result: Result, final: Final, batch: int, run_path: Path | None) -
     result.final = {"verification": deployed.verification, "measured": deployed.metrics, "pipeline": final.source}
     result.exporter = partial(write_deployment, deployed=deployed, config=config,
                               search_metrics=result.deployment["measured"], batch_size=batch,
-                              X_sample=result.problem.data.X.iloc[:5])
+                              data=result.problem.data)
     if run_path is not None and result.feasible:  # never a graph that failed verification
         result.export(run_path)
 

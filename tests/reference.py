@@ -18,14 +18,15 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from admm_tune.data import load_dataset
 from admm_tune.evaluate.backends import get_backend
-from admm_tune.evaluate.export import export, feeds
-from admm_tune.evaluate.timing import TimingSettings, batch_rows, measure
+from admm_tune.evaluate.deploy import serving_spec
+from admm_tune.evaluate.export import export
+from admm_tune.evaluate.timing import TimingSettings, batch_rows, measure_call
+from admm_tune.serving import Model
 
 MODELS = {"fast": lambda: LogisticRegression(max_iter=1000), "slow": lambda: KNeighborsClassifier()}
-"""Rough p95s on breast_cancer at batch 64 on ONNX Runtime, timed on a 2-core x86 machine when this was written
-(no committed result file: the tests that rely on a separation assert it at run time): logistic regression
-~10 µs, gaussian_nb ~17 µs, a 100-tree forest ~50 µs, k-NN ~1400 µs."""
+"""The tests that rely on a separation of the two assert it at run time."""
 
 
 def session_of(kind: str):
@@ -38,10 +39,15 @@ def session_of(kind: str):
 
 
 def p95_ms(model, session, batch: int, timing: TimingSettings, repeats: int = 5) -> float:
-    """Median over ``repeats`` timings of the p95 latency of one call of ``batch`` breast_cancer rows."""
-    X = load_breast_cancer(as_frame=True).data
-    inputs = feeds(model, X.iloc[batch_rows(len(X), batch)])
-    return float(np.median([measure(session, inputs, timing).latency_p95_ms for _ in range(repeats)]))
+    """Median over ``repeats`` timings of the p95 latency of one service call of ``batch`` breast_cancer rows, as
+    the search times its candidates: raw JSON records prepared and run through ONNX Runtime's ``infer``."""
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    data = load_dataset({"X": X, "y": y})
+    _, infer = get_backend("onnxruntime").serving_functions()
+    served = Model(lambda inputs: infer(session.native, inputs), serving_spec(data, model, model))
+    records = [data.examples[i] for i in batch_rows(len(data.examples), batch)]
+    return float(np.median([measure_call(lambda: served.predict(records), batch, timing).latency_p95_ms
+                            for _ in range(repeats)]))
 
 
 def reference_p95_ms(kind: str, batch: int, timing: TimingSettings) -> float:

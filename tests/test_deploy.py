@@ -195,16 +195,17 @@ def onnxruntime_only() -> dict:
     return raw
 
 
-BOUND_FACTOR = 3.0
-"""The bound is 3x the p95 of the fast reference (logistic regression) measured in the test: gaussian_nb (~1.7x)
-passes, k-NN (~140x) and forests of 100 trees (~5x) do not (tests/reference.py)."""
+BOUND_FACTOR = 2.0
+"""The bound is 2x the end-to-end p95 of the fast reference (logistic regression) measured in the test: at batch
+64 the preparation of 64 raw records is most of a fast model's service call, so gaussian_nb and forests pass and
+k-NN (about 10x) does not (tests/reference.py)."""
 
 
 def test_latency_constrained_fit_is_feasible_and_remeasures_within_the_bound(tmp_path):
     timing = TimingSettings(**FAST_TIMING)
     fast, slow = (reference_p95_ms(kind, 64, timing) for kind in ("fast", "slow"))
     bound = BOUND_FACTOR * fast
-    assert slow > 4 * bound, (fast, slow)  # the bound separates the references with room for a 4x slower machine
+    assert slow > 3 * bound, (fast, slow)  # the bound separates the references
     problem = deployed(constraints=[{"metric": "latency_p95_ms", "max": bound}], budget={"evaluations": 20})
     problem["deployment"] = {**problem["deployment"], "space": onnxruntime_only()}
     result = admm_tune.fit(problem, run_dir=tmp_path, progress=False)
@@ -245,7 +246,8 @@ def test_refit_graph_is_verified_and_timed_and_its_loader_runs_with_categorical_
     assert not any("openvino left out" in note for note in result.problem.notes)  # the one-hot front is lowered
     assert result.final["verification"].startswith("agrees") and "latency_p95_ms" in result.final["measured"]
     spec = json.loads((tmp_path / "deployment.json").read_text())
-    assert spec["inputs"] == ["x", "colour"] and spec["measured"] == result.final["measured"]
+    assert [i["name"] for i in spec["graph_inputs"]] == ["x", "colour"] and spec["measured"] == result.final["measured"]
+    assert [c["kind"] for c in spec["rows"]["columns"]] == ["number", "category"]
     out = subprocess.run([sys.executable, "load_model.py"], cwd=tmp_path, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and "array(" in out.stdout, out.stderr

@@ -110,7 +110,7 @@ def test_parquet_and_categorical_columns(tmp_path):
     path = tmp_path / "d.parquet"
     frame.to_parquet(path)
     problem = load_problem({"data": {"source": str(path)}, "objective": {"cv": 3}, "budget": {"evaluations": 2}})
-    assert problem.data.categorical == ["colour"] and problem.data.needs_front
+    assert problem.data.categorical == ["colour"]
 
 
 def test_yaml_file_errors_name_the_field(tmp_path):

@@ -50,7 +50,7 @@ def test_every_kind_of_table_completes_verified_or_is_refused_naming_the_column(
     if deployment:
         assert result.final["verification"].startswith("agrees"), result.final
         spec = json.loads((tmp_path / "deployment.json").read_text())
-        mapped = [c for entry in spec["columns"] for c in entry["columns"]]
+        mapped = [c for entry in spec["graph_inputs"] for c in entry["columns"]]
         assert mapped == list(result.problem.data.X.columns)  # every prepared column feeds the graph, by name
 
 

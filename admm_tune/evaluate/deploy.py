@@ -13,7 +13,11 @@ and deploys the pipeline fitted on the first CV fold's training rows:
    ``max_proba_diff``, ``accuracy_drop`` and ``output_mismatch``, which is
    <= 1 within tolerance: the problem constrains it, so a candidate beyond
    tolerance is infeasible, never silently accepted);
-4. time it with the harness (:mod:`.timing`).
+4. time it with the harness (:mod:`.timing`) as a service calls it: the
+   shipped :meth:`~admm_tune.serving.Model.predict` on raw JSON records of
+   the training table (:attr:`~admm_tune.data.Dataset.examples`), through
+   the backend's ``infer`` (``latency_*``, ``throughput_rps``), and the graph
+   call alone, for diagnosis (``graph_latency_*``, ``graph_throughput_rps``).
 
 :meth:`DeploymentEvaluator.finalize` runs the same steps on the pipeline
 refit on all training data (verified on the test split, else on training
@@ -49,13 +53,14 @@ from threadpoolctl import threadpool_limits
 from ..data import CLASSIFICATION
 from ..deployment import BACKEND, DEPLOY_METRICS, MODULES, PRECISION, Deployment
 from ..observation import COMPLETE, Observation
+from ..serving import Model
 from ..space import Config, SearchSpace
 from . import loader
 from .backends import BackendError, Session, get_backend
 from .export import ExportError, columns, export, feeds, for_precision, is_standard
 from .pipeline import Final, MLEvaluator
 from .scoring import score_outputs
-from .timing import batch_rows, measure
+from .timing import TimingSettings, batch_rows, measure, measure_call
 
 
 @dataclass(frozen=True)
@@ -238,11 +243,24 @@ class DeploymentEvaluator:
                               "backend") from None
         compile_s = time.perf_counter() - start
         metrics, verdict = self.verify(session, model, pipeline, X, y, precision)
-        timing = measure(session, feeds(model, X.iloc[batch_rows(len(X), self.deployment.batch_size)]),
-                         self.deployment.timing)
-        metrics.update(timing.metrics())
+        batch, settings = self.deployment.batch_size, self.deployment.timing
+        graph = measure(session, feeds(model, X.iloc[batch_rows(len(X), batch)]), graph_settings(settings))
+        served = self.served(model, session, config)
+        examples = self.data.examples
+        records = [examples[i] for i in batch_rows(len(examples), batch)]
+        metrics.update(measure_call(lambda: served.predict(records), batch, settings).metrics())
+        metrics.update({f"graph_{k}": v for k, v in graph.metrics().items() if k in GRAPH_FIGURES})
         metrics.update({"model_size_kb": session.size_bytes / 1024.0, "compile_time_s": compile_s})
         return Deployed(model, metrics, verdict)
+
+    def served(self, model: onnx.ModelProto, session: Session, config: Config) -> Model:
+        """The deployment as ``load_model.py`` serves it: raw rows prepared, the graph run by the backend's ``infer``
+        on the compiled session."""
+        backend = get_backend(config[BACKEND])
+        _, infer = backend.serving_functions()
+        compiled = backend.prepare(model, Deployment.knobs(config))
+        native = session.native
+        return Model(lambda inputs: infer(native, inputs), serving_spec(self.data, compiled, model))
 
     def verify(self, session: Session, model: onnx.ModelProto, pipeline: Any, X: Any, y: np.ndarray,
                precision: str) -> tuple[dict[str, float], str]:
@@ -301,8 +319,27 @@ class DeploymentEvaluator:
         return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
 
 
+GRAPH_FIGURES = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_mean_ms", "throughput_rps")
+"""Figures also reported for the graph call alone, as ``graph_<figure>``."""
+
+
+def graph_settings(settings: TimingSettings) -> TimingSettings:
+    """The graph-only timing's settings: a third of the end-to-end one's time (its figures are for diagnosis)."""
+    return replace(settings, seconds=settings.seconds / 3, min_runs=min(settings.min_runs, settings.max_runs))
+
+
+def serving_spec(data: Any, compiled: onnx.ModelProto, exported: onnx.ModelProto) -> dict[str, Any]:
+    """What :class:`~admm_tune.serving.Model` needs of a deployment: the raw rows' schema, the graph's inputs
+    (of ``compiled``, the graph the backend runs; their columns as ``exported`` recorded them) and the classes."""
+    classes = None
+    if data.task == CLASSIFICATION:
+        classes = [v.item() if isinstance(v, np.generic) else v for v in np.unique(data.y)]
+    return {"rows": data.schema, "graph_inputs": loader.inputs(compiled, columns(exported), list(data.X.columns)),
+            "task": data.task, "classes": classes}
+
+
 def write_deployment(target: str | Path, deployed: Deployed, config: Config, search_metrics: dict[str, float],
-                     batch_size: int, X_sample: Any) -> Path:
+                     batch_size: int, data: Any) -> Path:
     """Write the chosen candidate's graph, ``deployment.json`` and ``load_model.py``.
 
     ``target`` is a directory (the graph is ``model.onnx`` in it) or the
@@ -312,10 +349,12 @@ def write_deployment(target: str | Path, deployed: Deployed, config: Config, sea
     backend compiles it (:meth:`~.backends.base.Backend.prepare`);
     ``deployment.json`` holds the graph's file name (``model``), backend,
     precision, knobs, the session's settings (``session``), the inputs and
-    their columns, batch size, the final graph's figures (``measured``) and
-    those of the search (``measured_in_search``); ``load_model.py``
-    (:mod:`.loader`) runs it with only the backend's package, numpy and
-    pandas.  Returns the graph's path.
+    their columns, the raw rows' schema (``rows``), batch size, the final
+    graph's figures (``measured``: ``latency_*`` end to end from raw
+    records, ``graph_latency_*`` the graph call alone) and those of the
+    search (``measured_in_search``), and example raw rows;
+    ``load_model.py`` (:mod:`.loader`) serves it with only the backend's
+    package and numpy.  Returns the graph's path.
     """
     target = Path(target)
     path = target if target.suffix == ".onnx" else target / "model.onnx"
@@ -326,12 +365,17 @@ def write_deployment(target: str | Path, deployed: Deployed, config: Config, sea
     onnx.save_model(model, path)
     spec = {"model": path.name, "backend": config[BACKEND], "precision": config[PRECISION], "knobs": knobs,
             "batch_size": batch_size, "session": backend.settings(knobs, config[PRECISION]),
-            "inputs": [i.name for i in model.graph.input],
-            "graph_inputs": loader.inputs(model, columns(deployed.model), list(X_sample.columns)),
-            "columns": columns(deployed.model) or [],  # which table columns feed which graph input
+            **serving_spec(data, model, deployed.model),
             "outputs": [o.name for o in model.graph.output], "verification": deployed.verification,
-            "measured": deployed.metrics, "measured_in_search": search_metrics,
-            "example_rows": X_sample.iloc[:5].to_dict("list")}
+            "latency": LATENCY_NOTE, "measured": deployed.metrics, "measured_in_search": search_metrics,
+            "example_rows": data.examples[:5]}
     (directory / "deployment.json").write_text(json.dumps(spec, indent=2, default=lambda v: v.item()))
-    (directory / "load_model.py").write_text(loader.loader_source(backend, config[PRECISION]))
+    (directory / "load_model.py").write_text(loader.loader_source(backend, config[PRECISION],
+                                                                  data.task == CLASSIFICATION))
     return path
+
+
+LATENCY_NOTE = ("latency_p50/p95/p99_ms, latency_mean_ms and throughput_rps: load_model.py's predict on raw records "
+                "(one call of batch_size rows, end to end: data preparation, graph, outputs); graph_latency_* and "
+                "graph_throughput_rps: the graph call alone")
+"""``deployment.json``'s ``latency``: what its figures time."""

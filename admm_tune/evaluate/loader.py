@@ -1,66 +1,89 @@
-"""``load_model.py``: the script written beside an exported graph, which runs it without admm_tune.
+"""``load_model.py``: the script written beside an exported graph, which serves it without admm_tune.
 
-It needs the backend's own package (onnxruntime or openvino), numpy and
-pandas, nothing else: the graph is saved as the backend compiles it (lowered
-where it needs that, :meth:`~.backends.base.Backend.prepare`), the session's
-settings are data in ``deployment.json`` (:meth:`~.backends.base.Backend.settings`),
-and the script holds the source of the backend module's ``open_session``
-and ``infer``, the very functions the search compiled and ran it with.
+It exposes ``load(folder)``, whose :class:`~admm_tune.serving.model.Model`
+predicts from the user's raw rows (a DataFrame, a list of records or one
+record; ``docs/serving.md``), and needs only the backend's own package
+(onnxruntime or openvino) and numpy (pandas only to pass a DataFrame).  It
+is assembled from source, so that what a service runs is what the search
+timed: :mod:`admm_tune.serving.rows` (the data preparation the estimator's
+``predict`` uses too), :mod:`admm_tune.serving.model`, and the backend's
+``open_session`` and ``infer`` (:meth:`~.backends.base.Backend.serving_functions`).
+The graph is saved as the backend compiles it (lowered where it needs that,
+:meth:`~.backends.base.Backend.prepare`) and the session's settings are data
+in ``deployment.json`` (:meth:`~.backends.base.Backend.settings`).
 """
 
 from __future__ import annotations
 
 import inspect
+from types import ModuleType
 from typing import Any
 
 import onnx
 
+from ..serving import model as serving_model
+from ..serving import rows as serving_rows
 from .graph import string_codes
 
-TEMPLATE = '''"""Run the pipeline admm_tune chose, on {backend} ({precision}), with its tuned knobs.
+SHIPPED = "# -- SHIPPED:"
+"""The line of a serving module after which its source goes into ``load_model.py``."""
 
-Needs only {package}, numpy and pandas.  Replace the example rows with yours:
-a table with the columns that deployment.json's "graph_inputs" name, categorical
-values as strings (a missing one as "<missing>", as admm_tune prepared them).
+HEADER = '''"""Serve the pipeline admm_tune chose, on {backend} ({precision}), with its tuned knobs, from raw rows.
+
+Needs only {package} and numpy (pandas only to pass a DataFrame):
+
+    from load_model import load
+    model = load("{folder_hint}")            # the folder of deployment.json
+    model.predict([{{"column": value, ...}}])  # records as a service receives them (JSON), or a DataFrame
+{proba_hint}
+A record without a column is a row whose value is missing; extra columns are
+ignored.  `python load_model.py` predicts deployment.json's example rows.
 """
-from __future__ import annotations
+'''
 
-import json
-import pathlib
-from collections.abc import Mapping
-from typing import Any
+MAIN = '''
 
-import numpy as np
-import pandas as pd
-
-
-{functions}
-
-
-def feeds(rows: pd.DataFrame, inputs: list) -> dict:
-    """The graph's inputs for a table of rows: each input takes its columns, as its declared type."""
-    out = {{}}
-    for graph_input in inputs:
-        part = rows[graph_input["columns"]]
-        if "codes" in graph_input:  # strings the graph takes as integer codes (-1: a value never seen)
-            codes = graph_input["codes"]
-            array = np.array([[codes.get(str(v), -1) for v in row] for row in part.to_numpy()], dtype=np.int64)
-        elif graph_input["type"] == "string":
-            array = part.astype(str).to_numpy(dtype=object)
-        else:
-            array = np.ascontiguousarray(part.to_numpy(dtype=np.float32))
-        out[graph_input["name"]] = array.reshape(len(part), -1)
-    return out
+def load(folder: str | pathlib.Path | None = None) -> Model:
+    """The deployment in ``folder`` (default: this file's folder), ready to ``predict`` raw rows."""
+    return Model.from_folder(folder or pathlib.Path(__file__).resolve().parent, open_session, infer)
 
 
 if __name__ == "__main__":
-    here = pathlib.Path(__file__).resolve().parent
-    spec = json.loads((here / "deployment.json").read_text())
-    session = open_session(str(here / spec["model"]), spec["session"])
-    rows = pd.DataFrame(spec["example_rows"])
-    for name, output in zip(spec["outputs"], infer(session, feeds(rows, spec["graph_inputs"]))):
-        print(name, repr(output))
+    model = load()
+    examples = model.spec["example_rows"]
+    print("predict", repr(model.predict(examples)))
+    if model.classes_ is not None and len(model.spec["outputs"]) > 1:
+        print("predict_proba", repr(model.predict_proba(examples)))
 '''
+
+
+def _parts(module: ModuleType) -> tuple[list[str], str]:
+    """A serving module's absolute import lines and its source after the ``SHIPPED`` line."""
+    source = inspect.getsource(module)
+    head, _, body = source.partition(SHIPPED)
+    imports = [line for line in head.splitlines() if line.startswith(("import ", "from ")) and
+               not line.startswith("from .")]
+    return imports, body.split("\n", 1)[1].strip("\n")
+
+
+def loader_source(backend: Any, precision: str, classifier: bool) -> str:
+    """The ``load_model.py`` of a graph deployed on ``backend`` (an admm_tune backend object)."""
+    imports: list[str] = []
+    bodies = []
+    for module in (serving_rows, serving_model):
+        lines, body = _parts(module)
+        imports += [line for line in lines if line not in imports]
+        bodies.append(body)
+    imports.remove("from __future__ import annotations")
+    functions = backend.serving_functions()
+    package = functions[0].__module__.rsplit(".", 1)[-1]
+    bodies.append("\n\n".join(inspect.getsource(f).strip() for f in functions))
+    header = HEADER.format(backend=backend.name, precision=precision, package=package, folder_hint="path/to/folder",
+                           proba_hint="    model.predict_proba(rows)              # class probabilities\n"
+                           if classifier else "")
+    return (header + "\nfrom __future__ import annotations\n\n" + "\n".join(imports) + "\n\n\n"
+            + "\n\n\n".join(bodies) + "\n" + MAIN)
+
 
 TYPES = {onnx.TensorProto.STRING: "string", onnx.TensorProto.INT64: "int64", onnx.TensorProto.FLOAT: "float32"}
 
@@ -86,11 +109,3 @@ def inputs(model: onnx.ModelProto, columns: list[dict[str, Any]] | None, names: 
             described["codes"] = codes[name]
         out.append(described)
     return out
-
-
-def loader_source(backend: Any, precision: str) -> str:
-    """The ``load_model.py`` of a graph deployed on ``backend`` (an admm_tune backend object)."""
-    home = inspect.getmodule(inspect.getmodule(type(backend)).open_session)
-    functions = "\n\n".join(inspect.getsource(f) for f in (home.open_session, home.infer))
-    package = home.open_session.__module__.rsplit(".", 1)[-1]
-    return TEMPLATE.format(backend=backend.name, precision=precision, package=package, functions=functions.strip())

@@ -35,11 +35,12 @@ from ..registry import resolve_class
 from ..space import Config, Float, SearchSpace, param_key
 
 
-def front(data: Dataset) -> BaseEstimator | None:
-    """The fixed front of data that needs one; None otherwise.
+def front(data: Dataset) -> BaseEstimator:
+    """The fixed front of every pipeline: it imputes missing numbers and one-hot encodes categories.
 
-    All-numeric data with missing values get a median imputer (one float
-    input in ONNX).  Data with categorical columns get a column transformer:
+    All-numeric data get a median imputer (one float input in ONNX), also
+    when the training rows have no missing value, so that a row served with
+    one is imputed, never NaN probabilities (``docs/serving.md``).  Data with categorical columns get a column transformer:
     one-hot for those, median imputer for the others (one ONNX input per
     column).  Missing categories are already the category ``<missing>``
     (:func:`~admm_tune.data.as_categories`), so no categorical imputer is
@@ -47,8 +48,6 @@ def front(data: Dataset) -> BaseEstimator | None:
     any value is kept (imputed as 0: ``keep_empty_features``), so that the
     exported graph takes every column of the table.
     """
-    if not data.needs_front:
-        return None
     if not data.categorical:
         return SimpleImputer(strategy="median", keep_empty_features=True)
     numeric = [c for c in data.X.columns if c not in data.categorical]
@@ -83,10 +82,7 @@ def build_pipeline(config: Mapping[str, Any], space: SearchSpace, data: Dataset,
         :data:`CALIBRATION_FOLDS`-fold out-of-fold scores.  skl2onnx converts
         it, so the calibrated probabilities are deployed too.
     """
-    steps: list[tuple[str, BaseEstimator]] = []
-    pre = front(data)
-    if pre is not None:
-        steps.append(("front", pre))
+    steps: list[tuple[str, BaseEstimator]] = [("front", front(data))]
     for module_name, _, algo in space.active(config):
         if algo.estimator is None:
             continue

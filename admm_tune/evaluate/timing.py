@@ -1,7 +1,8 @@
 """The latency/throughput harness.
 
-:func:`measure` runs a compiled session on a fixed input batch: warm-up
-runs first, then timed runs until ``max_runs`` or ``seconds`` (whichever
+:func:`measure_call` times one inference call, the way a service makes it
+(:meth:`admm_tune.serving.Model.predict` on raw records) or the graph call
+alone (:func:`measure`), on a fixed batch: warm-up runs first, then timed runs until ``max_runs`` or ``seconds`` (whichever
 comes first, but at least ``min_runs``).  It reports p50/p95/p99 latency of
 one call, the mean, and throughput in rows per second.  Session creation
 (compile) time is measured by the caller and reported apart.
@@ -20,7 +21,7 @@ import fcntl
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def batch_rows(n_rows: int, batch_size: int) -> np.ndarray:
 
 def measure(session: Session, feeds: Mapping[str, np.ndarray], settings: TimingSettings = TimingSettings()
             ) -> Timing:
-    """Time ``session.run(feeds)`` under the machine-wide lock.
+    """Time ``session.run(feeds)`` (the graph call alone) under the machine-wide lock.
 
     Parameters
     ----------
@@ -96,15 +97,29 @@ def measure(session: Session, feeds: Mapping[str, np.ndarray], settings: TimingS
         One batch of inputs (its first dimension is the batch size).
     settings : TimingSettings
     """
-    batch = int(next(iter(feeds.values())).shape[0])
+    return measure_call(lambda: session.run(feeds), int(next(iter(feeds.values())).shape[0]), settings)
+
+
+def measure_call(call: Callable[[], object], batch: int, settings: TimingSettings = TimingSettings()) -> Timing:
+    """Time ``call()``, which handles ``batch`` rows, under the machine-wide lock: warm-up, then timed runs.
+
+    Parameters
+    ----------
+    call : callable
+        One inference as it is timed: the graph alone, or a service's whole
+        call (:meth:`admm_tune.serving.Model.predict` on raw records).
+    batch : int
+        Rows per call, for ``throughput_rps``.
+    settings : TimingSettings
+    """
     with exclusive():
         for _ in range(settings.warmup):
-            session.run(feeds)
+            call()
         times: list[int] = []
         deadline = time.perf_counter() + settings.seconds
         while len(times) < settings.max_runs and (len(times) < settings.min_runs or time.perf_counter() < deadline):
             start = time.perf_counter_ns()
-            session.run(feeds)
+            call()
             times.append(time.perf_counter_ns() - start)
     ms = np.asarray(times, dtype=float) / 1e6
     p50, p95, p99 = np.percentile(ms, [50, 95, 99])

@@ -10,7 +10,7 @@ graph's outputs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -56,6 +56,8 @@ class Session(Protocol):
 
     size_bytes: int
     """Size of the graph the session runs (after precision transforms)."""
+    native: Any
+    """What the backend's ``open_session`` returned: ``infer(native, feeds)`` is the call ``load_model.py`` makes."""
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Outputs of the graph for the input arrays ``feeds``, in graph order."""
@@ -77,11 +79,15 @@ class Backend(Protocol):
         """The graph :meth:`compile` really compiles for ``knobs`` (lowered where the backend needs it)."""
 
     def settings(self, knobs: Mapping[str, Any], precision: str = "fp32") -> dict[str, Any]:
-        """The session's settings for ``knobs`` and ``precision`` as JSON-able data.
+        """The session's settings for ``knobs`` and ``precision`` as JSON-able data (:meth:`serving_functions`)."""
 
-        The backend's module-level ``open_session(model, settings)`` applies
-        them with nothing but the backend's own package, and ``infer(session,
-        feeds)`` runs the result: ``load_model.py`` holds both functions' source.
+    def serving_functions(self) -> tuple[Callable[..., Any], Callable[[Any, Mapping[str, np.ndarray]], list[Any]]]:
+        """``(open_session, infer)``: module-level functions that need nothing but the backend's own package.
+
+        ``open_session(model_path_or_bytes, settings)`` applies :meth:`settings`
+        and ``infer(session, feeds)`` runs the result; ``load_model.py`` holds
+        both functions' source, and the search times its candidates through
+        ``infer`` on the session's :attr:`Session.native`.
         """
 
     def compile(self, model: onnx.ModelProto, knobs: Mapping[str, Any], precision: str = "fp32") -> Session:

@@ -45,7 +45,7 @@ class OrtSession:
     """
 
     def __init__(self, session: Any, size_bytes: int) -> None:
-        self.session = session
+        self.session = self.native = session
         self.size_bytes = size_bytes
         self.output_names = [o.name for o in session.get_outputs()]
         self.numeric = all("string" not in v.type for v in [*session.get_inputs(), *session.get_outputs()])
@@ -124,6 +124,10 @@ class OnnxRuntimeBackend:
         spin = {} if "allow_spinning" not in knobs else {
             f"session.{pool}_op.allow_spinning": "1" if knobs["allow_spinning"] else "0" for pool in ("intra", "inter")}
         return {"options": options, "entries": spin, "providers": [PROVIDERS[self.device]]}
+
+    def serving_functions(self) -> tuple[Any, Any]:
+        """:func:`open_session` and :func:`infer` (see :meth:`~.base.Backend.serving_functions`)."""
+        return open_session, infer
 
     def compile(self, model: onnx.ModelProto, knobs: Mapping[str, Any], precision: str = "fp32") -> OrtSession:
         """An inference session with the knobs applied."""

@@ -58,7 +58,7 @@ class OvSession:
     """
 
     def __init__(self, compiled: Any, size_bytes: int, codes: dict[str, dict[str, int]] | None = None) -> None:
-        self.compiled = compiled
+        self.compiled = self.native = compiled
         self.request = compiled.create_infer_request()
         self.size_bytes = size_bytes
         self.codes = codes or {}
@@ -131,6 +131,10 @@ class OpenVinoBackend:
         if "inference_num_threads" in knobs:
             config["INFERENCE_NUM_THREADS"] = int(knobs["inference_num_threads"])
         return {"device": "CPU", "config": config}
+
+    def serving_functions(self) -> tuple[Any, Any]:
+        """:func:`open_session` and :func:`infer` (see :meth:`~.base.Backend.serving_functions`)."""
+        return open_session, infer
 
     def compile(self, model: onnx.ModelProto, knobs: Mapping[str, Any], precision: str = "fp32") -> OvSession:
         """Lower the ONNX graph to standard operators, read it and compile it for the CPU with the knobs."""

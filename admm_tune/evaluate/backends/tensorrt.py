@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..graph import STRATEGIES
 from ..graph.tensorrt import for_tensorrt, tensorrt_unsupported
 from .base import BackendError, Capabilities, Knob, check_request, lowered
-from .onnxruntime import OrtSession, open_session
+from .onnxruntime import OrtSession, infer, open_session
 
 if TYPE_CHECKING:
     import onnx
@@ -77,6 +77,11 @@ class TensorRtBackend:
         options = {"trt_fp16_enable": precision == "fp16",
                    "trt_max_workspace_size": int(knobs.get("workspace_mb", 256)) << 20}
         return {"options": {}, "entries": {}, "providers": [[PROVIDER, options], "CUDAExecutionProvider"]}
+
+    def serving_functions(self) -> tuple[Any, Any]:
+        """ONNX Runtime's :func:`~.onnxruntime.open_session` and :func:`~.onnxruntime.infer` (a session on the
+        TensorRT provider)."""
+        return open_session, infer
 
     def compile(self, model: onnx.ModelProto, knobs: Mapping[str, Any], precision: str = "fp32") -> OrtSession:
         """Build a TensorRT engine for the graph (ONNX Runtime falls back to CUDA for unsupported nodes)."""
