@@ -132,16 +132,27 @@ class Result:
     def deployment(self) -> dict[str, Any] | None:
         """The chosen backend, precision, knobs, batch size and figures (None without deployment).
 
-        ``measured`` holds the figures of the search's evaluation (first-fold
-        pipeline, held-out rows); ``final`` those of the refit pipeline's graph.
+        The deployment is the deployment race's winner (``final["config"]``)
+        when the run raced one, else the best trial's.  ``measured`` holds the
+        figures of the search's evaluation of the best trial (first-fold
+        pipeline, held-out rows) when the race kept its deployment, else the
+        race's figures of the winner (and ``searched`` says what the search
+        had chosen, with its figures); ``final`` holds those of the refit
+        pipeline's graph as deployed, and ``final["race"]`` the race.
         """
         if self.problem.deployment is None:
             return None
-        config = self.best.config
-        return {"backend": config[BACKEND], "precision": config[PRECISION], "knobs": Deployment.knobs(config),
-                "batch_size": self.problem.deployment.batch_size,
-                "measured": {k: v for k, v in self.best.metrics.items() if k in DEPLOY_METRICS},
-                "final": self.final, **({"remeasured": self.remeasured} if self.remeasured is not None else {})}
+        searched = self.best.config
+        config = (self.final or {}).get("config") or searched
+        measured = {k: v for k, v in self.best.metrics.items() if k in DEPLOY_METRICS}
+        out = {"backend": config[BACKEND], "precision": config[PRECISION], "knobs": Deployment.knobs(config),
+               "batch_size": self.problem.deployment.batch_size, "measured": measured, "final": self.final,
+               **({"remeasured": self.remeasured} if self.remeasured is not None else {})}
+        if Deployment.split(config)[1] != Deployment.split(searched)[1]:
+            out["searched"] = {"backend": searched[BACKEND], "precision": searched[PRECISION],
+                               "knobs": Deployment.knobs(searched), "measured": measured}
+            out["measured"] = {k: v for k, v in self.final["measured"].items() if k in DEPLOY_METRICS}
+        return out
 
     @property
     def remeasured(self) -> dict[str, float] | None:
@@ -196,8 +207,11 @@ class Result:
             value = self.best.metrics.get(c.metric)
             violation = c.violation(value if value is not None else math.nan)
             if violation > 0:
+                graph = self.best.metrics.get(f"graph_{c.metric}")
                 out.append(f"{c}: not measured" if not math.isfinite(violation) else
-                           f"{c}: measured {value:.4g}, missed by {abs(value - c.bound):.3g} ({violation:.0%})")
+                           f"{c}: measured {value:.4g}, missed by {abs(value - c.bound):.3g} ({violation:.0%})"
+                           + (f"; end to end from raw rows, of which the graph alone {graph:.4g}"
+                              if graph is not None else ""))
         if not self.verified:
             out.append(f"the refit pipeline's deployed graph: {self.final['verification']}")
         return out
@@ -346,7 +360,11 @@ class Result:
             if self.final is not None:
                 f = self.final["measured"]
                 lines.append(f"refit graph  {self.final['verification']}"
-                             + (f"; p95 {f['latency_p95_ms']:.3g} ms" if "latency_p95_ms" in f else ""))
+                             + (f"; p95 {f['latency_p95_ms']:.3g} ms end to end" if "latency_p95_ms" in f else "")
+                             + (f" (graph alone {f['graph_latency_p95_ms']:.3g} ms)"
+                                if "graph_latency_p95_ms" in f else ""))
+                if self.final.get("race"):
+                    lines.append(f"deploy race  {self.final['race']['note']}")
             if self.onnx_path is not None:
                 lines.append(f"model        {self.onnx_path}")
         if self.race is not None:
@@ -365,8 +383,13 @@ class Result:
         return "\n".join(lines)
 
 
+LATENCY = "metric:latency_p95_ms"
+"""The trials' column that breaks ties between feasible rows of equal loss (the lower, the better)."""
+
+
 def best_of(trials: pd.DataFrame, chosen: int | None = None) -> Best:
-    """The completed trial numbered ``chosen``, else the best feasible row by loss, else the least violating.
+    """The completed trial numbered ``chosen``, else the best feasible row by loss (equal losses: by p95 latency),
+    else the least violating.
 
     Only fully evaluated rows compete (``fidelity`` 1; one stopped early has a partial loss), unless none is.
     """
@@ -377,8 +400,9 @@ def best_of(trials: pd.DataFrame, chosen: int | None = None) -> Best:
     feasible = done[done["feasible"].astype(bool)]
     if chosen is not None and (done["number"] == chosen).any():
         row = done[done["number"] == chosen].iloc[0]
-    elif len(feasible):
-        row = feasible.loc[feasible["loss"].idxmin()]
+    elif len(feasible):  # among equal losses (deployments of one pipeline) the fastest
+        order = ["loss", LATENCY] if LATENCY in feasible else ["loss"]
+        row = feasible.sort_values(order, kind="stable").iloc[0]
     else:
         row = done.sort_values(["violation", "loss"]).iloc[0]
     config = json.loads(row["config"])

@@ -20,6 +20,7 @@ from .errors import Interrupted, ProblemError, RunError
 from .evaluate.deploy import DeploymentEvaluator, write_deployment
 from .evaluate.function import FunctionEvaluator
 from .evaluate.pipeline import Final, MLEvaluator
+from .evaluate.race import pairs
 from .journal import Journal
 from .observation import Observation
 from .optim import ADMM, Candidate
@@ -159,7 +160,7 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
             raise RunError(f"every one of the {len(optimiser.records)} candidates failed: {summary}")
         if problem.data is not None:  # the finalists re-scored, then the refit (and its deployment), isolated
             cv = getattr(problem.objective, "cv", 1)
-            refit_s = final_cost(best.observation, cv)
+            refit_s = final_cost(best.observation, cv, executor.deployments)
             trials = journal.trials()
             race = rescore(pool, trials, cv, clock.final_seconds(None, keep=refit_s))
             journal.set_attr("race", race)
@@ -167,6 +168,8 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
                 if race["chosen"] is not None else best.config
             final, why = pool.final(config, clock.final_seconds(problem.isolation.seconds))
             final = final or Final(None, f"none: the refit on all training rows failed ({why})")
+            if final.race is not None:
+                journal.set_attr("deployment_race", _jsonable(final.race))
         elif problem.kind == "deploy":  # the best few re-measured in interleaved rounds, in the time left
             from .deploy_problem import race as final_race
 
@@ -252,17 +255,18 @@ class Clock:
                 "overrun": wall / self.seconds if self.seconds else None}
 
 
-def final_cost(obs: Observation, cv: int) -> float:
+def final_cost(obs: Observation, cv: int, deployments: int = 1) -> float:
     """Expected seconds to refit and deploy a candidate, from its own evaluation ``obs`` (``cv`` folds).
 
     The refit fits all rows once (a fold fitted ``(cv - 1) / cv`` of them,
-    and fits grow faster than linearly for many models: x1.5); the
-    deployment (export, compile, verify, time) costs what it cost in the
-    search, the evaluation's time beyond its folds.
+    and fits grow faster than linearly for many models: x1.5); each of the
+    ``deployments`` (the refit's own and the deployment race's contenders:
+    export, compile, verify, time) costs what it cost in the search, the
+    evaluation's time beyond its folds.
     """
     fit, score = obs.metrics.get("fit_time_s", 0.0), obs.metrics.get("score_time_s", 0.0)
     deploy = max(0.0, obs.duration_s - cv * (fit + score))
-    return 1.5 * fit * cv / max(1, cv - 1) + deploy
+    return 1.5 * fit * cv / max(1, cv - 1) + deploy * deployments
 
 
 FAIL_FAST = 4
@@ -290,6 +294,7 @@ class _JournaledExecutor:
         self.problem, self.pool, self.journal, self.bar, self.retry_of = problem, pool, journal, bar, retry_of
         self.clock = clock
         self.terms = ConstraintTerms(problem.constraints)
+        self.deployments = 2 + pairs(problem.space) if problem.deployment is not None else 1  # refit's, race's
         self.capacity = pool.capacity
         self.started: dict[int, tuple[Candidate, Any]] = {}  # ticket → (candidate, journal trial)
         self.done = 0
@@ -304,7 +309,7 @@ class _JournaledExecutor:
         cv = getattr(self.problem.objective, "cv", 1)
         reserve = 0.0
         if self.leader_obs is not None:
-            reserve = final_cost(self.leader_obs, cv)
+            reserve = final_cost(self.leader_obs, cv, self.deployments)
             if self.problem.data is not None and self.done >= MIN_EVALUATIONS:  # the re-scoring of the finalists
                 m = self.leader_obs.metrics
                 reserve += expected_seconds(m.get("fit_time_s", 0.0), m.get("score_time_s", 0.0), cv)
@@ -358,14 +363,15 @@ class _JournaledExecutor:
 
 
 def _finalize(result: Result, final: Final, batch: int, run_path: Path | None) -> None:
-    """Hand over the final pipeline's deployment (verified and timed itself); write its files into the run dir."""
-    config = result.best.config
+    """Hand over the final pipeline's deployment (verified and timed itself, the deployment race's winner); write
+    its files into the run dir."""
     if final.deployed is None:
         result.final = {"verification": final.error or f"no pipeline to deploy: {final.source}", "measured": {},
                         "pipeline": final.source}
         return
-    deployed = final.deployed
-    result.final = {"verification": deployed.verification, "measured": deployed.metrics, "pipeline": final.source}
+    deployed, config = final.deployed, final.config or result.best.config
+    result.final = {"verification": deployed.verification, "measured": deployed.metrics, "pipeline": final.source,
+                    "config": config, **({"race": final.race} if final.race is not None else {})}
     result.exporter = partial(write_deployment, deployed=deployed, config=config,
                               search_metrics=result.deployment["measured"], batch_size=batch,
                               data=result.problem.data)
@@ -380,7 +386,8 @@ def _evaluator(problem: Problem) -> FunctionEvaluator | MLEvaluator | Deployment
     if problem.data is None:
         return FunctionEvaluator(problem.objective)
     if problem.deployment is not None:
-        return DeploymentEvaluator(problem.space, problem.data, problem.objective, problem.deployment, problem.seed)
+        return DeploymentEvaluator(problem.space, problem.data, problem.objective, problem.deployment, problem.seed,
+                                   problem.constraints)
     return MLEvaluator(problem.space, problem.data, problem.objective, problem.seed)
 
 

@@ -63,7 +63,7 @@ def test_every_python_snippet_runs(scratch):
             exec(compile(tiny(code), f"README.md python snippet {i}", "exec"), namespace)
         except Exception as exc:  # say which snippet
             raise AssertionError(f"README python snippet {i} failed: {exc!r}\n{code}") from exc
-    assert (scratch / "report.html").is_file() and (scratch / "model.onnx").is_file()
+    assert (scratch / "report.html").is_file() and (scratch / "served" / "model.onnx").is_file()
 
 
 @pytest.mark.slow

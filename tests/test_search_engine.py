@@ -365,11 +365,17 @@ def test_a_restricted_space_keeps_the_entries_it_holds_and_draws_the_rest():
     assert len({json.dumps(c, sort_keys=True) for c in first}) == 6
 
 
-def test_the_warm_start_is_a_setting_and_leaves_constrained_problems_alone():
+def test_the_warm_start_is_a_setting_and_starts_constrained_and_deployment_problems_too():
     assert warm_start(load_problem(unseen_problem())) == portfolio_configs("classification")
     assert warm_start(load_problem(unseen_problem(warm_start=False))) == []
-    assert warm_start(load_problem({**unseen_problem(), "constraints": {"fit_time_s": 1.0}})) == []
+    assert warm_start(load_problem({**unseen_problem(), "constraints": {"fit_time_s": 1.0}})) == \
+        portfolio_configs("classification")
     assert load_problem(unseen_problem()).optimizer.warm_start is True
+    deployed = load_problem({**unseen_problem(), "deployment": "cpu", "constraints": {"latency_p95_ms": 1.0}})
+    entries = warm_start(deployed)
+    assert entries and all(e["backend"] == "onnxruntime" and e["precision"] == "fp32" for e in entries)
+    ml = [{k: v for k, v in e.items() if k.split(".")[0] not in ("backend", "precision")} for e in entries]
+    assert ml == [c for c in portfolio_configs("classification") if c in ml]  # the exportable ones, in order
 
 
 def test_regression_takes_its_own_portfolio_and_a_wide_table_drops_the_polynomial_entries():

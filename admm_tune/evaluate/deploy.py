@@ -22,7 +22,9 @@ and deploys the pipeline fitted on the first CV fold's training rows:
 :meth:`DeploymentEvaluator.finalize` runs the same steps on the pipeline
 refit on all training data (verified on the test split, else on training
 rows), so the files :func:`write_deployment` writes are a graph that was
-itself verified and timed.
+itself verified and timed; :meth:`DeploymentEvaluator.final` then races that
+pipeline over the deployment space (:mod:`.race`) and keeps the fastest
+deployment that meets every constraint.
 
 Tolerances (:data:`TOLERANCES`): at fp32 at most 1 % of the held-out rows
 (at least one row) may disagree, i.e. get another label or probabilities
@@ -41,6 +43,7 @@ import math
 import re
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -53,12 +56,15 @@ from threadpoolctl import threadpool_limits
 from ..data import CLASSIFICATION
 from ..deployment import BACKEND, DEPLOY_METRICS, MODULES, PRECISION, Deployment
 from ..observation import COMPLETE, Observation
+from ..problem import Constraint
 from ..serving import Model
 from ..space import Config, SearchSpace
 from . import loader
 from .backends import BackendError, Session, get_backend
 from .export import ExportError, columns, export, feeds, for_precision, is_standard
 from .pipeline import Final, MLEvaluator
+from .race import Contender, contenders, race_settings
+from .race import race as run_race
 from .scoring import score_outputs
 from .timing import TimingSettings, batch_rows, measure, measure_call
 
@@ -112,10 +118,16 @@ class DeploymentEvaluator:
     objective : Objective
     deployment : Deployment
     seed : int, optional
+    constraints : sequence of Constraint
+        The problem's constraints: the deployment race admits only
+        deployments that meet those a deployment measures.
     """
 
     def __init__(self, space: SearchSpace, data: Any, objective: Any, deployment: Deployment,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, constraints: Sequence[Constraint] = ()) -> None:
+        self.space = space
+        self.constraints = tuple(constraints)
+        self._final: tuple[str, Final] | None = None  # the last refit deployed, kept for the fallback
         self.deployment = deployment
         ml_space = replace(space, modules=tuple(m for m in space.modules if m.name not in MODULES))
         self.ml = MLEvaluator(ml_space, data, objective, seed, keep_fitted=True)
@@ -192,8 +204,9 @@ class DeploymentEvaluator:
         return self.ml.refit(Deployment.split(config)[0])
 
     def final(self, config: Config) -> Final | dict[str, Any]:
-        """``config`` refit on all training rows and deployed (exported, compiled, verified, timed); given a race
-        (a mapping with ``finalists``), their ML parts re-scored (:meth:`MLEvaluator.rescore`)."""
+        """``config`` refit on all training rows and deployed (exported, compiled, verified, timed), then raced over
+        the deployment space (:meth:`race`); given a race (a mapping with ``finalists``), their ML parts re-scored
+        (:meth:`MLEvaluator.rescore`)."""
         if "finalists" in config:
             return self.ml.rescore({**config, "finalists": [Deployment.split(c)[0] for c in config["finalists"]]})
         final = self.ml.final(Deployment.split(config)[0])
@@ -201,12 +214,50 @@ class DeploymentEvaluator:
             final.deployed = self.finalize(config, final.pipeline)
         except (ExportError, BackendError) as exc:
             final.error = f"the refit pipeline could not be deployed: {exc}"
+            return final
+        final.config = dict(config)
+        self._final = (MLEvaluator.key(config), final)
+        self.race(final)
         return final
 
+    def race(self, final: Final) -> None:
+        """Race ``final``'s refit pipeline over the deployment space; keep the winner in ``final`` (:mod:`.race`)."""
+        X, y = self.verification_rows()
+        base = export(final.pipeline, self.data.X.iloc[:5])
+        graphs: dict[str, onnx.ModelProto] = {}
+
+        def prepare(contender: Contender) -> None:
+            precision = contender.precision
+            if precision not in graphs:
+                graphs[precision] = for_precision(base, precision)
+            model = graphs[precision]
+            session, metrics, verdict = self.compiled(model, contender.config, final.pipeline, X, y)
+            contender.model, contender.session, contender.metrics = model, session, metrics
+            contender.verification, contender.served = verdict, self.served(model, session, contender.config)
+
+        field_ = contenders(self.space, final.config, base)
+        winner, final.race = run_race(prepare, field_, self.data.examples, self.deployment.batch_size,
+                                      race_settings(self.deployment.timing), self.admissible)
+        if winner.served is not None:  # its figures: the medians of the race's rounds, and the graph call's alone
+            metrics = {k: v for k, v in winner.metrics.items() if not k.startswith("_")}
+            metrics.update(self.graph_figures(winner.model, winner.session, X))
+            final.deployed = Deployed(winner.model, metrics, winner.verification)
+            final.config = winner.config
+
+    def admissible(self, metrics: dict[str, float]) -> bool:
+        """Whether ``metrics`` meet every constraint whose metric they hold (those a deployment measures)."""
+        return all(c.violation(metrics[c.metric]) <= 0 for c in self.constraints if c.metric in metrics)
+
     def fallback(self, config: Config, reason: str) -> Final | dict[str, Any]:
-        """When :meth:`final` could not finish: the first CV fold's pipeline and the graph the search verified."""
+        """When :meth:`final` could not finish: the refit and its searched deployment if the race was what ran out,
+        else the first CV fold's pipeline and the graph the search verified."""
         if "finalists" in config:
             return self.ml.fallback(config, reason)
+        if self._final is not None and self._final[0] == MLEvaluator.key(config):
+            final = self._final[1]
+            final.race = {"note": f"the deployment race did not finish ({reason}): the search's deployment stands",
+                          "rounds": 0, "contenders": []}
+            return final
         ml_config = Deployment.split(config)[0]
         final = self.ml.fallback(ml_config, reason)
         obs = self.cache.get(MLEvaluator.key(config))
@@ -216,7 +267,13 @@ class DeploymentEvaluator:
         else:
             final.deployed = Deployed(graph.model, {k: v for k, v in obs.metrics.items() if k in DEPLOY_METRICS},
                                       str(obs.attrs.get("verification", "")))
+            final.config = dict(config)
         return final
+
+    def verification_rows(self) -> tuple[Any, np.ndarray]:
+        """The rows the refit's deployments are verified on: the test split, else (up to 1000) training rows."""
+        data = self.data
+        return (data.X_test, data.y_test) if data.X_test is not None else (data.X.iloc[:1000], data.y[:1000])
 
     def finalize(self, config: Config, pipeline: Any) -> Deployed:
         """Export, compile, verify and time the refit ``pipeline`` as ``config`` deploys it.
@@ -225,13 +282,20 @@ class DeploymentEvaluator:
         to 1000) training rows, which still checks that the graph computes
         what the pipeline computes.
         """
-        data = self.data
-        X, y = (data.X_test, data.y_test) if data.X_test is not None else (data.X.iloc[:1000], data.y[:1000])
-        model = for_precision(export(pipeline, data.X.iloc[:5]), config[PRECISION])
+        X, y = self.verification_rows()
+        model = for_precision(export(pipeline, self.data.X.iloc[:5]), config[PRECISION])
         return self.deploy(model, config, pipeline, X, y)
 
     def deploy(self, model: onnx.ModelProto, config: Config, pipeline: Any, X: Any, y: np.ndarray) -> Deployed:
         """Compile ``model`` as ``config`` says, verify it against ``pipeline`` on ``X, y``, and time it."""
+        session, metrics, verdict = self.compiled(model, config, pipeline, X, y)
+        metrics.update(self.timed(model, session, config, X))
+        return Deployed(model, metrics, verdict)
+
+    def compiled(self, model: onnx.ModelProto, config: Config, pipeline: Any, X: Any, y: np.ndarray
+                 ) -> tuple[Session, dict[str, float], str]:
+        """``model`` compiled as ``config`` says and verified against ``pipeline`` on ``X, y``: the session, the
+        verification's metrics (with ``model_size_kb`` and ``compile_time_s``) and its verdict."""
         precision = config[PRECISION]
         start = time.perf_counter()
         try:
@@ -243,15 +307,25 @@ class DeploymentEvaluator:
                               "backend") from None
         compile_s = time.perf_counter() - start
         metrics, verdict = self.verify(session, model, pipeline, X, y, precision)
-        batch, settings = self.deployment.batch_size, self.deployment.timing
-        graph = measure(session, feeds(model, X.iloc[batch_rows(len(X), batch)]), graph_settings(settings))
+        metrics.update({"model_size_kb": session.size_bytes / 1024.0, "compile_time_s": compile_s})
+        return session, metrics, verdict
+
+    def timed(self, model: onnx.ModelProto, session: Session, config: Config, X: Any) -> dict[str, float]:
+        """The end-to-end figures of ``session`` (``load_model.py``'s ``predict`` on raw records) and the graph
+        call's alone (``graph_*``), at the deployment's batch size."""
+        batch = self.deployment.batch_size
         served = self.served(model, session, config)
         examples = self.data.examples
         records = [examples[i] for i in batch_rows(len(examples), batch)]
-        metrics.update(measure_call(lambda: served.predict(records), batch, settings).metrics())
-        metrics.update({f"graph_{k}": v for k, v in graph.metrics().items() if k in GRAPH_FIGURES})
-        metrics.update({"model_size_kb": session.size_bytes / 1024.0, "compile_time_s": compile_s})
-        return Deployed(model, metrics, verdict)
+        metrics = measure_call(lambda: served.predict(records), batch, self.deployment.timing).metrics()
+        return {**metrics, **self.graph_figures(model, session, X)}
+
+    def graph_figures(self, model: onnx.ModelProto, session: Session, X: Any) -> dict[str, float]:
+        """``graph_*``: the graph call alone on prepared rows of ``X`` (diagnosis), at the deployment's batch size."""
+        batch = self.deployment.batch_size
+        inputs = feeds(model, X.iloc[batch_rows(len(X), batch)])
+        graph = measure(session, inputs, graph_settings(self.deployment.timing))
+        return {f"graph_{k}": v for k, v in graph.metrics().items() if k in GRAPH_FIGURES}
 
     def served(self, model: onnx.ModelProto, session: Session, config: Config) -> Model:
         """The deployment as ``load_model.py`` serves it: raw rows prepared, the graph run by the backend's ``infer``

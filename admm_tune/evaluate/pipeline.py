@@ -121,6 +121,10 @@ class Final:
     """The deployment's :class:`~admm_tune.evaluate.deploy.Deployed` (None without one)."""
     error: str = ""
     """Why the pipeline could not be deployed, when it could not."""
+    config: dict[str, Any] | None = None
+    """The full config whose deployment :attr:`deployed` is: the search's, or the deployment race's winner."""
+    race: dict[str, Any] | None = None
+    """The deployment race (:mod:`~admm_tune.evaluate.race`): ``note``, ``rounds`` and ``contenders``."""
 
 
 STOP_SPREADS = 2.0
