@@ -14,11 +14,6 @@ from typing import Any
 
 from . import __version__
 from .errors import Interrupted, ProblemError, RunError
-from .evaluate.backends import backends
-from .problem import load_problem
-from .result import Result
-from .sweep import parse_seeds, sweep
-from .runner import fit, resume
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,11 +67,16 @@ INTERRUPTED = 130
 
 
 def _command(args: argparse.Namespace) -> int:
-    """Run the parsed command; return the exit code."""
+    """Run the parsed command; return the exit code (the libraries a command needs are imported here, so that
+    ``--version`` and ``--help`` answer at once)."""
     if args.command == "backends":
+        from .evaluate.backends import backends
+
         print(backends_text(backends()))
         return 0
     if args.command == "report":
+        from .result import Result
+
         try:
             path = Result.load(args.run_dir).report(args.out or Path(args.run_dir) / "report.html")
         except RunError as exc:
@@ -86,17 +86,23 @@ def _command(args: argparse.Namespace) -> int:
         return 0
     try:
         if args.command == "sweep":
+            from .sweep import parse_seeds, sweep
+
             budgets = args.budgets.split(",") if args.budgets else [None]
             frame = sweep(args.problems, parse_seeds(args.seeds), budgets, args.out, n_jobs=args.n_jobs)
             print(frame.drop(columns=["file", "run_dir", "reason"], errors="ignore").to_string(index=False))
             return 0
         if args.command == "validate":
+            from .problem import load_problem
+
             problem = load_problem(args.problem)
             print(f"{args.problem}: ok ({problem.name}, {len(problem.space.modules)} modules, "
                   f"{len(problem.constraints)} constraints, budget {problem.budget})")
             for note in problem.notes:
                 print(f"  note: {note}")
             return 0
+        from .runner import fit, resume
+
         if args.command == "resume":
             result = resume(args.run_dir, budget=args.budget, n_jobs=args.n_jobs, progress=not args.no_progress,
                             report=True)

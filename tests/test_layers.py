@@ -27,11 +27,17 @@ FORBIDDEN = {
 }
 
 
-def imports(path: Path) -> set[str]:
-    """Absolute names of the modules a source file imports."""
+def imports(path: Path, runtime_only: bool = False) -> set[str]:
+    """Absolute names of the modules a source file imports, lazy ones (in functions) included; ``runtime_only``
+    leaves out those under ``if TYPE_CHECKING:``, which never run."""
     package = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1])
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    if runtime_only:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+                node.body = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -57,3 +63,63 @@ def test_nothing_imports_the_cli():
     for file in PACKAGE.rglob("*.py"):
         if file.name != "cli.py":
             assert not any(n.startswith("admm_tune.cli") for n in imports(file)), file
+
+
+HEAVY = ("sklearn", "onnx", "skl2onnx", "onnxruntime", "openvino", "pandas", "dask", "distributed")
+"""Libraries of the evaluators and backends: the optimiser's whole import closure reaches none of them."""
+
+
+def module_file(name: str) -> Path | None:
+    """The source file of an ``admm_tune`` module (a package's ``__init__.py``), or of the module holding ``name``."""
+    parts = name.split(".")
+    for n in range(len(parts), 0, -1):
+        base = PACKAGE.parent.joinpath(*parts[:n])
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def closure(files: list[Path]) -> tuple[set[Path], dict[str, set[str]]]:
+    """Every admm_tune source file that importing ``files`` runs (packages' ``__init__`` included), and the
+    outside libraries each reaches, with the files that import them."""
+    seen: set[Path] = set()
+    outside: dict[str, set[str]] = {}
+    todo = list(files)
+    while todo:
+        file = todo.pop()
+        if file in seen:
+            continue
+        seen.add(file)
+        for name in imports(file, runtime_only=True):
+            if not name.startswith("admm_tune"):
+                outside.setdefault(name.split(".")[0], set()).add(str(file.relative_to(PACKAGE.parent)))
+                continue
+            parts = name.split(".")
+            todo += [init for k in range(1, len(parts)) if (init := PACKAGE.parent.joinpath(*parts[:k]) /
+                                                            "__init__.py").is_file()]
+            found = module_file(name)
+            if found is not None:
+                todo.append(found)
+    return seen, outside
+
+
+def test_the_optimisers_whole_import_closure_reaches_no_evaluator_or_backend_library():
+    files, outside = closure(sorted((PACKAGE / "optim").rglob("*.py")))
+    reached = {lib: sorted(by) for lib, by in outside.items() if lib in HEAVY}
+    assert not reached, f"admm_tune.optim reaches {reached}"
+    assert not any("evaluate" in f.parts for f in files)
+    assert closure([PACKAGE / "settings.py"])[0] == {PACKAGE / "settings.py"}  # the shared vocabulary is a leaf
+
+
+def test_importing_the_package_imports_no_machine_learning_library():
+    import subprocess
+    import sys
+
+    import admm_tune
+
+    code = f"import sys, admm_tune; print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+    assert sorted(admm_tune.__all__) == sorted(admm_tune._LAZY)  # every public name is importable on use
+    assert all(getattr(admm_tune, name) is not None for name in admm_tune.__all__)

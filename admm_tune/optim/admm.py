@@ -74,7 +74,7 @@ from typing import Any
 import numpy as np
 
 from ..observation import Observation
-from ..problem import Budget, Constraint, OptimizerSettings
+from ..settings import Budget, Constraint, OptimizerSettings
 from ..space import Config, Float, Forbidden, Int, SearchSpace
 from .allocation import behind, projected
 from .bandit import NoAllowedDraw, ThompsonBandit, reward

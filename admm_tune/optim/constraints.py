@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..problem import Constraint
+from ..settings import Constraint
 
 MAX_VIOLATION = 10.0
 """Cap on a normalised violation (a missing or infinite metric counts as this)."""
