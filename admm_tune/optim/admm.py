@@ -1,4 +1,4 @@
-"""The ADMM loop (``../shared/DESIGN.md`` §2) and its state.
+"""The ADMM loop (``docs/architecture.md`` §2) and its state.
 
 Variables: the algorithm choice ``z`` (with categorical values), continuous
 parameters ``θᶜ``, relaxed integers ``θ̃ᵈ`` and their integer copies ``δ``,

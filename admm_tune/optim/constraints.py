@@ -2,7 +2,7 @@
 
 Each black-box constraint ``g_m <= ε_m`` is normalised to ``ĝ_m = g_m / ε_m``
 (see :meth:`admm_tune.problem.Constraint.violation`), so the bound becomes
-``ĝ_m <= 1``.  The terms of ``../shared/DESIGN.md`` §2 then read::
+``ĝ_m <= 1``.  The terms of ``docs/architecture.md`` §2 then read::
 
     L_m = μ_m (ĝ_m − 1 + u_m) + ρ/2 (ĝ_m − 1 + u_m)²
     u-step:  u_m = max(1 − ĝ_m − μ_m/ρ, 0)
