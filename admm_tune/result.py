@@ -246,8 +246,10 @@ class Result:
             When the problem has no deployment, or the deployed graph failed
             verification and ``force`` is False.
         """
-        if self.deployment is None or self.exporter is None:
+        if self.deployment is None:
             raise RunError("this result has no deployment to export (the problem has no `deployment` field)")
+        if self.exporter is None:
+            raise RunError(f"this result has no deployment to export: {(self.final or {}).get('verification')}")
         if not self.verified and not force:
             raise RunError(f"not exporting a graph that failed verification ({self.final['verification']}); "
                            "pass force=True to export it anyway")

@@ -103,3 +103,41 @@ def test_the_clock_plan_keeps_every_phase_inside_the_bound(seconds):
     # gets what is left, less a grace of its own: all of it ends by clock.end
     assert start + seconds + clock.grace_s <= clock.end
     assert time.monotonic() + clock.final_seconds(None) + clock.grace_s <= clock.end + 1e-6
+
+
+def test_a_refit_that_cannot_be_deployed_falls_back_to_the_graph_the_search_verified(monkeypatch, tmp_path):
+    """The refit pipeline's export fails (skl2onnx raised for it): the fold pipeline whose graph the search verified
+    is what the run hands over, and says why; a result without any deployment says why, never that the problem has
+    no deployment field."""
+    from admm_tune.evaluate.deploy import DeploymentEvaluator
+    from admm_tune.evaluate.export import ExportError
+    from admm_tune.problem import load_problem
+
+    X, y = make_classification(90, 4, random_state=0)
+    problem = load_problem({"data": {"X": X, "y": y}, "objective": {"cv": 3}, "deployment": "cpu",
+                            "restrict": {"scaler": ["none"], "transformer": ["none"],
+                                         "estimator": ["logistic_regression"]}})
+    evaluator = DeploymentEvaluator(problem.space, problem.data, problem.objective, problem.deployment, 0)
+    config = problem.space.complete({"scaler": "none", "transformer": "none", "estimator": "logistic_regression",
+                                     "backend": "onnxruntime", "precision": "fp32"})
+
+    def undeployable(config, pipeline):
+        raise ExportError("RuntimeError: no converter for this refit")
+
+    monkeypatch.setattr(evaluator, "finalize", undeployable)
+    unsearched = evaluator.final(config)  # nothing verified yet: no deployment, and the reason
+    assert unsearched.deployed is None and "could not be deployed (RuntimeError: no converter" in unsearched.error
+    assert evaluator(config).ok
+    final = evaluator.final(config)
+    assert final.deployed is not None and final.deployed.verification.startswith("agrees")
+    assert final.source.startswith("the first CV fold's pipeline, whose graph the search verified: the refit "
+                                   "pipeline could not be deployed (RuntimeError: no converter for this refit)")
+
+    result = admm_tune.fit({"data": {"X": X, "y": y}, "objective": {"cv": 3}, "deployment": "cpu", "budget": 2,
+                            "restrict": {"scaler": ["none"], "transformer": ["none"],
+                                         "estimator": ["logistic_regression"]}, "seed": 0},
+                           run_dir=tmp_path, progress=False)
+    result.exporter, result.final = None, {"verification": unsearched.error, "measured": {}}  # as _finalize leaves it
+    with pytest.raises(RunError) as raised:
+        result.export(tmp_path / "out")
+    assert "no `deployment` field" not in str(raised.value) and "could not be deployed" in str(raised.value)

@@ -15,6 +15,13 @@ moves some rows across the split thresholds of a tree ensemble behind the
 scaler; :func:`admm_tune.evaluate.graph.passes.fold_scalers_into_trees`
 uses the record to fold the scaler into the thresholds exactly.
 
+Feature selectors (``SelectKBest``, ``SelectPercentile``, ``VarianceThreshold``,
+``SelectFromModel``, ``RFE``...): skl2onnx 1.20's converter tests
+``index.any()`` on the kept columns' indices, false when only column 0 is
+kept, and then writes a lone ``ConstantOfShape`` with a float input, an
+invalid graph on every backend.  :func:`convert_selector` gathers the kept
+columns by their indices, whichever they are.
+
 ``OnnxOperator._verify_add_to_`` (skl2onnx's check, after each node is
 added, that every node it depends on was added too) is replaced by the same
 check visiting each node once: skl2onnx's walk follows every path, and the
@@ -74,6 +81,28 @@ def convert_lda(scope: Any, operator: Any, container: Any) -> None:
     OnnxIdentity(proba, op_version=opv, output_names=[operator.outputs[1]]).add_to(scope, container)
 
 
+SELECTORS = ("SklearnGenericUnivariateSelect", "SklearnRFE", "SklearnRFECV", "SklearnSelectFdr", "SklearnSelectFpr",
+             "SklearnSelectFromModel", "SklearnSelectFwe", "SklearnSelectKBest", "SklearnSelectPercentile",
+             "SklearnVarianceThreshold")
+"""skl2onnx's aliases of scikit-learn's feature selectors, all converted by :func:`convert_selector`."""
+
+
+def convert_selector(scope: Any, operator: Any, container: Any) -> None:
+    """The kept columns of a fitted feature selector (``get_support``), gathered by index on axis 1.
+
+    Raises
+    ------
+    RuntimeError
+        When the selector keeps no column (scikit-learn's ``transform`` then
+        returns an empty matrix, which no estimator behind it takes).
+    """
+    kept = np.asarray(operator.raw_operator.get_support(indices=True), dtype=np.int64)
+    if kept.size == 0:
+        raise RuntimeError(f"{type(operator.raw_operator).__name__} keeps no column")
+    OnnxGather(operator.inputs[0], kept, axis=1, op_version=container.target_opset,
+               output_names=[operator.outputs[0]]).add_to(scope, container)
+
+
 def affine_steps(scaler: Any) -> list[tuple[str, list[float]]] | None:
     """The per-feature float64 operations ``transform`` applies, in order (None: not a plain affine map)."""
     if isinstance(scaler, StandardScaler):
@@ -129,6 +158,8 @@ def register() -> None:
     update_registered_converter(LinearDiscriminantAnalysis, "SklearnLinearDiscriminantAnalysis",
                                 calculate_linear_classifier_output_shapes, convert_lda,
                                 options={"zipmap": [True, False, "columns"], "nocl": [True, False]})
+    for alias in SELECTORS:
+        register_converter(alias, convert_selector, overwrite=True)
     for alias in SCALERS:
         current = get_converter(alias)
         if alias in _ANNOTATED:

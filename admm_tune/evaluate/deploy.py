@@ -209,12 +209,17 @@ class DeploymentEvaluator:
         (:meth:`MLEvaluator.rescore`)."""
         if "finalists" in config:
             return self.ml.rescore({**config, "finalists": [Deployment.split(c)[0] for c in config["finalists"]]})
+        self._final = None
         final = self.ml.final(Deployment.split(config)[0])
         try:
             final.deployed = self.finalize(config, final.pipeline)
-        except (ExportError, BackendError) as exc:
-            final.error = f"the refit pipeline could not be deployed: {exc}"
-            return final
+        except (ExportError, BackendError) as exc:  # the graph the search verified stands in, with its pipeline
+            why = f"the refit pipeline could not be deployed ({exc})"
+            verified = self.verified(config, f"the first CV fold's pipeline, whose graph the search verified: {why}")
+            if verified is None:
+                final.error = f"{why}; no deployment of it was verified in the search"
+                return final
+            return verified
         final.config = dict(config)
         self._final = (MLEvaluator.key(config), final)
         self.race(final)
@@ -258,17 +263,23 @@ class DeploymentEvaluator:
             final.race = {"note": f"the deployment race did not finish ({reason}): the search's deployment stands",
                           "rounds": 0, "contenders": []}
             return final
-        ml_config = Deployment.split(config)[0]
-        final = self.ml.fallback(ml_config, reason)
-        obs = self.cache.get(MLEvaluator.key(config))
-        graph = self.graphs.get((MLEvaluator.key(ml_config), config[PRECISION]))
-        if final.pipeline is None or obs is None or not obs.ok or graph is None or graph.model is None:
+        final = self.ml.fallback(Deployment.split(config)[0], reason)
+        verified = self.verified(config, final.source)
+        if verified is None:
             final.error = "no deployment of it was verified in the search"
-        else:
-            final.deployed = Deployed(graph.model, {k: v for k, v in obs.metrics.items() if k in DEPLOY_METRICS},
-                                      str(obs.attrs.get("verification", "")))
-            final.config = dict(config)
-        return final
+        return verified or final
+
+    def verified(self, config: Config, source: str) -> Final | None:
+        """The first CV fold's pipeline of ``config`` with the graph the search verified and its figures (None when
+        the search kept none), described as ``source``."""
+        ml_key = MLEvaluator.key(Deployment.split(config)[0])
+        holdout, obs = self.ml.holdouts.get(ml_key), self.cache.get(MLEvaluator.key(config))
+        graph = self.graphs.get((ml_key, config[PRECISION]))
+        if holdout is None or obs is None or not obs.ok or graph is None or graph.model is None:
+            return None
+        deployed = Deployed(graph.model, {k: v for k, v in obs.metrics.items() if k in DEPLOY_METRICS},
+                            str(obs.attrs.get("verification", "")))
+        return Final(holdout.pipeline, source, deployed, config=dict(config))
 
     def verification_rows(self) -> tuple[Any, np.ndarray]:
         """The rows the refit's deployments are verified on: the test split, else (up to 1000) training rows."""
