@@ -15,7 +15,7 @@ from threadpoolctl import threadpool_limits
 from admm_tune.data import load_dataset
 from admm_tune.evaluate.backends import get_backend
 from admm_tune.evaluate.deploy import TOLERANCES
-from admm_tune.evaluate.export import ExportError, export, feeds, for_precision, is_standard, lower, operators
+from admm_tune.evaluate.export import ExportError, export, feeds, for_precision, is_standard, lower, operators, restore
 from admm_tune.evaluate.pipeline import build_pipeline
 from admm_tune.space import SearchSpace
 
@@ -80,6 +80,13 @@ def agree(task: str, pipeline, X, y_sd: float, outputs: list[np.ndarray], refere
     assert off.sum() <= max(1, int(ROW_SHARE * len(X))), f"{off.sum()}/{len(X)} rows disagree"
 
 
+def run(session, model, rows) -> list[np.ndarray]:
+    """The session's outputs for ``rows``, a regressor's value as the target (its graph predicts it standardised:
+    :func:`~admm_tune.evaluate.export.restore`)."""
+    outputs = session.run(feeds(model, rows))
+    return [restore(model, outputs[0]), *outputs[1:]]
+
+
 @pytest.mark.parametrize("space_name, data_name, module, algo", list(algorithms()))
 def test_algorithm_exports_runs_and_agrees(space_name, data_name, module, algo):
     spec, data, pipeline, X = fitted(space_name, data_name, module, algo)
@@ -91,13 +98,13 @@ def test_algorithm_exports_runs_and_agrees(space_name, data_name, module, algo):
     onnx.checker.check_model(model)
     assert is_standard(model) == (spec.onnx_ops == "standard"), operators(model)
     ort = get_backend("onnxruntime").compile(model, {}, "fp32")
-    reference = ort.run(feeds(model, X))
+    reference = run(ort, model, X)
     sd = float(np.std(data.y))
     agree(space_name, pipeline, X, sd, reference)
     if is_standard(model):  # the graphs a deployment space sends to OpenVINO: batch 1 and a batch of 7
         ov = get_backend("openvino").compile(model, {}, "fp32")
         for rows in (slice(0, 1), slice(0, 7)):
-            agree(space_name, pipeline, X.iloc[rows], sd, ov.run(feeds(model, X.iloc[rows])),
+            agree(space_name, pipeline, X.iloc[rows], sd, run(ov, model, X.iloc[rows]),
                   [np.asarray(r)[rows] for r in reference])
 
 
@@ -196,8 +203,7 @@ def test_every_transformer_at_its_extreme_values_gives_a_valid_graph_that_agrees
         onnx.checker.check_model(model, full_check=True)
         expected = pipeline.predict(data.X)
         for backend in ("onnxruntime", "openvino"):
-            out = get_backend(backend).compile(model, {}, "fp32").run(feeds(model, data.X))
-            got = np.asarray(out[0]).reshape(-1)
+            got = np.asarray(run(get_backend(backend).compile(model, {}, "fp32"), model, data.X)[0]).reshape(-1)
             if space_name == "classification":
                 assert (got != expected).mean() <= ROW_SHARE, (name, values, backend)
             else:

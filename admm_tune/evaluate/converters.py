@@ -22,6 +22,12 @@ kept, and then writes a lone ``ConstantOfShape`` with a float input, an
 invalid graph on every backend.  :func:`convert_selector` gathers the kept
 columns by their indices, whichever they are.
 
+``SimpleImputer`` of numbers with NaN as the missing marker (the front every
+pipeline starts with): ``Where(IsNaN(x), statistics, x)`` in standard
+operators, where skl2onnx writes an ``ai.onnx.ml`` ``Imputer``; the graph of
+an all-numeric pipeline then stays standard (OpenVINO compiles it unlowered,
+the lossless passes see through it).  Other imputers keep skl2onnx's.
+
 ``OnnxOperator._verify_add_to_`` (skl2onnx's check, after each node is
 added, that every node it depends on was added too) is replaced by the same
 check visiting each node once: skl2onnx's walk follows every path, and the
@@ -47,10 +53,12 @@ from skl2onnx.algebra.onnx_ops import (
     OnnxConcat,
     OnnxGather,
     OnnxIdentity,
+    OnnxIsNaN,
     OnnxMatMul,
     OnnxSigmoid,
     OnnxSoftmax,
     OnnxSub,
+    OnnxWhere,
 )
 from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
@@ -101,6 +109,25 @@ def convert_selector(scope: Any, operator: Any, container: Any) -> None:
         raise RuntimeError(f"{type(operator.raw_operator).__name__} keeps no column")
     OnnxGather(operator.inputs[0], kept, axis=1, op_version=container.target_opset,
                output_names=[operator.outputs[0]]).add_to(scope, container)
+
+
+_IMPUTER: list[Callable[..., None]] = []
+"""skl2onnx's own SimpleImputer converter, for the imputers :func:`convert_imputer` leaves to it."""
+
+
+def convert_imputer(scope: Any, operator: Any, container: Any) -> None:
+    """A fitted numeric ``SimpleImputer`` with NaN markers as ``Where(IsNaN(x), statistics, x)``; else skl2onnx's."""
+    imputer = operator.raw_operator
+    missing = imputer.missing_values
+    numeric = operator.inputs[0].type.__class__.__name__ == "FloatTensorType"
+    if not (numeric and isinstance(missing, float) and np.isnan(missing)) or imputer.add_indicator:
+        _IMPUTER[0](scope, operator, container)
+        return
+    opv = container.target_opset
+    statistics = np.asarray(imputer.statistics_, dtype=np.float32).reshape(1, -1)
+    x = operator.inputs[0]
+    OnnxWhere(OnnxIsNaN(x, op_version=opv), statistics, x, op_version=opv,
+              output_names=[operator.outputs[0]]).add_to(scope, container)
 
 
 def affine_steps(scaler: Any) -> list[tuple[str, list[float]]] | None:
@@ -160,6 +187,9 @@ def register() -> None:
                                 options={"zipmap": [True, False, "columns"], "nocl": [True, False]})
     for alias in SELECTORS:
         register_converter(alias, convert_selector, overwrite=True)
+    if not _IMPUTER:
+        _IMPUTER.append(get_converter("SklearnSimpleImputer"))
+        register_converter("SklearnSimpleImputer", convert_imputer, overwrite=True)
     for alias in SCALERS:
         current = get_converter(alias)
         if alias in _ANNOTATED:

@@ -61,7 +61,7 @@ from ..serving import Model
 from ..space import Config, SearchSpace
 from . import loader
 from .backends import BackendError, Session, get_backend
-from .export import ExportError, columns, export, feeds, for_precision, is_standard
+from .export import ExportError, columns, export, feeds, for_precision, is_standard, restore, target_scaling
 from .pipeline import Final, MLEvaluator
 from .race import Contender, contenders, race_settings
 from .race import race as run_race
@@ -357,6 +357,8 @@ class DeploymentEvaluator:
         allowed, so <= 1 is within tolerance.
         """
         outputs = self._run_batched(session, model, X)
+        if self.data.task != CLASSIFICATION:
+            outputs[0] = restore(model, outputs[0])  # a graph of the standardised target: the target itself
         tol = TOLERANCES["fp32" if precision == "fp32" else "reduced"]
         with warnings.catch_warnings(), threadpool_limits(1):
             warnings.simplefilter("ignore")
@@ -420,7 +422,7 @@ def serving_spec(data: Any, compiled: onnx.ModelProto, exported: onnx.ModelProto
     if data.task == CLASSIFICATION:
         classes = [v.item() if isinstance(v, np.generic) else v for v in np.unique(data.y)]
     return {"rows": data.schema, "graph_inputs": loader.inputs(compiled, columns(exported), list(data.X.columns)),
-            "task": data.task, "classes": classes}
+            "task": data.task, "classes": classes, "target": target_scaling(exported)}
 
 
 def write_deployment(target: str | Path, deployed: Deployed, config: Config, search_metrics: dict[str, float],

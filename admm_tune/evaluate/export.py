@@ -90,6 +90,7 @@ def export(pipeline: Any, X_sample: pd.DataFrame | np.ndarray) -> onnx.ModelProt
 
     register()
     columns = [str(c) for c in X_sample.columns] if isinstance(X_sample, pd.DataFrame) else None
+    pipeline, target = _without_target_scaling(pipeline)
     X_sample = _numeric_as_float32(X_sample)
     options = _options(pipeline)
     errors = []
@@ -107,8 +108,49 @@ def export(pipeline: Any, X_sample: pd.DataFrame | np.ndarray) -> onnx.ModelProt
         model = lower(model) if black_op else model
         if columns is not None:
             set_columns(model, columns)
+        if target is not None:
+            model.metadata_props.add(key=TARGET_KEY, value=json.dumps(target))
         return model
     raise ExportError(errors[-1], "graph" if missing else None)
+
+
+TARGET_KEY = "admm_tune.target"
+"""Metadata entry of a regressor's graph that predicts the standardised target: ``{"mean": m, "scale": s}``, the
+float64 affine map :func:`restore` applies to its output (float32 cannot hold 1e7 ± 3 to a unit)."""
+
+
+def _without_target_scaling(pipeline: Any) -> tuple[Any, dict[str, float] | None]:
+    """``pipeline`` with a final ``TransformedTargetRegressor`` (a ``StandardScaler`` on the target) replaced by its
+    fitted regressor, and the target's mean and scale; unchanged and None otherwise."""
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    final = pipeline.steps[-1][1] if isinstance(pipeline, Pipeline) else pipeline
+    if not (isinstance(final, TransformedTargetRegressor) and isinstance(getattr(final, "transformer_", None),
+                                                                            StandardScaler)):
+        return pipeline, None
+    scaler = final.transformer_
+    target = {"mean": float(scaler.mean_[0]) if scaler.with_mean else 0.0,
+              "scale": float(scaler.scale_[0]) if scaler.with_std else 1.0}
+    if not isinstance(pipeline, Pipeline):
+        return final.regressor_, target
+    return Pipeline(pipeline.steps[:-1] + [(pipeline.steps[-1][0], final.regressor_)]), target
+
+
+def target_scaling(model: onnx.ModelProto) -> dict[str, float] | None:
+    """``{"mean", "scale"}`` of a graph that predicts the standardised target (None: it predicts the target)."""
+    value = next((p.value for p in model.metadata_props if p.key == TARGET_KEY), None)
+    return None if value is None else json.loads(value)
+
+
+def restore(model: onnx.ModelProto, values: np.ndarray) -> np.ndarray:
+    """A regressor graph's output as the target: ``value * scale + mean`` in float64 where the graph predicts the
+    standardised target (:data:`TARGET_KEY`), else the values as they are."""
+    target = target_scaling(model)
+    if target is None:
+        return np.asarray(values)
+    return np.asarray(values, dtype=np.float64) * target["scale"] + target["mean"]
 
 
 COLUMNS_KEY = "admm_tune.columns"
@@ -327,7 +369,8 @@ def quantize_int8(model: onnx.ModelProto) -> onnx.ModelProto:
         finally:
             logging.disable(logging.NOTSET)
         quantized = onnx.load_model(dst)
-    spec = columns(model)
-    if spec is not None and columns(quantized) is None:  # the quantiser may keep the metadata or drop it
-        quantized.metadata_props.add(key=COLUMNS_KEY, value=json.dumps(spec))
+    kept = {p.key for p in quantized.metadata_props}
+    for prop in model.metadata_props:  # the quantiser may keep the metadata or drop it
+        if prop.key.startswith("admm_tune.") and prop.key not in kept:
+            quantized.metadata_props.add(key=prop.key, value=prop.value)
     return quantized

@@ -20,14 +20,14 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.compose import ColumnTransformer
+from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ..data import CLASSIFICATION, Dataset
+from ..data import CLASSIFICATION, REGRESSION, Dataset
 from ..errors import ProblemError
 from ..observation import COMPLETE, Observation
 from ..problem import Objective
@@ -38,11 +38,12 @@ from ..space import Config, Float, SearchSpace, param_key
 def front(data: Dataset) -> BaseEstimator:
     """The fixed front of every pipeline: it imputes missing numbers and one-hot encodes categories.
 
-    All-numeric data get a median imputer (one float input in ONNX), also
-    when the training rows have no missing value, so that a row served with
-    one is imputed, never NaN probabilities (``docs/serving.md``).  Data with categorical columns get a column transformer:
-    one-hot for those, median imputer for the others (one ONNX input per
-    column).  Missing categories are already the category ``<missing>``
+    All-numeric data get a median imputer (one float input in ONNX, in
+    standard operators: :mod:`.converters`), also when the training rows have
+    no missing value, so that a row served with one is imputed, never NaN
+    probabilities (``docs/serving.md``).  Data with categorical columns get a
+    column transformer: one-hot for those, median imputer for the others (one
+    ONNX input per column).  Missing categories are already the category ``<missing>``
     (:func:`~admm_tune.data.as_categories`), so no categorical imputer is
     needed, which skl2onnx could not export for strings.  A column without
     any value is kept (imputed as 0: ``keep_empty_features``), so that the
@@ -81,6 +82,13 @@ def build_pipeline(config: Mapping[str, Any], space: SearchSpace, data: Dataset,
         mapped to probabilities by a sigmoid fitted on
         :data:`CALIBRATION_FOLDS`-fold out-of-fold scores.  skl2onnx converts
         it, so the calibrated probabilities are deployed too.
+
+    A regressor is fitted on the standardised target
+    (``TransformedTargetRegressor`` with a ``StandardScaler``): estimators
+    sensitive to the target's scale (MLP, SVR, SGD) then fit a target at
+    1e7 ± 3 as one at 0 ± 1, and the exported graph predicts the
+    standardised value, which float32 holds at any scale; the mean and scale
+    are restored in float64 outside it (:func:`~.export.restore`).
     """
     steps: list[tuple[str, BaseEstimator]] = [("front", front(data))]
     for module_name, _, algo in space.active(config):
@@ -99,6 +107,8 @@ def build_pipeline(config: Mapping[str, Any], space: SearchSpace, data: Dataset,
         if probabilities and data.task == CLASSIFICATION and module_name == space.module_names[-1] \
                 and not hasattr(step, "predict_proba"):
             step = CalibratedClassifierCV(step, method="sigmoid", cv=CALIBRATION_FOLDS, ensemble=False)
+        if data.task == REGRESSION and module_name == space.module_names[-1]:
+            step = TransformedTargetRegressor(regressor=step, transformer=StandardScaler())
         steps.append((module_name, step))
     if not steps or space.module_names[-1] not in dict(steps):
         raise ProblemError("search_space", "the last module must choose an estimator (it has no class)")

@@ -2,8 +2,9 @@
 
 :func:`measure_call` times one inference call, the way a service makes it
 (:meth:`admm_tune.serving.Model.predict` on raw records) or the graph call
-alone (:func:`measure`), on a fixed batch: warm-up runs first, then timed runs until ``max_runs`` or ``seconds`` (whichever
-comes first, but at least ``min_runs``).  It reports p50/p95/p99 latency of
+alone (:func:`measure`), on a fixed batch: warm-up runs first, then timed
+runs until ``max_runs`` or ``seconds`` (whichever comes first, but at least
+``min_runs``).  It reports p50/p95/p99 latency of
 one call, the mean, and throughput in rows per second.  Session creation
 (compile) time is measured by the caller and reported apart.
 

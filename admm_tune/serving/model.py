@@ -79,8 +79,14 @@ class Model:
         return [np.asarray(o) for o in self.run(self.feeds(rows))]
 
     def predict(self, rows: Any) -> np.ndarray:
-        """Labels (classification) or values (regression) of raw ``rows``, shape ``(n_rows,)``."""
-        return self.outputs(rows)[0].reshape(-1)
+        """Labels (classification) or values (regression) of raw ``rows``, shape ``(n_rows,)``.
+
+        A regressor's graph predicts the standardised target when ``deployment.json`` has ``target``: its mean
+        and scale are restored here, in float64 (float32 cannot hold a target at 1e7 ± 3 to a unit).
+        """
+        values = self.outputs(rows)[0].reshape(-1)
+        target = self.spec.get("target")
+        return values if not target else values.astype(np.float64) * target["scale"] + target["mean"]
 
     def predict_proba(self, rows: Any) -> np.ndarray:
         """Class probabilities of raw ``rows``, shape ``(n_rows, n_classes)``, columns in ``classes_`` order.

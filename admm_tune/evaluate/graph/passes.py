@@ -120,19 +120,56 @@ def fold_scalers_into_trees(model: onnx.ModelProto) -> onnx.ModelProto:
         for name in node.input:
             readers.setdefault(name, []).append(node)
     outputs = {o.name for o in out.graph.output}
+    producers = {o: node for node in out.graph.node for o in node.output}
+    constants = _constants(out)
     changed = False
     for name, record in records.items():
         users = readers.get(name, [])
         steps = record["steps"]
-        if not users or name in outputs or not all(_foldable(n) for n in users):
+        source = _scaler_input(producers, constants, name, len(steps))
+        if source is None or not users or name in outputs or not all(_foldable(n) for n in users):
             continue
         if any(op in INCREASING and min(values) <= 0 for op, values in steps):
             continue
         for node in users:
             _fold(node, steps)
-            node.input[0] = record["input"]
+            node.input[0] = source
         changed = True
     return drop_dead_nodes(out) if changed else model
+
+
+AFFINE_OPS = {"Sub", "Div", "Mul", "Add"}
+
+
+def _scaler_input(producers: dict[str, onnx.NodeProto], constants: dict[str, np.ndarray], output: str, steps: int
+                  ) -> str | None:
+    """The value a recorded scaler reads, found in the graph from its ``output`` (None when the nodes there are not
+    the scaler's): its ai.onnx.ml ``Scaler`` node's input, or the input of the first of its ``steps`` standard
+    arithmetic nodes.  (The name skl2onnx gave the input while converting may be renamed when it finishes the
+    graph, so the record's own ``input`` is not used.)"""
+    node = producers.get(output)
+    if node is not None and node.domain == ML_DOMAIN and node.op_type == "Scaler":
+        return node.input[0]
+    for _ in range(steps - 1):
+        if node is None or node.op_type not in AFFINE_OPS:
+            return None
+        node = producers.get(node.input[0])
+    if node is None or node.op_type not in AFFINE_OPS:
+        return None
+    while True:  # the converters' own neutral steps: MinMaxScaler's Cast to float, MaxAbsScaler's Sub of zeros
+        before = producers.get(node.input[0])
+        if before is None or not (_neutral(before, constants) or (
+                before.op_type == "Cast" and attributes(before).get("to") == onnx.TensorProto.FLOAT)):
+            return node.input[0]
+        node = before
+
+
+def _neutral(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> bool:
+    """Whether ``node`` adds or subtracts zeros, or multiplies or divides by ones: the identity."""
+    value = constants.get(node.input[1]) if len(node.input) > 1 else None
+    if node.op_type not in AFFINE_OPS or value is None:
+        return False
+    return bool(np.all(value == (0 if node.op_type in ("Add", "Sub") else 1)))
 
 
 def _foldable(node: onnx.NodeProto) -> bool:
@@ -286,7 +323,14 @@ def _last_dims(model: onnx.ModelProto) -> dict[str, int]:
         dims = value.type.tensor_type.shape.dim
         if len(dims) == 2 and dims[1].HasField("dim_value"):
             out[value.name] = dims[1].dim_value
+    for node in graph.node:  # ONNX infers no shape for ai.onnx.ml operators (nor after them); these keep their input's
+        if node.op_type in SHAPE_KEEPING.get(node.domain, set()) and node.input[0] in out:
+            out.setdefault(node.output[0], out[node.input[0]])
     return out
+
+
+SHAPE_KEEPING = {ML_DOMAIN: {"Imputer", "Scaler", "Binarizer", "Normalizer"}, "": {"Cast", "Identity"}}
+"""Operators whose output has their input's shape, by domain (the front's imputer, a scaler's cast)."""
 
 
 def _compose(chain: list[tuple[str, str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
