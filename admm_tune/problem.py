@@ -200,7 +200,8 @@ def _from_dict(raw: dict[str, Any], base_dir: Path | None) -> Problem:
         deployment = load_deployment(raw["deployment"], "deployment", base_dir=base_dir,
                                      restrict=raw.get("restrict"))
         space, joint = with_deployment(space, deployment)
-        notes += deployment.notes + joint
+        space, narrow = _within_half_precision(space, data)
+        notes += deployment.notes + joint + narrow
     measurable = None if data is None else {**ML_METRICS, **(deploy_metrics(data.task) if deployment else {})}
     constraints = tuple(_constraint(c, f"constraints[{i}]", measurable)
                         for i, c in enumerate(constraint_list(raw.get("constraints"))))
@@ -324,6 +325,28 @@ def _check_float32(data: Dataset) -> None:
                 raise ProblemError("data", f"column {column!r} has values beyond float32's range (up to "
                                            f"{np.nanmax(values):.3g} > {limit:.3g}), which the float32 ONNX graph "
                                            "cannot represent; rescale it (e.g. divide by a constant or take a log)")
+
+
+FP16_MAX = 65504.0
+"""The largest finite float16: an input beyond it is infinite in an fp16 graph."""
+
+
+def _within_half_precision(space: SearchSpace, data: Dataset) -> tuple[SearchSpace, tuple[str, ...]]:
+    """The joint space without ``fp16`` when a numeric input exceeds float16's range (known before any fit)."""
+    if "fp16" not in space.module("precision").names:
+        return space, ()
+    import numpy as np
+
+    numeric = [c for c in data.X.columns if c not in data.categorical]
+    largest = float(np.nanmax(np.abs(data.X[numeric].to_numpy(dtype="float64", na_value=np.nan)), initial=0.0))
+    if largest <= FP16_MAX:
+        return space, ()
+    keep = [p for p in space.module("precision").names if p != "fp16"]
+    if not keep:
+        raise ProblemError("restrict.precision", f"keeps only fp16, but input values reach {largest:.3g}, beyond "
+                                                 f"float16's range ({FP16_MAX:g})")
+    return space.restricted({"precision": keep}), (
+        f"precision fp16 left out: input values reach {largest:.3g}, beyond float16's range ({FP16_MAX:g})",)
 
 
 def _check_classes(space: SearchSpace) -> None:

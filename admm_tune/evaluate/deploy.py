@@ -56,7 +56,7 @@ from threadpoolctl import threadpool_limits
 from ..data import CLASSIFICATION
 from ..deployment import BACKEND, DEPLOY_METRICS, MODULES, PRECISION, Deployment
 from ..observation import COMPLETE, Observation
-from ..problem import Constraint
+from ..problem import FP16_MAX, Constraint
 from ..serving import Model
 from ..space import Config, SearchSpace
 from . import loader
@@ -160,6 +160,8 @@ class DeploymentEvaluator:
         else:
             holdout = self.ml.holdouts[ml_key]
             try:
+                if config[PRECISION] == "fp16":
+                    self._check_half_range(holdout.pipeline, self.data.X.iloc[holdout.rows])
                 model = self.graph(ml_key, config[PRECISION])
                 rows = self.data.X.iloc[holdout.rows]
                 done = self.deploy(model, config, holdout.pipeline, rows, self.data.y[holdout.rows])
@@ -176,6 +178,18 @@ class DeploymentEvaluator:
                                          "onnx_ops": "standard" if is_standard(model) else "ml"})
         self.cache[key] = obs
         return obs
+
+    @staticmethod
+    def _check_half_range(pipeline: Any, X: Any) -> None:
+        """Raise :class:`ExportError` when a value entering the final estimator of ``pipeline`` on rows ``X``
+        exceeds float16's range: an fp16 graph would compute infinities (decided before compiling or timing)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            values = np.asarray(pipeline[:-1].transform(X), dtype=np.float64)
+        largest = float(np.nanmax(np.abs(values), initial=0.0))
+        if largest > FP16_MAX:
+            raise ExportError(f"fp16: values entering the estimator reach {largest:.3g}, beyond float16's range "
+                              f"({FP16_MAX:g})")
 
     def _structural(self, exc: Exception) -> dict[str, str]:
         """``{"structural": "scaler,...,precision"}``: the modules whose choices made ``exc`` certain, if any."""
