@@ -277,3 +277,27 @@ def test_openvino_reduced_precisions_run_lowered_trees_and_verification_decides(
         if precision == "bf16":  # the CPU plugin runs matrix products in bf16, comparisons and gathers in f32
             exact = get_backend("openvino").compile(model, {"tree_lowering": "traversal"}, precision)
             agree("classification", pipeline, data.X, exact.run(feeds(model, data.X)), 1.0, "bf16/traversal")
+
+
+def test_a_strategy_that_cannot_hold_the_fitted_forest_falls_back_inside_the_same_compile():
+    """100 trees of unbounded depth on 1,000 rows: perfect trees would need 100 x 2^depth slots and gemm a path
+    matrix beyond their limits; both compile (as traversal, which the graph records) and agree."""
+    from sklearn.ensemble import ExtraTreesClassifier
+
+    from admm_tune.evaluate.graph import trees
+    from admm_tune.evaluate.graph.lower import APPLIED_KEY, FALLBACK
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(1000, 20)), columns=[f"c{i}" for i in range(20)])
+    y = (X["c0"] + rng.normal(size=1000) > 0).astype(int) + (X["c1"] > 0.5)
+    with threadpool_limits(1):
+        forest = ExtraTreesClassifier(100, random_state=0).fit(X, y)
+    depth = max(e.tree_.max_depth for e in forest.estimators_)
+    assert 100 << depth > trees.PERFECT_LIMIT  # perfect cannot hold it
+    model = export(forest, X.iloc[:5])
+    for backend, strategy in (("openvino", "perfect"), ("openvino", "gemm"), ("onnxruntime", "perfect")):
+        graph = get_backend(backend).prepare(model, {"tree_lowering": strategy})
+        applied = next((p.value for p in graph.metadata_props if p.key == APPLIED_KEY), strategy)
+        assert strategy == "gemm" or applied.startswith(FALLBACK), applied
+        out = get_backend(backend).compile(model, {"tree_lowering": strategy}).run(feeds(model, X.iloc[:300]))
+        agree("classification", forest, X.iloc[:300], out, 1.0, f"{backend}/{strategy}")

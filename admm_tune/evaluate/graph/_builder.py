@@ -22,6 +22,10 @@ class LoweringError(ValueError):
     """An operator (or an attribute combination of it) has no standard-operator form here."""
 
 
+class CapacityError(LoweringError):
+    """A tree strategy cannot hold this model (its matrices or slots exceed their limit); another strategy can."""
+
+
 def attributes(node: onnx.NodeProto) -> dict[str, Any]:
     """The node's attributes as Python values (strings decoded, tensors as arrays)."""
     out: dict[str, Any] = {}

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper, shape_inference
 
-from ._builder import FLOAT, INT64, ML_DOMAIN, STRING, Builder, LoweringError, attributes
+from ._builder import FLOAT, INT64, ML_DOMAIN, STRING, Builder, CapacityError, LoweringError, attributes
 from .ml_ops import RULES
 from .passes import fold_scalers_into_trees, merge_linear_chains
 from .trees import STRATEGIES, tree_classifier, tree_regressor
@@ -126,10 +126,19 @@ def _retype_outputs(model: onnx.ModelProto, names: dict[str, int]) -> None:
 _PREPARED: OrderedDict[tuple[bytes, str, bool], onnx.ModelProto | None] = OrderedDict()
 
 
+FALLBACK = "traversal"
+"""The tree strategy that holds any forest (its size grows with the nodes, not with 2^depth or paths x leaves)."""
+APPLIED_KEY = "admm_tune.tree_lowering"
+"""Metadata entry of a graph lowered with :data:`FALLBACK` because the requested strategy could not hold it."""
+
+
 def prepared(model: onnx.ModelProto, tree_lowering: str, string_codes: bool = False) -> onnx.ModelProto:
     """The graph a backend compiles: ``model`` through the lossless passes (scalers folded into the
     trees they feed, chains of affine steps merged: :mod:`.passes`, every backend), then lowered by
-    :func:`lower` unless ``tree_lowering="native"`` (ONNX Runtime's ai.onnx.ml kernels).
+    :func:`lower` unless ``tree_lowering="native"`` (ONNX Runtime's ai.onnx.ml kernels).  A strategy that
+    cannot hold the fitted forest (:class:`CapacityError`: gemm's path matrices, perfect's 2^depth slots) is
+    replaced by :data:`FALLBACK` in the same call, and the graph says so (:data:`APPLIED_KEY`): no candidate
+    fails for a strategy that could not apply.
 
     A graph no pass or lowering applies to comes back as it was.  The last
     few prepared graphs are cached by content, so deployments of one
@@ -140,7 +149,11 @@ def prepared(model: onnx.ModelProto, tree_lowering: str, string_codes: bool = Fa
     if key not in _PREPARED:
         graph = merge_linear_chains(fold_scalers_into_trees(model))
         if tree_lowering != NATIVE and (ml_operators(graph) or has_strings):
-            graph = lower(graph, tree_lowering, string_codes)
+            try:
+                graph = lower(graph, tree_lowering, string_codes)
+            except CapacityError as exc:  # the fitted forest rules the strategy out: the one that holds any forest
+                graph = lower(graph, FALLBACK, string_codes)
+                graph.metadata_props.add(key=APPLIED_KEY, value=f"{FALLBACK} ({exc})")
         _PREPARED[key] = None if graph is model else graph  # never the caller's object: it may change later
         while len(_PREPARED) > 8:
             _PREPARED.popitem(last=False)

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ._builder import FLOAT, INT64, Builder, LoweringError
+from ._builder import FLOAT, INT64, Builder, CapacityError, LoweringError
 
 STRATEGIES = ("gemm", "traversal", "perfect")
 """Standard-operator forms of a tree ensemble (``native`` keeps the ai.onnx.ml operator)."""
@@ -192,7 +192,7 @@ def gemm(b: Builder, x: str, f: Forest) -> tuple[str, int]:
     n_l = max(len(v) for v in leaves)
     T, K = f.n_trees, f.values.shape[1]
     if T * n_i * n_l > GEMM_LIMIT:
-        raise LoweringError(f"gemm trees: a {T} x {n_i} x {n_l} path matrix exceeds {GEMM_LIMIT} entries")
+        raise CapacityError(f"gemm trees: a {T} x {n_i} x {n_l} path matrix exceeds {GEMM_LIMIT} entries")
     feat = np.zeros((T, n_i), np.int64)
     thr = np.zeros((T, n_i), f.threshold.dtype)
     nan = np.zeros((T, n_i), bool)
@@ -246,7 +246,7 @@ def perfect(b: Builder, x: str, f: Forest) -> tuple[str, int]:
     """
     T = f.n_trees
     if T << f.depth > PERFECT_LIMIT:
-        raise LoweringError(f"perfect trees: {T} trees x 2^{f.depth} slots exceed {PERFECT_LIMIT}")
+        raise CapacityError(f"perfect trees: {T} trees x 2^{f.depth} slots exceed {PERFECT_LIMIT}")
     slots = f.roots.reshape(T, 1)
     k = _per_row(b, x, np.zeros(T, dtype=np.int64))
     two, one = b.const(np.int64(2)), b.const(np.int64(1))
