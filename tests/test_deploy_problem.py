@@ -439,3 +439,46 @@ def test_the_wide_training_script_reproduces_the_committed_model(tmp_path):
     for name in ("digits_wide_cnn.onnx", "digits_wide_cnn_eval.npz", "digits_wide_cnn.json"):
         assert (tmp_path / name).read_bytes() == (MODELS / name).read_bytes(), name
 
+
+
+def regression_model(width: int = 32, hidden: int = 64) -> tuple[onnx.ModelProto, np.ndarray, np.ndarray]:
+    """A one-output regression network (MatMul, Relu, MatMul: [N, 1]) and 400 rows with float labels."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = (rng.normal(size=(width, hidden)) / np.sqrt(width)).astype(np.float32)
+    w2 = (rng.normal(size=(hidden, 1)) / np.sqrt(hidden)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("MatMul", ["r", "w2"], ["y"])], "regression",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.normal(size=(400, width)).astype(np.float32)
+    y = (np.maximum(x @ w1, 0) @ w2).ravel().astype(np.float64) + 0.05 * rng.normal(size=400)
+    return model, x, y
+
+
+def test_a_regression_output_is_measured_by_r2_and_its_labels_type_is_checked():
+    model, x, y = regression_model()
+    deployment = {"space": "cpu", "timing": FAST_TIMING}
+    labelled = deploy_problem(model, {"inputs": {"x": x}, "labels": y}, calibration=100, deployment=deployment,
+                              restrict={"backend": ["onnxruntime"]})
+    evaluator = labelled.objective
+    assert evaluator.metric_name == "r2" and 0.9 < evaluator.reference < 1.0  # not top-1 of one column (always 1)
+    assert any("(r2)" in note for note in labelled.notes)
+    fp32 = evaluator(labelled.space.complete({"backend": "onnxruntime", "precision": "fp32"}))
+    assert fp32.ok and fp32.metrics["accuracy_drop"] == pytest.approx(0.0, abs=1e-6)
+    unlabelled = deploy_problem(model, {"inputs": {"x": x}}, calibration=100, deployment=deployment,
+                                restrict={"backend": ["onnxruntime"]})
+    assert unlabelled.objective.metric_name == "fidelity_r2" and unlabelled.objective.reference == 1.0
+    with pytest.raises(ModelError, match=r"data.labels: integer class labels, but the model's output 'y'"):
+        deploy_problem(model, {"inputs": {"x": x}, "labels": (y > 0).astype(np.int64)}, deployment=deployment)
+
+
+def test_float_labels_on_class_scores_are_refused_naming_the_field(eval_arrays):
+    x, labels = eval_arrays
+    with pytest.raises(ModelError, match=r"data.labels: float labels, but the model's output .* class scores"):
+        deploy_problem(str(MODELS / "digits_cnn.onnx"), {"inputs": x[:200], "labels": labels[:200] + 0.5},
+                       deployment={"space": "cpu", "timing": FAST_TIMING})

@@ -525,8 +525,62 @@ def reference_outputs(model: onnx.ModelProto, inputs: Mapping[str, np.ndarray], 
 
 
 def top1_agreement(outputs: np.ndarray, truth: np.ndarray) -> float:
-    """The built-in metric: the share of rows whose top-1 equals the truth's (labels, or the fp32 outputs' top-1)."""
+    """The built-in metric of class scores: the share of rows whose top-1 equals the truth's (labels, or the fp32
+    outputs' top-1)."""
     return float(np.mean(top1(outputs) == top1(truth)))
+
+
+def r2(outputs: np.ndarray, truth: np.ndarray) -> float:
+    """The built-in metric of values (regression): R² of the outputs against the truth (labels, or the fp32
+    outputs: then 1 means the deployment reproduces fp32 exactly), averaged over output columns."""
+    y = np.asarray(truth, dtype=np.float64).reshape(len(truth), -1)
+    pred = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
+    residual = ((y - pred) ** 2).sum(axis=0)
+    total = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+    return float(np.mean(1.0 - residual / np.where(total > 0, total, 1.0)))
+
+
+SCORES, VALUES, LABELS = "class scores", "values", "labels"
+"""What a model's first output holds, as :func:`output_kind` reads its declared shape and type."""
+
+
+def output_kind(model: onnx.ModelProto) -> str:
+    """:data:`LABELS` (an integer output), :data:`VALUES` (one float per row: ``[N]`` or ``[N, 1]``) or
+    :data:`SCORES` (several floats per row, or a last dimension the model leaves open)."""
+    output = model.graph.output[0].type.tensor_type
+    if output.elem_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
+        return LABELS
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in output.shape.dim]
+    return VALUES if len(dims) == 1 or dims[-1:] == [1] else SCORES
+
+
+def default_metric(model: onnx.ModelProto, labels: np.ndarray | None, path: str = "data.labels"
+                   ) -> tuple[Scorer, str]:
+    """The preserved metric a deploy problem measures when it names none, from the model's output and the labels.
+
+    Class scores or labels: top-1 accuracy against integer labels, or top-1 agreement with fp32.  Values: R²
+    against float labels, or R² against fp32's outputs (``fidelity_r2``).
+
+    Raises
+    ------
+    ModelError
+        When the labels do not fit the output: float labels on class scores, or class labels on one value per
+        row (a single-logit classifier needs a ``metric``), naming the field.
+    """
+    kind = output_kind(model)
+    name = model.graph.output[0].name
+    if labels is not None:
+        whole = np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.bool_)
+        if kind != VALUES and not whole and not np.all(np.mod(labels, 1) == 0):
+            raise ModelError(path, f"float labels, but the model's output {name!r} holds {kind}: give integer class "
+                                   "labels, or a `metric` for this output")
+        if kind == VALUES and whole:
+            raise ModelError(path, f"integer class labels, but the model's output {name!r} holds one value per row "
+                                   "(regression): give float labels (labels.astype(float)) for a regression, or a "
+                                   "`metric` that reads a single-logit classifier's output")
+    if kind == VALUES:
+        return r2, "r2" if labels is not None else "fidelity_r2"
+    return top1_agreement, "top1_accuracy" if labels is not None else "agreement"
 
 
 def load_scorer(source: str | Callable[..., Any], base_dir: Path | None = None, path: str = "metric") -> Scorer:
@@ -624,15 +678,15 @@ class OnnxModelEvaluator:
         Rows per call, for accuracy and latency.
     timing : TimingSettings
     scorer : callable, optional
-        The preserved metric (:data:`Scorer`); by default top-1 accuracy
-        against the labels, else agreement with the fp32 model's top-1.
+        The preserved metric (:data:`Scorer`); by default
+        :func:`default_metric` (top-1 for class scores, R² for values).
     max_drop : float, optional
         The problem's ``accuracy_drop`` bound: what ``int8_nncf_accuracy_control`` is asked to keep.
 
     Attributes
     ----------
     metric_name : str
-        ``top1_accuracy``, ``agreement``, or the scorer's name.
+        ``top1_accuracy``, ``agreement``, ``r2``, ``fidelity_r2``, or the scorer's name.
     reference : float
         The fp32 model's metric on the held-out rows.
     """
@@ -651,9 +705,10 @@ class OnnxModelEvaluator:
         reference = reference_outputs(self.model, held, self.fixed_batch)
         labels = self.data.labels
         self.truth = reference if labels is None else labels[self.data.split.held_out]
-        self.score = self.scorer or top1_agreement
-        self.metric_name = (getattr(self.scorer, "__name__", "scorer") if self.scorer is not None else
-                            "agreement" if labels is None else "top1_accuracy")
+        if self.scorer is None:
+            self.score, self.metric_name = default_metric(self.model, labels)
+        else:
+            self.score, self.metric_name = self.scorer, getattr(self.scorer, "__name__", "scorer")
         self.reference = float(self.score(reference, self.truth))
         self.graphs: dict[tuple[Any, ...], _Graph] = {}
 
@@ -664,7 +719,7 @@ class OnnxModelEvaluator:
         rows = self.data.split.calibration
         truth = reference_outputs(self.model, self.data.rows(rows), self.fixed_batch) if self.data.labels is None \
             else self.data.labels[rows]
-        return AccuracyControl(truth, self.score, self.scorer is None, self.max_drop)
+        return AccuracyControl(truth, self.score, self.score is top1_agreement, self.max_drop)
 
     def graph(self, precision: str, method: str, per_channel: bool, preset: str = "performance") -> _Graph:
         """The graph at a precision (cached): compressed once per precision and its parameters."""
