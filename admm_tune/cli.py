@@ -18,7 +18,7 @@ from .errors import Interrupted, ProblemError, RunError
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``admm-tune``."""
-    parser = argparse.ArgumentParser(prog="admm-tune", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="admm-tune", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("--version", action="version", version=f"admm-tune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="search a problem file and print the chosen pipeline")

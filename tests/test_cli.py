@@ -68,6 +68,16 @@ def test_every_command_has_help(command, capsys):
     assert capsys.readouterr().out.startswith(f"usage: admm-tune {command}")
 
 
+def test_help_is_plain_text_and_the_python_backends_table_prints_every_reason_whole(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "``" not in capsys.readouterr().out
+    table = admm_tune.backends()
+    printed = repr(table)
+    assert all(str(reason) in printed for reason in table["reason"])  # pandas would cut them at 50 characters
+    assert isinstance(table, pd.DataFrame) and isinstance(table[table["available"]], pd.DataFrame)
+
+
 def tiny_problem(path: Path, name: str, data: str) -> Path:
     path.write_text(yaml.safe_dump({"name": name, "data": data, "objective": {"cv": 3},
                                     "restrict": {"estimator": ["logistic_regression", "knn"], "transformer": ["none"]},

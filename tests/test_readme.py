@@ -57,8 +57,8 @@ def test_the_readme_has_python_and_command_line_snippets():
 
 @pytest.mark.slow
 def test_every_python_snippet_runs(scratch):
-    namespace: dict = {"__name__": "__main__"}
     for i, code in enumerate(snippets("python")):
+        namespace: dict = {"__name__": "__main__"}  # each snippet runs as written: alone, with its own imports
         try:
             exec(compile(tiny(code), f"README.md python snippet {i}", "exec"), namespace)
         except Exception as exc:  # say which snippet

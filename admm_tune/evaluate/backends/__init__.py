@@ -33,8 +33,20 @@ def get_backend(name: str) -> Backend:
         raise KeyError(f"unknown backend {name!r}; known: {sorted(BACKENDS)}") from None
 
 
+class BackendTable(pd.DataFrame):
+    """The table :func:`backends` returns: a DataFrame that prints its reasons whole (pandas cuts cells at 50
+    characters by default)."""
+
+    @property
+    def _constructor(self) -> type[BackendTable]:
+        return BackendTable
+
+    def __repr__(self) -> str:
+        return self.to_string(max_colwidth=None)
+
+
 def backends() -> pd.DataFrame:
-    """One row per backend: whether it runs here, why (not), devices and precisions."""
+    """One row per backend: whether it runs here, why (not), devices and precisions; printed whole."""
     rows = []
     for name, backend in BACKENDS.items():
         ok, reason = backend.available()
@@ -43,7 +55,7 @@ def backends() -> pd.DataFrame:
                      "devices": ",".join(caps.devices) if caps else "",
                      "precisions": ",".join(caps.precisions) if caps else "",
                      "standard_ops_only": bool(caps.standard_ops_only) if caps else None})
-    return pd.DataFrame(rows)
+    return BackendTable(rows)
 
 
 __all__ = ["BACKENDS", "PRECISIONS", "Backend", "BackendError", "Capabilities", "Knob", "Session", "backends",
