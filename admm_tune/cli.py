@@ -47,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                            help="comma-separated budgets, e.g. 30s,120s or 50,200 (default: each file's)")
     sweep_cmd.add_argument("--n-jobs", type=int, default=1, help="combinations run in parallel")
     sweep_cmd.add_argument("--out", required=True, help="sweep directory (results.csv, results.parquet, runs)")
+    sweep_cmd.add_argument("--storage", help="SQLAlchemy URL of one journal database for every run (e.g. "
+                                             "postgresql://...), instead of a journal.db per run directory")
     report = sub.add_parser("report", help="write the HTML report of a run directory")
     report.add_argument("run_dir")
     report.add_argument("--out", help="report file (default RUN_DIR/report.html)")
@@ -89,7 +91,8 @@ def _command(args: argparse.Namespace) -> int:
             from .sweep import parse_seeds, sweep
 
             budgets = args.budgets.split(",") if args.budgets else [None]
-            frame = sweep(args.problems, parse_seeds(args.seeds), budgets, args.out, n_jobs=args.n_jobs)
+            frame = sweep(args.problems, parse_seeds(args.seeds), budgets, args.out, n_jobs=args.n_jobs,
+                          storage=args.storage)
             print(frame.drop(columns=["file", "run_dir", "reason"], errors="ignore").to_string(index=False))
             return 0
         if args.command == "validate":

@@ -72,17 +72,20 @@ class Journal:
                 time.sleep(0.5 * (attempt + 1))
 
     @classmethod
-    def open(cls, storage: str) -> Journal:
-        """The journal of an earlier run in ``storage`` (which must hold exactly one), for reading."""
+    def open(cls, storage: str, study_name: str | None = None) -> Journal:
+        """The journal of the run ``study_name`` in ``storage`` (without a name, ``storage`` must hold exactly
+        one run: a run directory's ``journal.db``), for reading."""
         try:
             names = optuna.get_all_study_names(storage)
         except Exception as exc:  # SQLAlchemy raises many types for an unreadable database
             raise RunError(f"cannot read the journal {storage!r}: {exc}") from None
-        if len(names) != 1:
+        if study_name is not None and study_name not in names:
+            raise RunError(f"the journal {storage!r} holds no run named {study_name!r}")
+        if study_name is None and len(names) != 1:
             raise RunError(f"the journal {storage!r} holds {len(names)} runs ({names}); expected one")
         journal = cls.__new__(cls)
         journal.storage, journal.space = storage, None
-        journal.study = optuna.load_study(study_name=names[0], storage=storage)
+        journal.study = optuna.load_study(study_name=study_name or names[0], storage=storage)
         return journal
 
     @classmethod
@@ -93,7 +96,7 @@ class Journal:
         process that died are closed as failed with the reason
         ``interrupted`` (see :meth:`interrupted`).
         """
-        journal = cls.open(storage)
+        journal = cls.open(storage, study_name)
         if journal.study.study_name != study_name:
             raise RunError(f"the journal {storage!r} holds the run {journal.study.study_name!r}, "
                            f"not {study_name!r}")

@@ -19,6 +19,10 @@ from .problem import Problem, restore_problem
 from .space import Config, describe
 
 
+JOURNAL_POINTER = "journal.json"
+"""A run directory's record of a journal kept elsewhere: ``{"storage": URL, "study_name": name}``."""
+
+
 def open_run(run_dir: Path) -> tuple[Journal, Problem]:
     """The journal of the run in ``run_dir`` and its problem (see :func:`~admm_tune.problem.restore_problem`).
 
@@ -29,10 +33,14 @@ def open_run(run_dir: Path) -> tuple[Journal, Problem]:
         a problem given as Python objects (arrays, a callable) is not stored
         in its journal.
     """
-    db = run_dir / "journal.db"
-    if not db.is_file():
-        raise RunError(f"{run_dir} holds no journal.db: not a run directory")
-    journal = Journal.open(f"sqlite:///{db}")
+    db, pointer = run_dir / "journal.db", run_dir / JOURNAL_POINTER
+    if db.is_file():
+        journal = Journal.open(f"sqlite:///{db}")
+    elif pointer.is_file():  # a run whose journal lives in another storage (PostgreSQL...)
+        where = json.loads(pointer.read_text())
+        journal = Journal.open(where["storage"], where["study_name"])
+    else:
+        raise RunError(f"{run_dir} holds no journal.db (nor {JOURNAL_POINTER}): not a run directory")
     objects = _python_objects(journal.attrs.get("problem", {}))
     if objects:
         raise RunError(f"cannot rebuild the problem of {run_dir}: its {', '.join(objects)} were Python objects, which "

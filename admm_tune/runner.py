@@ -21,7 +21,7 @@ from .evaluate.deploy import DeploymentEvaluator, write_deployment
 from .evaluate.function import FunctionEvaluator
 from .evaluate.pipeline import Final, MLEvaluator
 from .evaluate.race import pairs
-from .journal import Journal
+from .journal import MEMORY, Journal
 from .observation import Observation
 from .optim import ADMM, Candidate
 from .optim.constraints import ConstraintTerms
@@ -30,14 +30,14 @@ from .portfolio import warm_start
 from .problem import Budget, Problem, load_problem, parse_budget
 from .progress import Progress
 from .rescore import MIN_EVALUATIONS, expected_seconds, rescore
-from .result import Result, open_run
+from .result import JOURNAL_POINTER, Result, open_run
 
 
 def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         budget: Budget | Mapping[str, Any] | int | str | None = None, seed: int | None = None,
         storage: str | None = None, n_jobs: int = 1, progress: bool = True,
         run_dir: str | Path | None = None, resume: bool = False, backend: str = "processes",
-        scheduler: Any = None, report: bool = False) -> Result:
+        scheduler: Any = None, report: bool = False, study_name: str | None = None) -> Result:
     """Search the problem's space by ADMM and return the best feasible pipeline.
 
     Parameters
@@ -80,6 +80,11 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         Also write ``report.html`` into the run directory (as the command
         line does); ``result.json`` is always written there.  Both are part
         of a ``seconds`` budget.
+    study_name : str, optional
+        The run's name in ``storage`` (default: the problem's name); runs
+        sharing a storage (a PostgreSQL database) need distinct names.  With
+        a ``storage`` and a ``run_dir``, the run directory records where its
+        journal is (``journal.json``), so ``resume`` and ``report`` find it.
 
     Returns
     -------
@@ -110,12 +115,16 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         storage = f"sqlite:///{run_path / 'journal.db'}"
     else:
         run_path = Path(run_dir) if run_dir is not None else None
+    study_name = study_name or problem.name
+    if run_path is not None and storage not in (MEMORY, f"sqlite:///{run_path / 'journal.db'}"):
+        run_path.mkdir(parents=True, exist_ok=True)
+        (run_path / JOURNAL_POINTER).write_text(json.dumps({"storage": storage, "study_name": study_name}))
     evaluator = _evaluator(problem)
     optimiser = ADMM(problem.space, problem.constraints, problem.optimizer, problem.budget, problem.seed,
                      initial=warm_start(problem))
     retry_of: dict[str, int] = {}
     if resume:
-        journal = Journal.reopen(storage, problem.name, problem.space)
+        journal = Journal.reopen(storage, study_name, problem.space)
         history = [(_candidate(attrs), obs) for attrs, obs in journal.history()]
         retry = []
         for attrs in journal.interrupted():
@@ -125,7 +134,7 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         if budget is not None:  # the budget given now is the run's from here on (a later resume keeps it)
             journal.set_attr("budget", _jsonable(problem.budget.__dict__))
     else:
-        journal = Journal(storage, problem.name, problem.space)
+        journal = Journal(storage, study_name, problem.space)
         journal.set_attr("problem", _jsonable(problem.source or {"name": problem.name}))
         journal.set_attr("seed", problem.seed)
         journal.set_attr("budget", _jsonable(problem.budget.__dict__))
@@ -432,8 +441,7 @@ def resume(run_dir: str | Path, *, budget: Budget | Mapping[str, Any] | int | st
     run_dir = Path(run_dir)
     journal, problem = open_run(run_dir)
     return fit(problem, budget=budget, storage=journal.storage, run_dir=run_dir, n_jobs=n_jobs, progress=progress,
-               report=report,
-               resume=True)
+               report=report, resume=True, study_name=journal.study.study_name)
 
 
 def _workers(n_jobs: int) -> int:

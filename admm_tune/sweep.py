@@ -58,7 +58,7 @@ def run_name(problem: str, seed: int, budget: str | None) -> str:
 
 
 def sweep(problems: Sequence[str | Path], seeds: Sequence[int], budgets: Sequence[str | None], out: str | Path,
-          n_jobs: int = 1, progress: bool = True) -> pd.DataFrame:
+          n_jobs: int = 1, progress: bool = True, storage: str | None = None) -> pd.DataFrame:
     """Run every missing combination and return the table of all complete ones.
 
     Parameters
@@ -70,6 +70,8 @@ def sweep(problems: Sequence[str | Path], seeds: Sequence[int], budgets: Sequenc
     n_jobs : combinations run in parallel (each run evaluates one candidate at a time;
         timings stay exclusive on the machine)
     progress : print a line per combination
+    storage : SQLAlchemy URL of one database for every combination's journal (PostgreSQL, shared by the
+        processes of ``n_jobs``), each run under its run directory's name; default: a ``journal.db`` per run
 
     Raises
     ------
@@ -95,20 +97,28 @@ def sweep(problems: Sequence[str | Path], seeds: Sequence[int], budgets: Sequenc
               flush=True)
     if n_jobs == 1:
         for file, seed, b in todo:
-            _one(file, names[file], seed, b, out, progress)
+            _one(file, names[file], seed, b, out, progress, storage)
             table(out)
     else:
-        Parallel(n_jobs=n_jobs)(delayed(_one)(file, names[file], seed, b, out, progress) for file, seed, b in todo)
+        Parallel(n_jobs=n_jobs)(delayed(_one)(file, names[file], seed, b, out, progress, storage)
+                                for file, seed, b in todo)
     return table(out)
 
 
-def _one(file: str, name: str, seed: int, budget: str | None, out: Path, progress: bool) -> None:
+def _one(file: str, name: str, seed: int, budget: str | None, out: Path, progress: bool,
+         storage: str | None = None) -> None:
     run_dir = out / run_name(name, seed, budget)
     if run_dir.exists():  # cut off half-way earlier: start it again
         shutil.rmtree(run_dir)
+        if storage is not None:  # and its journal in the shared storage
+            import optuna
+
+            if run_dir.name in optuna.get_all_study_names(storage):
+                optuna.delete_study(study_name=run_dir.name, storage=storage)
     start = time.perf_counter()
     try:
-        result = fit(file, budget=budget, seed=seed, run_dir=run_dir, progress=False, report=True)
+        result = fit(file, budget=budget, seed=seed, run_dir=run_dir, progress=False, report=True, storage=storage,
+                     study_name=run_dir.name)
     except RunError as exc:
         row = {"status": "failed", "reason": str(exc)}
     else:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from pool_checks import results_come_as_they_finish, sleepy
@@ -119,12 +120,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+IN_CI = os.environ.get("CI") == "true"
+"""CI starts the services (.ci/services.sh): there, a missing one fails its tests instead of skipping them."""
+
+
+def unavailable(why: str) -> None:
+    """Skip a test whose service cannot run here, except in CI, where that is a failure."""
+    if IN_CI:
+        pytest.fail(f"{why}; .ci/run starts it (.ci/services.sh)")
+    pytest.skip(why)
+
+
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory):
-    """A throw-away PostgreSQL server on loopback (Debian's package: apt-get install postgresql)."""
+    """PostgreSQL on loopback: the server .ci/services.sh started (ADMM_TUNE_TEST_POSTGRES), else a throw-away one
+    (Debian's package: apt-get install postgresql)."""
     pytest.importorskip("psycopg2", reason="psycopg2 is not installed (pip install psycopg2-binary)")
+    if os.environ.get("ADMM_TUNE_TEST_POSTGRES"):
+        yield os.environ["ADMM_TUNE_TEST_POSTGRES"]
+        return
     if not PG_BIN or shutil.which("runuser") is None or os.geteuid() != 0:
-        pytest.skip("PostgreSQL is not installed here (apt-get install postgresql), or not running as root")
+        unavailable("PostgreSQL is not installed here (apt-get install postgresql), or not running as root")
     bin_dir = PG_BIN[-1]
     data = tmp_path_factory.mktemp("pg")
     os.chmod(data, 0o777)
@@ -161,3 +177,95 @@ def test_two_processes_share_a_postgresql_journal(postgres, tmp_path):
 
     for name in ("first", "second"):
         assert len(optuna.load_study(study_name=name, storage=postgres).trials) == 6
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "admm_tune.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def small_problem(path: Path, name: str, evaluations: int = 3) -> Path:
+    path.write_text(yaml.safe_dump({"name": name, "data": "sklearn:iris", "objective": {"cv": 3},
+                                    "restrict": {"estimator": ["logistic_regression", "knn", "gaussian_nb"]},
+                                    "budget": {"evaluations": evaluations}, "seed": 0}))
+    return path
+
+
+def test_two_processes_racing_for_one_study_leave_it_whole(postgres, tmp_path):
+    """Two runs of one name write one PostgreSQL database at once: exactly one owns the study and completes, the
+    other stops with the reason, and the study holds the winner's trials only."""
+    import optuna
+
+    file = small_problem(tmp_path / "shared.yaml", f"race_{os.getpid()}", evaluations=4)
+    procs = [subprocess.Popen([sys.executable, "-m", "admm_tune.cli", "run", str(file), "--storage", postgres,
+                               "--no-progress", "--out", str(tmp_path / f"run{i}")], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outcomes = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
+    codes = sorted(code for code, _ in outcomes)
+    assert codes == [0, 1], outcomes
+    assert any("already holds a run named" in err for _, err in outcomes)
+    trials = optuna.load_study(study_name=f"race_{os.getpid()}", storage=postgres).trials
+    assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
+
+
+def test_resume_report_and_sweep_on_postgresql(postgres, tmp_path):
+    import optuna
+
+    name = f"resumed_{os.getpid()}"
+    file = small_problem(tmp_path / "p.yaml", name)
+    run_dir = tmp_path / "run"
+    assert cli("run", str(file), "--storage", postgres, "--out", str(run_dir), "--no-progress").returncode == 0
+    assert not (run_dir / "journal.db").exists() and (run_dir / "journal.json").is_file()
+    again = cli("resume", str(run_dir), "--budget", "5", "--no-progress")
+    assert again.returncode == 0, again.stderr[-2000:]
+    trials = optuna.load_study(study_name=name, storage=postgres).trials  # the first 3 kept, 2 more added
+    assert len(trials) == 5 and all(t.state.name == "COMPLETE" for t in trials)
+    report = cli("report", str(run_dir))
+    assert report.returncode == 0 and (run_dir / "report.html").is_file(), report.stderr[-2000:]
+    out = tmp_path / "sweep"
+    swept = cli("sweep", str(file), "--seeds", "0-1", "--out", str(out), "--storage", postgres)
+    assert swept.returncode == 0, swept.stderr[-2000:]
+    names = set(optuna.get_all_study_names(postgres))
+    assert {f"{name}-seed0-file", f"{name}-seed1-file"} <= names
+    assert len(pd.read_csv(out / "results.csv")) == 2
+
+
+@pytest.fixture(scope="module")
+def external_scheduler(tmp_path_factory):
+    """A Dask scheduler with two worker processes started by their own entry points: the one .ci/services.sh
+    started (ADMM_TUNE_TEST_DASK), else one started here."""
+    if os.environ.get("ADMM_TUNE_TEST_DASK"):
+        yield os.environ["ADMM_TUNE_TEST_DASK"]
+        return
+    dask_cli = Path(sys.executable).with_name("dask")
+    if not dask_cli.is_file():
+        unavailable("the dask command is not installed next to this Python")
+    address = f"tcp://127.0.0.1:{free_port()}"
+    logs = tmp_path_factory.mktemp("dask")
+    procs = [subprocess.Popen([str(dask_cli), "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+                               "--no-dashboard"], stdout=open(logs / "scheduler.log", "w"), stderr=subprocess.STDOUT)]
+    procs += [subprocess.Popen([str(dask_cli), "worker", address, "--nthreads", "1", "--nworkers", "1",
+                                "--no-dashboard"], stdout=open(logs / f"worker{i}.log", "w"),
+                               stderr=subprocess.STDOUT) for i in range(2)]
+    try:
+        with distributed.Client(address, timeout=60) as c:
+            c.wait_for_workers(2, timeout=120)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
+
+
+def test_a_run_on_an_external_dask_cluster(external_scheduler, tmp_path):
+    """The scheduler's address, as a user passes it: the candidates run in the cluster's worker processes."""
+    result = admm_tune.fit({"name": "external", "data": "sklearn:breast_cancer", "objective": {"cv": 3},
+                            "restrict": {"estimator": ["logistic_regression", "gaussian_nb"]},
+                            "budget": {"evaluations": 4}, "seed": 0},
+                           n_jobs=2, backend="dask", scheduler=external_scheduler, run_dir=tmp_path, progress=False)
+    assert len(result.trials) == 4 and (result.trials["state"] == "complete").all()
+    with distributed.Client(external_scheduler, timeout=60) as client:
+        workers = client.scheduler_info()["workers"]
+        pids = client.run(os.getpid)
+    assert len(workers) >= 2 and os.getpid() not in pids.values()
