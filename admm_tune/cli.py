@@ -64,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return INTERRUPTED
 
 
+OPTIONS = {"run_dir": "--out", "storage": "--storage", "--budgets": "--budgets", "--seeds": "--seeds",
+           "n_jobs": "--n-jobs", "backend": "--backend", "resume": "RUN_DIR"}
+"""A :class:`ProblemError`'s field that is a command-line option, and the option's name (exit 2 naming it)."""
+
 INTERRUPTED = 130
 """Exit code after Ctrl-C (128 + SIGINT), as shells report it."""
 
@@ -114,7 +118,9 @@ def _command(args: argparse.Namespace) -> int:
                          progress=not args.no_progress, storage=args.storage, backend=args.backend,
                          scheduler=args.scheduler, report=True)
     except ProblemError as exc:
-        print(f"admm-tune: invalid problem: {exc}", file=sys.stderr)
+        option = OPTIONS.get(exc.field.split(".")[0])
+        print(f"admm-tune: {option}: {exc.reason}" if option else f"admm-tune: invalid problem: {exc}",
+              file=sys.stderr)
         return 2
     except RunError as exc:
         print(f"admm-tune: run failed: {exc}", file=sys.stderr)

@@ -23,7 +23,7 @@ import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from .errors import RunError
+from .errors import ProblemError, RunError
 from .observation import COMPLETE, FAILED, Observation
 from .space import Categorical, Config, Int, SearchSpace, param_key
 
@@ -51,7 +51,7 @@ class Journal:
     """
 
     def __init__(self, storage: str, study_name: str, space: SearchSpace) -> None:
-        from sqlalchemy.exc import DBAPIError  # here, not at import: it costs ``import admm_tune`` 0.1 s
+        from sqlalchemy.exc import ArgumentError, DBAPIError  # here, not at import: it costs ``import admm_tune``
 
         self.storage = storage
         self.space = space
@@ -64,11 +64,15 @@ class Journal:
             except optuna.exceptions.DuplicatedStudyError:
                 raise RunError(f"the storage {storage!r} already holds a run named {study_name!r}; "
                                "choose another run directory (--out) or storage, or delete that one") from None
-            except DBAPIError:
+            except ArgumentError as exc:  # not a URL SQLAlchemy can read
+                raise ProblemError("storage", f"{storage!r} is not a database URL: {exc}") from None
+            except DBAPIError as exc:
                 # Two processes creating the schema of a new database at once (PostgreSQL): one of them
                 # loses the race on CREATE TYPE/TABLE; the schema exists after a moment.
-                if attempt == SCHEMA_ATTEMPTS - 1:
-                    raise
+                if attempt == SCHEMA_ATTEMPTS - 1 or "unable to open database file" in str(exc) or \
+                        "could not connect" in str(exc) or "Connection refused" in str(exc):
+                    raise ProblemError("storage", f"cannot open the journal {storage!r}: "
+                                                  f"{str(exc.orig or exc).splitlines()[0]}") from None
                 time.sleep(0.5 * (attempt + 1))
 
     @classmethod

@@ -111,13 +111,13 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         raise ProblemError("resume", "give the storage or run_dir of the run to continue")
     if storage is None:
         run_path = Path(run_dir) if run_dir is not None else _fresh_dir(Path("admm_runs"), problem.name)
-        run_path.mkdir(parents=True, exist_ok=True)
+        _make_dir(run_path)
         storage = f"sqlite:///{run_path / 'journal.db'}"
     else:
         run_path = Path(run_dir) if run_dir is not None else None
     study_name = study_name or problem.name
     if run_path is not None and storage not in (MEMORY, f"sqlite:///{run_path / 'journal.db'}"):
-        run_path.mkdir(parents=True, exist_ok=True)
+        _make_dir(run_path)
         (run_path / JOURNAL_POINTER).write_text(json.dumps({"storage": storage, "study_name": study_name}))
     evaluator = _evaluator(problem)
     optimiser = ADMM(problem.space, problem.constraints, problem.optimizer, problem.budget, problem.seed,
@@ -398,6 +398,21 @@ def _evaluator(problem: Problem) -> FunctionEvaluator | MLEvaluator | Deployment
         return DeploymentEvaluator(problem.space, problem.data, problem.objective, problem.deployment, problem.seed,
                                    problem.constraints)
     return MLEvaluator(problem.space, problem.data, problem.objective, problem.seed)
+
+
+def _make_dir(path: Path) -> None:
+    """Create the run directory ``path``.
+
+    Raises
+    ------
+    ProblemError
+        Naming ``run_dir`` and the reason, when it cannot be made (a file on its path, no permission...).
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ProblemError("run_dir", f"cannot create the run directory {str(path)!r}: {exc.strerror or exc}") \
+            from None
 
 
 def _fresh_dir(parent: Path, name: str) -> Path:

@@ -78,6 +78,18 @@ def test_help_is_plain_text_and_the_python_backends_table_prints_every_reason_wh
     assert isinstance(table, pd.DataFrame) and isinstance(table[table["available"]], pd.DataFrame)
 
 
+def test_bad_destinations_exit_2_naming_the_option_without_a_traceback(tmp_path, capsys):
+    problem = tiny_problem(tmp_path / "p.yaml", "dest", "sklearn:iris")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    for args, option in ((["--out", str(blocker / "run")], "--out"),
+                         (["--storage", f"sqlite:///{tmp_path / 'missing' / 'j.db'}"], "--storage"),
+                         (["--storage", "not a url"], "--storage")):
+        assert in_process("run", str(problem), "--no-progress", *args) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith(f"admm-tune: {option}: ") and "Traceback" not in err, err
+
+
 def tiny_problem(path: Path, name: str, data: str) -> Path:
     path.write_text(yaml.safe_dump({"name": name, "data": data, "objective": {"cv": 3},
                                     "restrict": {"estimator": ["logistic_regression", "knn"], "transformer": ["none"]},
