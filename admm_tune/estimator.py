@@ -11,7 +11,7 @@ pipeline (refit on all of ``X``).  Parameters are stored unchanged in
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ class _AutoPipeline(BaseEstimator):
     def __init__(self, search_space: str | Mapping[str, Any] = "default",
                  deployment: str | Mapping[str, Any] | None = None,
                  constraints: Mapping[str, float] | Sequence[Mapping[str, Any]] | None = None,
-                 scoring: str | None = None, cv: int = 3, max_evals: int | None = None,
+                 scoring: str | Callable[..., float] | None = None, cv: int = 3, max_evals: int | None = None,
                  time_budget: float | None = None, n_jobs: int = 1, random_state: int | None = None,
                  storage: str | None = None, verbose: int = 0, time_limit: float | None = Limits.seconds,
                  memory_limit_mb: int | None = None) -> None:
@@ -223,8 +223,10 @@ class AutoPipelineClassifier(ClassifierMixin, _AutoPipeline):
     constraints : mapping or list, optional
         ``{"latency_p95_ms": 1.0}`` (each a ``max`` bound; ``throughput_rps``
         a ``min``) or the list form ``[{"metric": ..., "max": ...}]``.
-    scoring : str, optional
-        scikit-learn scorer name; default balanced accuracy.
+    scoring : str, scorer or callable, optional
+        A scikit-learn scorer name, a scorer object (``make_scorer(fbeta_score, beta=2)``) or a callable
+        ``(estimator, X, y) -> float`` (greater is better); default balanced accuracy.  One that cannot score
+        the target (``roc_auc`` on three classes, ``r2`` on classes) is refused by ``fit``, naming alternatives.
     cv : int, default=3
         Cross-validation folds of the search.
     max_evals : int, optional

@@ -62,13 +62,20 @@ class Objective:
     probabilities are what is scored, deployed and exported.
     """
 
-    scoring: str
+    scoring: str | Callable[..., float]
+    """A scikit-learn scorer name, a scorer object (``make_scorer(...)``) or a callable ``(estimator, X, y) ->
+    float``, greater is better."""
     cv: int = 5
     probabilities: bool = False
 
+    @property
+    def name(self) -> str:
+        """The scorer's name for people: the name given, else the callable's name or its repr."""
+        return self.scoring if isinstance(self.scoring, str) else getattr(self.scoring, "__name__", repr(self.scoring))
+
     def loss(self, score: float) -> float:
-        """Turn a scikit-learn score (greater is better) into a loss."""
-        return -score if self.scoring.startswith("neg_") else 1.0 - score
+        """Turn a score (greater is better) into a loss: ``-score`` for ``neg_*`` names, else ``1 - score``."""
+        return -score if isinstance(self.scoring, str) and self.scoring.startswith("neg_") else 1.0 - score
 
 
 ObjectiveFn = Callable[[Config], float | Mapping[str, float] | tuple]
@@ -360,13 +367,10 @@ def _check_classes(space: SearchSpace) -> None:
 def _objective(raw: Any, data: Dataset) -> Objective:
     raw = F.mapping(raw if raw is not None else {}, "objective")
     F.only_keys(raw, ("scoring", "cv", "probabilities"), "objective")
-    scoring = F.string(raw.get("scoring", DEFAULT_SCORING[data.task]), "objective.scoring")
-    from sklearn.metrics import get_scorer_names
-
-    if scoring not in get_scorer_names():
-        close = [s for s in get_scorer_names() if scoring.split("_")[0] in s][:5]
-        raise ProblemError("objective.scoring", f"unknown scikit-learn scorer {scoring!r}"
-                           + (f"; did you mean one of {close}?" if close else ""))
+    scoring = raw.get("scoring", DEFAULT_SCORING[data.task])
+    if not callable(scoring):
+        scoring = F.string(scoring, "objective.scoring")
+    _check_scoring(scoring, data, "objective.scoring")
     cv = F.integer(raw.get("cv", 5), "objective.cv", minimum=2)
     if cv > len(data.y):
         raise ProblemError("objective.cv", f"{cv} folds but only {len(data.y)} training rows")
@@ -377,6 +381,55 @@ def _objective(raw: Any, data: Dataset) -> Objective:
         if smallest < cv:
             raise ProblemError("objective.cv", f"{cv} folds but the rarest class has {smallest} rows")
     return Objective(scoring, cv, F.boolean(raw.get("probabilities", False), "objective.probabilities"))
+
+
+SCORER_MODULES = {CLASSIFICATION: ("sklearn.metrics._classification", "sklearn.metrics._ranking"),
+                  REGRESSION: ("sklearn.metrics._regression",)}
+"""Where scikit-learn defines the metrics of each task's scorers."""
+
+
+def _check_scoring(scoring: str | Callable[..., float], data: Dataset, path: str) -> None:
+    """A scorer that exists, suits the task, and scores this target: tried once on a dummy model of the data.
+
+    Raises
+    ------
+    ProblemError
+        An unknown name (with close names), a scorer of the other task, or one that fails on this target (a
+        multiclass target with ``roc_auc``: with the names that handle it), naming ``path``.
+    """
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+    from sklearn.metrics import get_scorer, get_scorer_names
+
+    names = get_scorer_names()
+    if isinstance(scoring, str):
+        if scoring not in names:
+            close = [s for s in names if scoring.split("_")[0] in s][:5]
+            raise ProblemError(path, f"unknown scikit-learn scorer {scoring!r}"
+                               + (f"; did you mean one of {close}?" if close else ""))
+        module = getattr(getattr(get_scorer(scoring), "_score_func", None), "__module__", "")
+        other = REGRESSION if data.task == CLASSIFICATION else CLASSIFICATION
+        if module.startswith(SCORER_MODULES[other]):
+            raise ProblemError(path, f"{scoring!r} scores {other}, but the task is {data.task} (e.g. "
+                                     f"{DEFAULT_SCORING[data.task]!r})")
+    label = scoring if isinstance(scoring, str) else getattr(scoring, "__name__", repr(scoring))
+    dummy = DummyClassifier(strategy="stratified", random_state=0) if data.task == CLASSIFICATION else \
+        DummyRegressor()
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = get_scorer(scoring)(dummy.fit(data.X, data.y), data.X, data.y)
+    except Exception as exc:  # the scorer cannot score this task's outputs
+        fits = [n for n in names if isinstance(scoring, str) and n.startswith(f"{scoring}_")][:6]
+        raise ProblemError(path, f"{label} cannot score this target: {type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:200]}" + (f"; use one of {fits}" if fits else "")) \
+            from None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        import numpy as np
+
+        if not isinstance(value, np.number):
+            raise ProblemError(path, f"{label} returned {type(value).__name__}, not a number")
 
 
 def constraint_list(spec: Any) -> list[Any]:

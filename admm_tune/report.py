@@ -90,7 +90,7 @@ def _problem_section(problem: Any) -> str:
     source = problem.source or {}
     rows = [("name", problem.name), ("description", source.get("description", "")),
             ("data", problem.data.name if problem.data is not None else "Python objective"),
-            ("objective", getattr(problem.objective, "scoring", "callable")),
+            ("objective", getattr(problem.objective, "name", "callable")),
             ("constraints", "; ".join(str(c) for c in problem.constraints) or "none"),
             ("budget", str(problem.budget)), ("seed", problem.seed)]
     if problem.deployment is not None:

@@ -351,11 +351,11 @@ class Result:
                  f"best         {describe(self.best.config)}",
                  f"loss         {b.loss:.6g}" + ("" if b.feasible else f"  (INFEASIBLE: violation {b.violation:.3g})")]
         if "cv_score" in b.metrics and hasattr(self.problem.objective, "scoring"):
-            lines.append(f"cv {self.problem.objective.scoring:<9} {b.metrics['cv_score']:.4f}")
+            lines.append(f"cv {self.problem.objective.name:<9} {b.metrics['cv_score']:.4f}")
         test = self.test_scores
         if test:
             lines.append("test score   " + ", ".join(f"{k} {v:.4f}" for k, v in test.items())
-                         + f" ({self.problem.objective.scoring}, {len(self.problem.data.y_test)} held-out rows)")
+                         + f" ({self.problem.objective.name}, {len(self.problem.data.y_test)} held-out rows)")
         for c in self.problem.constraints:
             lines.append(f"constraint   {c}: measured {b.metrics.get(c.metric, float('nan')):.4g}")
         lines += [f"NOT MET      {shortfall}" for shortfall in self.shortfalls()]

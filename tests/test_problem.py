@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
+import admm_tune
 from admm_tune import ProblemError, load_problem
 from admm_tune.problem import parse_budget
 
@@ -135,3 +136,42 @@ def test_shipped_problems_load():
         problem = load_problem(f"problems/{name}.yaml")
         assert problem.budget.evaluations == 60
         assert problem.task == ("regression" if name == "diabetes" else "classification")
+
+
+def test_scoring_takes_names_scorer_objects_and_callables_and_refuses_what_cannot_score_the_task():
+    from sklearn.datasets import load_iris
+    from sklearn.metrics import fbeta_score, make_scorer
+
+    X, y = load_iris(return_X_y=True)
+    data = {"X": X, "y": y}
+
+    def hits(estimator, X, y):
+        return float((estimator.predict(X) == y).mean())
+
+    fbeta = make_scorer(fbeta_score, beta=2, average="macro")
+    for scoring, name in ((fbeta, repr(fbeta)), (hits, "hits"), ("f1_macro", "f1_macro")):
+        objective = load_problem({"data": data, "objective": {"scoring": scoring, "cv": 3}}).objective
+        assert objective.name == name and objective.loss(0.75) == 0.25
+    with pytest.raises(ProblemError, match=r"objective.scoring: roc_auc cannot score this target.*'roc_auc_ovr'"):
+        load_problem({"data": data, "objective": {"scoring": "roc_auc"}})
+    with pytest.raises(ProblemError, match="'r2' scores regression, but the task is classification"):
+        load_problem({"data": data, "objective": {"scoring": "r2"}})
+    with pytest.raises(ProblemError, match="'accuracy' scores classification, but the task is regression"):
+        load_problem({"data": {"X": X, "y": X[:, 0] * 1.5}, "objective": {"scoring": "accuracy"}})
+    with pytest.raises(ProblemError, match="returned str, not a number"):
+        load_problem({"data": data, "objective": {"scoring": lambda e, X, y: "good"}})
+
+
+def test_a_scorer_returning_nan_fails_its_candidates_with_the_reason():
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    calls = []
+
+    def nan_after_the_check(estimator, X, y):  # a number when the problem is loaded, NaN in the search
+        calls.append(1)
+        return 0.5 if len(calls) == 1 else float("nan")
+
+    with pytest.raises(admm_tune.RunError, match="non-finite CV score"):
+        admm_tune.fit({"data": {"X": X, "y": y}, "objective": {"scoring": nan_after_the_check, "cv": 3},
+                       "budget": 2, "seed": 0}, storage="memory", progress=False)
