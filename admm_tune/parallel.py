@@ -133,27 +133,34 @@ def _serve(conn: Connection, payload: bytes, path: list[str], allowed: tuple[str
             return
         if message is None:
             return
-        method, config, seconds, incumbent = message
-        start = time.perf_counter()
-        reason = ""
-        try:
-            if seconds:
-                signal.setitimer(signal.ITIMER_REAL, seconds)
-            answer = getattr(evaluator, method)(config, *((incumbent,) if incumbent else ()))
-        except _Timeout:
-            reason = f"timeout: over the {seconds:g} s limit"
-        except MemoryError:
-            reason = f"memory: over the {memory_mb} MiB limit"
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        if method == FINAL:
-            answer = evaluator.fallback(config, reason) if reason else answer
-        elif reason:
-            answer = Observation.failed(reason, time.perf_counter() - start)
-        elif answer.reason.startswith("error: MemoryError"):  # caught by the evaluator itself
-            answer = Observation.failed(f"memory: over the {memory_mb} MiB limit ({answer.reason[7:]})",
-                                        answer.duration_s)
-        conn.send(answer)
+        conn.send(_answer(evaluator, *message, memory_mb))
+
+
+def _answer(evaluator: Any, method: str, config: Config, seconds: float | None, incumbent: Sequence[float],
+            memory_mb: int | None) -> Any:
+    """``evaluator.<method>(config[, incumbent])`` within ``seconds`` (an interval timer; SIGALRM must be
+    handled by :func:`_on_alarm`): a time-out or a memory error makes a failed observation, or for ``FINAL``
+    the evaluator's fallback."""
+    start = time.perf_counter()
+    reason = ""
+    try:
+        if seconds:
+            signal.setitimer(signal.ITIMER_REAL, seconds)
+        answer = getattr(evaluator, method)(config, *((incumbent,) if incumbent else ()))
+    except _Timeout:
+        reason = f"timeout: over the {seconds:g} s limit"
+    except MemoryError:
+        reason = f"memory: over the {memory_mb} MiB limit" if memory_mb else "memory: out of memory"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    if method == FINAL:
+        return evaluator.fallback(config, reason) if reason else answer
+    if reason:
+        return Observation.failed(reason, time.perf_counter() - start)
+    if answer.reason.startswith("error: MemoryError"):  # caught by the evaluator itself
+        return Observation.failed(f"memory: over the {memory_mb} MiB limit ({answer.reason[7:]})",
+                                  answer.duration_s)
+    return answer
 
 
 def _start_forkserver() -> None:
@@ -481,6 +488,71 @@ class WorkerPool(Pool):
         worker.stop(kill=True)
         self.workers[w] = None
         return None, f"timeout: over the {seconds:g} s left (killed after {time.perf_counter() - start:.1f} s)"
+
+
+class InProcessPool(Pool):
+    """Candidates evaluated one at a time in this process, where no worker process can be started.
+
+    A daemonic process (a ``multiprocessing.Pool`` worker) may not have
+    children.  There, a run evaluates its candidates itself: time limits
+    hold (an interval timer, when this is the main thread), but there is no
+    memory limit and no isolation from a crash, and one candidate runs at a
+    time.  The evaluator is a copy, as a worker's would be.
+
+    Parameters
+    ----------
+    evaluator : callable
+    limits : Limits
+        ``seconds`` is enforced; ``memory_mb`` cannot be, in the caller's own process.
+    """
+
+    def __init__(self, evaluator: Any, limits: Limits = Limits()) -> None:
+        self.evaluator = cloudpickle.loads(cloudpickle.dumps(evaluator))
+        self.limits = limits
+        self.grace_s = GRACE_S
+        self.finished: list[tuple[int, Observation]] = []
+        self.tickets = 0
+        self.timed = threading.current_thread() is threading.main_thread()  # signals reach the main thread only
+
+    @property
+    def capacity(self) -> int:
+        """One candidate at a time."""
+        return 1
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def submit(self, config: Config, seconds: float | None = None, incumbent: Sequence[float] = ()) -> int:
+        """Evaluate ``config`` now; :meth:`next` hands over the observation."""
+        ticket = self.tickets
+        self.tickets += 1
+        seconds = self.limits.seconds if seconds is None else seconds
+        self.finished.append((ticket, self._run(EVALUATE, config, seconds, tuple(incumbent))))
+        return ticket
+
+    def next(self) -> tuple[int, Observation]:
+        """The oldest evaluation not handed over yet."""
+        if not self.finished:
+            raise RuntimeError("nothing was submitted")
+        return self.finished.pop(0)
+
+    def final(self, config: Config, seconds: float | None) -> tuple[Any, str]:
+        """See :meth:`Pool.final`; run here."""
+        return self._run(FINAL, config, seconds, ()), ""
+
+    def _run(self, method: str, config: Config, seconds: float | None, incumbent: tuple[float, ...]) -> Any:
+        if not self.timed:
+            return _answer(self.evaluator, method, config, None, incumbent, None)
+        previous = signal.signal(signal.SIGALRM, _on_alarm)
+        try:
+            return _answer(self.evaluator, method, config, seconds, incumbent, None)
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+
+
+def in_daemonic_process() -> bool:
+    """Whether this process may not start children (a ``multiprocessing.Pool`` worker is daemonic)."""
+    return bool(mp.current_process().daemon)
 
 
 class DaskPool(Pool):

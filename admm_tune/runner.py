@@ -7,6 +7,7 @@ import math
 import re
 import secrets
 import time
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -25,7 +26,7 @@ from .journal import MEMORY, Journal
 from .observation import Observation
 from .optim import ADMM, Candidate
 from .optim.constraints import ConstraintTerms
-from .parallel import GRACE_S, DaskPool, Pool, WorkerPool
+from .parallel import GRACE_S, DaskPool, InProcessPool, Pool, WorkerPool, in_daemonic_process
 from .portfolio import warm_start
 from .problem import Budget, Problem, load_problem, parse_budget
 from .progress import Progress
@@ -145,6 +146,9 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     clock = Clock(problem.budget.seconds, clock_start)
     if backend == "dask":
         pool: Pool = DaskPool(evaluator, scheduler, -1 if n_jobs == -1 else workers_n, problem.isolation)
+    elif backend == "processes" and in_daemonic_process():
+        warnings.warn(DAEMONIC, UserWarning, stacklevel=2)
+        pool = InProcessPool(evaluator, problem.isolation)
     elif backend == "processes":
         pool = WorkerPool(evaluator, workers_n, problem.isolation)
     else:
@@ -204,6 +208,11 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         result.save(run_path, clock.report, report=report)
     return result
 
+
+DAEMONIC = ("admm_tune: this is a daemonic process (a multiprocessing.Pool worker), which cannot start worker "
+            "processes: candidates are evaluated here, one at a time, with time limits but no memory limit or crash "
+            "isolation; for those, fit from joblib (loky) or concurrent.futures.ProcessPoolExecutor workers")
+"""The one line a run inside a daemonic process warns with."""
 
 FINISH_S = 3.0
 """Seconds a time-budgeted run keeps at its very end for the result and its files (the HTML report: ~2 s)."""

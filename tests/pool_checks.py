@@ -52,3 +52,18 @@ def meanwhile(log: str, config) -> float:
     with path.open("a") as f:
         f.write("ended\n")
     return 1.0
+
+
+def fit_in_a_pool_worker(seed: int) -> tuple[float, list[str]]:
+    """An estimator fitted inside a ``multiprocessing.Pool`` worker (a daemonic process): its score and warnings."""
+    import warnings
+
+    from sklearn.datasets import load_iris
+
+    from admm_tune import AutoPipelineClassifier
+
+    X, y = load_iris(return_X_y=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = AutoPipelineClassifier(max_evals=3, cv=3, random_state=seed, time_limit=60).fit(X, y)
+    return float(model.score(X, y)), [str(w.message) for w in caught if "daemonic" in str(w.message)]

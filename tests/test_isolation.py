@@ -14,7 +14,7 @@ import pytest
 from pool_checks import meanwhile, results_come_as_they_finish, sleepy
 
 import admm_tune
-from admm_tune import ProblemError, Problem, RunError, SearchSpace, load_problem
+from admm_tune import Problem, ProblemError, RunError, SearchSpace, load_problem
 from admm_tune.evaluate.function import FunctionEvaluator
 from admm_tune.observation import Observation
 from admm_tune.parallel import Limits, WorkerPool
@@ -170,3 +170,28 @@ def test_isolation_settings_are_validated():
         load_problem({**base, "isolation": {"seconds": 0}})
     with pytest.raises(ProblemError, match=r"isolation\.memory_mb: must be >= 256"):
         load_problem({**base, "isolation": {"memory_mb": 10}})
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_fit_inside_a_multiprocessing_pool_worker_runs_its_candidates_in_process(method):
+    """A Pool worker may not start processes: the fit evaluates in-process, says so in one line, and works."""
+    import multiprocessing
+
+    from pool_checks import fit_in_a_pool_worker
+
+    with multiprocessing.get_context(method).Pool(2) as pool:
+        results = pool.map(fit_in_a_pool_worker, [0, 1])
+    for score, said in results:
+        assert score > 0.9
+        assert len(said) == 1 and "multiprocessing.Pool worker" in said[0] and "joblib" in said[0]
+
+
+def test_the_in_process_pool_keeps_time_limits():
+    from pool_checks import sleepy
+
+    from admm_tune.evaluate.function import FunctionEvaluator
+    from admm_tune.parallel import InProcessPool, Limits
+
+    pool = InProcessPool(FunctionEvaluator(sleepy), Limits(seconds=0.3))
+    slow, fast = pool.evaluate([{"s": 5.0}, {"s": 0.0}])
+    assert slow.reason.startswith("timeout: over the 0.3 s limit") and fast.ok
