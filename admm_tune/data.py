@@ -83,6 +83,9 @@ class Dataset:
         Up to :data:`EXAMPLES` raw training rows as JSON records (dates as
         ISO strings, missing values as None): what a service receives; the
         search times its deployments on them.
+    groups : ndarray of shape (n_rows,), optional
+        The group of each training row (a patient, a user...), for a
+        group-aware splitter (``objective.cv``); never a feature.
     """
 
     X: pd.DataFrame
@@ -95,6 +98,7 @@ class Dataset:
     dates: dict[str, tuple[str, ...]] = field(default_factory=dict)
     task_reason: str = ""
     examples: list[dict[str, Any]] = field(default_factory=list)
+    groups: np.ndarray | None = None
 
     @functools.cached_property
     def schema(self) -> dict[str, Any]:
@@ -151,6 +155,23 @@ class Dataset:
 
 
 
+class GroupedSplits:
+    """A user's splitter (or list of ``(train, test)`` index pairs) with the data's groups bound, as ``cv``."""
+
+    def __init__(self, splitter: Any, groups: Any) -> None:
+        self.splitter, self.groups = splitter, groups
+
+    def split(self, X: Any, y: Any = None, groups: Any = None) -> Any:
+        if hasattr(self.splitter, "split"):
+            return self.splitter.split(X, y, self.groups)
+        return iter(self.splitter)
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+        if hasattr(self.splitter, "get_n_splits"):
+            return int(self.splitter.get_n_splits(X, y, self.groups))
+        return len(self.splitter)
+
+
 def load_dataset(spec: Any, path: str = "data", base_dir: Path | None = None,
                  task: str | None = None, seed: int | None = None) -> Dataset:
     """Load the data described by ``spec`` and check it.
@@ -174,7 +195,7 @@ def load_dataset(spec: Any, path: str = "data", base_dir: Path | None = None,
     if isinstance(spec, (str, Path)):
         spec = {"source": str(spec)}
     spec = F.mapping(spec, path)
-    F.only_keys(spec, ("source", "target", "test_size", "categorical", "X", "y", "X_test", "y_test"), path)
+    F.only_keys(spec, ("source", "target", "test_size", "categorical", "X", "y", "X_test", "y_test", "groups"), path)
     y_test = None
     X_test = None
     if "X" in spec or "y" in spec:
@@ -192,6 +213,7 @@ def load_dataset(spec: Any, path: str = "data", base_dir: Path | None = None,
         else:
             X, y = _file(source, spec, path, base_dir)
         name = source
+    X, groups = _groups(spec.get("groups"), X, F.join(path, "groups"))
     task_reason = ""
     if task is None:
         task, task_reason = infer_task(y)
@@ -212,8 +234,24 @@ def load_dataset(spec: Any, path: str = "data", base_dir: Path | None = None,
         test_size = F.number(spec["test_size"], F.join(path, "test_size"), minimum=0, exclusive=True)
         if test_size >= 1:
             raise ProblemError(F.join(path, "test_size"), f"must be < 1, got {test_size:g}")
-        X, X_test, y, y_test = _split(X, y, test_size, task, seed, F.join(path, "test_size"))
-    return Dataset(X, y, task, name, X_test, y_test, categorical, dates, task_reason, examples)
+        X, X_test, y, y_test, groups = _split(X, y, test_size, task, seed, F.join(path, "test_size"), groups)
+    return Dataset(X, y, task, name, X_test, y_test, categorical, dates, task_reason, examples, groups)
+
+
+def _groups(given: Any, X: pd.DataFrame, path: str) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The rows' groups: a column of the table (taken out of the features) or an array, one per row."""
+    if given is None:
+        return X, None
+    if isinstance(given, str):
+        if given not in X.columns:
+            raise ProblemError(path, f"column {given!r} is not in the data (columns: {list(X.columns)[:10]})")
+        return X.drop(columns=given), X[given].to_numpy()
+    groups = np.asarray(given)
+    if groups.ndim != 1 or len(groups) != len(X):
+        raise ProblemError(path, f"expected one group per row ({len(X)}), got shape {groups.shape}")
+    if pd.isna(pd.Series(groups)).any():
+        raise ProblemError(path, "a row has no group (missing value)")
+    return X, groups
 
 
 EXAMPLES = 32
@@ -493,14 +531,20 @@ def _check(X: pd.DataFrame, y: np.ndarray, task: str, path: str, suffix: str = "
             raise ProblemError(F.join(path, "y"), "the target has a single class (one class only)")
 
 
-def _split(X: pd.DataFrame, y: np.ndarray, test_size: float, task: str, seed: int | None,
-           path: str) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
-    from sklearn.model_selection import train_test_split
+def _split(X: pd.DataFrame, y: np.ndarray, test_size: float, task: str, seed: int | None, path: str,
+           groups: np.ndarray | None = None
+           ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray, np.ndarray | None]:
+    """The held-out split: stratified for classification; whole groups on either side when rows have groups."""
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
-    stratify = y if task == CLASSIFICATION else None
     try:
+        if groups is not None:
+            train, test = next(GroupShuffleSplit(1, test_size=test_size, random_state=seed).split(X, y, groups))
+            return (X.iloc[train].reset_index(drop=True), X.iloc[test].reset_index(drop=True), y[train], y[test],
+                    groups[train])
+        stratify = y if task == CLASSIFICATION else None
         X_train, X_test, y_train, y_test = train_test_split(
             X, y, test_size=test_size, random_state=seed, stratify=stratify)
     except ValueError as exc:
         raise ProblemError(path, f"cannot split the data: {exc}") from None
-    return X_train.reset_index(drop=True), X_test.reset_index(drop=True), y_train, y_test
+    return X_train.reset_index(drop=True), X_test.reset_index(drop=True), y_train, y_test, None

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse
 import pandas as pd
+import scipy.sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
@@ -41,7 +41,7 @@ class _AutoPipeline(BaseEstimator):
     def __init__(self, search_space: str | Mapping[str, Any] = "default",
                  deployment: str | Mapping[str, Any] | None = None,
                  constraints: Mapping[str, float] | Sequence[Mapping[str, Any]] | None = None,
-                 scoring: str | Callable[..., float] | None = None, cv: int = 3, max_evals: int | None = None,
+                 scoring: str | Callable[..., float] | None = None, cv: Any = 3, max_evals: int | None = None,
                  time_budget: float | None = None, n_jobs: int = 1, random_state: int | None = None,
                  storage: str | None = None, verbose: int = 0, time_limit: float | None = Limits.seconds,
                  memory_limit_mb: int | None = None) -> None:
@@ -67,7 +67,7 @@ class _AutoPipeline(BaseEstimator):
         return tags
 
     # -- fitting ---------------------------------------------------------------------
-    def fit(self, X: Any, y: Any) -> _AutoPipeline:
+    def fit(self, X: Any, y: Any, groups: Any = None) -> _AutoPipeline:
         """Search pipelines (and deployments) for ``X, y`` and refit the best on all of it.
 
         Parameters
@@ -75,6 +75,9 @@ class _AutoPipeline(BaseEstimator):
         X : array-like or DataFrame of shape (n_samples, n_features)
             A DataFrame may hold non-numeric columns (they get the one-hot front).
         y : array-like of shape (n_samples,)
+        groups : array-like of shape (n_samples,), optional
+            The group of each row, for a group-aware ``cv`` (``GroupKFold(3)``...), as scikit-learn's
+            ``cross_validate(..., groups=...)`` takes them; the search's CV then never splits a group.
 
         Returns
         -------
@@ -84,7 +87,10 @@ class _AutoPipeline(BaseEstimator):
         if self._task == CLASSIFICATION:
             check_classification_targets(y)
             self.classes_ = np.unique(y)
-        result = run_fit(self._problem(rows, y), n_jobs=self.n_jobs, progress=self.verbose > 0,
+        problem = self._problem(rows, y)
+        if groups is not None:
+            problem["data"]["groups"] = column_or_1d(np.asarray(groups))
+        result = run_fit(problem, n_jobs=self.n_jobs, progress=self.verbose > 0,
                          storage=self.storage if self.storage is not None else MEMORY)
         self.result_: Result = result
         self.best_pipeline_ = result.pipeline
@@ -97,9 +103,10 @@ class _AutoPipeline(BaseEstimator):
                           + "; ".join(result.shortfalls()), InfeasibleWarning, stacklevel=2)
         return self
 
-    def _folds(self, y: np.ndarray) -> int:
-        """``cv``, reduced (with a warning) to the rarest class's count when that is smaller, as inside an outer CV."""
-        if self._task != CLASSIFICATION:
+    def _folds(self, y: np.ndarray) -> Any:
+        """``cv``, reduced (with a warning) to the rarest class's count when that is smaller, as inside an outer CV;
+        a splitter or a list of ``(train, test)`` pairs as it is."""
+        if self._task != CLASSIFICATION or isinstance(self.cv, bool) or not isinstance(self.cv, int):
             return self.cv
         rarest = int(np.unique(y, return_counts=True)[1].min())
         if rarest >= self.cv or rarest < 2:  # < 2: no stratified CV at all; the problem says so
@@ -227,8 +234,11 @@ class AutoPipelineClassifier(ClassifierMixin, _AutoPipeline):
         A scikit-learn scorer name, a scorer object (``make_scorer(fbeta_score, beta=2)``) or a callable
         ``(estimator, X, y) -> float`` (greater is better); default balanced accuracy.  One that cannot score
         the target (``roc_auc`` on three classes, ``r2`` on classes) is refused by ``fit``, naming alternatives.
-    cv : int, default=3
-        Cross-validation folds of the search.
+    cv : int, splitter or iterable, default=3
+        Cross-validation of the search: a number of folds (shuffled, stratified), a scikit-learn splitter
+        (``GroupKFold(3)`` with ``fit(X, y, groups=...)``, ``StratifiedGroupKFold``, ``TimeSeriesSplit``,
+        ``PredefinedSplit``...) or ``(train, test)`` index pairs; with a splitter, the finalists are not
+        re-scored on fresh splits (there are none to draw).
     max_evals : int, optional
         Evaluation budget (default 30 when ``time_budget`` is not given either).
     time_budget : float, optional

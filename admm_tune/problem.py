@@ -16,8 +16,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import _fields as F
-from .data import CLASSIFICATION, REGRESSION, TASKS, Dataset, load_dataset
+from .data import CLASSIFICATION, REGRESSION, TASKS, Dataset, GroupedSplits, load_dataset
 from .deployment import DEPLOY_METRICS, MISMATCH, Deployment, deploy_metrics, load_deployment, with_deployment
 from .deployment import MODULES as DEPLOYMENT_MODULES
 from .errors import ProblemError
@@ -66,7 +68,11 @@ class Objective:
     """A scikit-learn scorer name, a scorer object (``make_scorer(...)``) or a callable ``(estimator, X, y) ->
     float``, greater is better."""
     cv: int = 5
+    """Folds: the number of splits of ``splitter`` when the problem gives one."""
     probabilities: bool = False
+    splitter: Any = None
+    """The problem's own CV splitter (a scikit-learn splitter such as ``GroupKFold`` or ``TimeSeriesSplit``, or a
+    list of ``(train, test)`` index pairs), split with the data's groups; None: shuffled (stratified) k-fold."""
 
     @property
     def name(self) -> str:
@@ -371,6 +377,13 @@ def _objective(raw: Any, data: Dataset) -> Objective:
     if not callable(scoring):
         scoring = F.string(scoring, "objective.scoring")
     _check_scoring(scoring, data, "objective.scoring")
+    probabilities = F.boolean(raw.get("probabilities", False), "objective.probabilities")
+    splitter = _splitter(raw.get("cv", 5), data)
+    if splitter is not None:
+        return Objective(scoring, _check_splits(splitter, data), probabilities, splitter)
+    if data.groups is not None:
+        raise ProblemError("data.groups", "groups need a group-aware splitter in objective.cv (GroupKFold, "
+                                          "StratifiedGroupKFold, LeaveOneGroupOut, ...)")
     cv = F.integer(raw.get("cv", 5), "objective.cv", minimum=2)
     if cv > len(data.y):
         raise ProblemError("objective.cv", f"{cv} folds but only {len(data.y)} training rows")
@@ -380,7 +393,57 @@ def _objective(raw: Any, data: Dataset) -> Objective:
         smallest = int(np.unique(data.y, return_counts=True)[1].min())
         if smallest < cv:
             raise ProblemError("objective.cv", f"{cv} folds but the rarest class has {smallest} rows")
-    return Objective(scoring, cv, F.boolean(raw.get("probabilities", False), "objective.probabilities"))
+    return Objective(scoring, cv, probabilities)
+
+
+def _splitter(raw: Any, data: Dataset) -> Any:
+    """The problem's own splitter from ``objective.cv``: a splitter object, a list of ``(train, test)`` pairs, or a
+    mapping ``{splitter: NAME, ...arguments}`` of a scikit-learn splitter; None for a number of folds."""
+    if isinstance(raw, bool) or isinstance(raw, (int, float)):
+        return None
+    if isinstance(raw, Mapping):
+        raw = dict(raw)
+        name = F.string(raw.pop("splitter", None), "objective.cv.splitter")
+        import sklearn.model_selection as ms
+
+        cls = getattr(ms, name, None)
+        if not (isinstance(cls, type) and hasattr(cls, "split")):
+            known = [n for n in dir(ms) if n.endswith(("Fold", "Split", "Out")) and not n.startswith("_")]
+            raise ProblemError("objective.cv.splitter", f"unknown scikit-learn splitter {name!r}; expected one of "
+                                                        f"{known}")
+        try:
+            return cls(**raw)
+        except TypeError as exc:
+            raise ProblemError("objective.cv", f"{name}: {exc}") from None
+    if hasattr(raw, "split") and hasattr(raw, "get_n_splits"):
+        return raw
+    if isinstance(raw, str) or not hasattr(raw, "__iter__"):
+        raise ProblemError("objective.cv", f"expected a number of folds, a splitter or (train, test) index pairs, "
+                                           f"got {F.describe(raw)}")
+    return [(np.asarray(train), np.asarray(test)) for train, test in raw]
+
+
+def _check_splits(splitter: Any, data: Dataset) -> int:
+    """The number of splits, each checked: two or more, non-empty train and test parts within the rows.
+
+    Raises
+    ------
+    ProblemError
+        Naming ``objective.cv`` (or ``data.groups`` when the splitter needs them), with the splitter's reason.
+    """
+    try:
+        splits = list(GroupedSplits(splitter, data.groups).split(data.X, data.y))
+    except (ValueError, TypeError) as exc:
+        field = "data.groups" if "groups" in str(exc) and data.groups is None else "objective.cv"
+        raise ProblemError(field, f"{type(splitter).__name__}: {str(exc).splitlines()[0]}") from None
+    if len(splits) < 2:
+        raise ProblemError("objective.cv", f"the splitter gives {len(splits)} split(s); at least 2 are needed")
+    n = len(data.y)
+    for i, (train, test) in enumerate(splits):
+        train, test = np.asarray(train), np.asarray(test)
+        if not len(train) or not len(test) or max(train.max(), test.max()) >= n or min(train.min(), test.min()) < 0:
+            raise ProblemError("objective.cv", f"split {i} has an empty part or indices outside the {n} rows")
+    return len(splits)
 
 
 SCORER_MODULES = {CLASSIFICATION: ("sklearn.metrics._classification", "sklearn.metrics._ranking"),

@@ -44,7 +44,7 @@ def expected_seconds(fit_s: float, score_s: float, cv: int) -> float:
     return ROUNDS * FINALISTS * cv * (fit_s + score_s)
 
 
-def rescore(pool: Any, trials: pd.DataFrame, cv: int, seconds: float | None) -> dict[str, Any]:
+def rescore(pool: Any, trials: pd.DataFrame, cv: int, seconds: float | None, fixed_splits: bool = False) -> dict[str, Any]:
     """Re-score the :func:`finalists` on :data:`ROUNDS` fresh CV splits; the mean over all their folds chooses.
 
     Each finalist's search loss (the mean of ``cv`` folds) counts as one
@@ -65,6 +65,9 @@ def rescore(pool: Any, trials: pd.DataFrame, cv: int, seconds: float | None) -> 
         Time the re-scoring may take (None: no limit); when even one round
         is expected to take longer (from the finalists' fold times in the
         search), it is skipped with a note.
+    fixed_splits : bool
+        The problem's CV splits are the user's (groups, a splitter, given
+        folds): there are no fresh splits to draw, so nothing is re-scored.
 
     Returns
     -------
@@ -84,6 +87,9 @@ def rescore(pool: Any, trials: pd.DataFrame, cv: int, seconds: float | None) -> 
     if not len(entries):
         return {**record, "note": "not re-scored: no feasible candidate evaluated in full"}
     record["search_pick"] = record["chosen"] = int(entries["number"].iloc[0])
+    if fixed_splits:
+        return {**record, "note": "not re-scored: the CV splits are the problem's own (groups or a splitter), "
+                                  "there are no fresh ones to draw"}
     if done < MIN_EVALUATIONS:
         return {**record, "note": f"not re-scored: {done} evaluations (at least {MIN_EVALUATIONS}), too few for "
                                   "the best CV estimate to be much biased"}

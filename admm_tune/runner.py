@@ -175,7 +175,8 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
             cv = getattr(problem.objective, "cv", 1)
             refit_s = final_cost(best.observation, cv, executor.deployments)
             trials = journal.trials()
-            race = rescore(pool, trials, cv, clock.final_seconds(None, keep=refit_s))
+            race = rescore(pool, trials, cv, clock.final_seconds(None, keep=refit_s),
+                           fixed_splits=problem.objective.splitter is not None)
             journal.set_attr("race", race)
             config = json.loads(trials.set_index("number").loc[race["chosen"], "config"]) \
                 if race["chosen"] is not None else best.config

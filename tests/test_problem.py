@@ -37,7 +37,7 @@ MALFORMED = [
      "constraints[1]", "contradicts"),
     (mutate(objective={"scoring": "balanced_acuracy"}), "objective.scoring", "unknown scikit-learn scorer"),
     (mutate(objective={"cv": 1}), "objective.cv", "must be >= 2"),
-    (mutate(objective={"cv": "five"}), "objective.cv", "expected an integer"),
+    (mutate(objective={"cv": "five"}), "objective.cv", "expected a number of folds, a splitter"),
     (mutate(budget={"evaluatons": 10}), "budget.evaluatons", "unknown field"),
     (mutate(budget={"evaluations": 0}), "budget.evaluations", "must be >= 1"),
     (mutate(budget={"seconds": -5}), "budget.seconds", "must be > 0"),

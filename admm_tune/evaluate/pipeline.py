@@ -27,7 +27,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ..data import CLASSIFICATION, REGRESSION, Dataset
+from ..data import CLASSIFICATION, REGRESSION, Dataset, GroupedSplits
 from ..errors import ProblemError
 from ..observation import COMPLETE, Observation
 from ..problem import Objective
@@ -217,12 +217,16 @@ class MLEvaluator:
     affinity = key
     """Configs with the same key go to the same worker (see :class:`admm_tune.parallel.WorkerPool`)."""
 
-    def folds(self, split: int = 0) -> KFold | StratifiedKFold:
+    def folds(self, split: int = 0) -> Any:
         """The CV splitter (shuffled, seeded; stratified for classification); ``split`` > 0: a fresh one.
 
         The search scores every candidate on split 0; :meth:`rescore` uses
-        splits 1, 2, ... (shuffled with ``seed + split``).
+        splits 1, 2, ... (shuffled with ``seed + split``).  A problem with
+        its own splitter (``objective.splitter``: groups, time order, given
+        folds) always gets it, with the data's groups.
         """
+        if self.objective.splitter is not None:
+            return GroupedSplits(self.objective.splitter, self.data.groups)
         cls = StratifiedKFold if self.data.task == CLASSIFICATION else KFold
         return cls(n_splits=self.objective.cv, shuffle=True, random_state=(self.seed or 0) + split)
 
