@@ -141,3 +141,26 @@ def test_a_refit_that_cannot_be_deployed_falls_back_to_the_graph_the_search_veri
     with pytest.raises(RunError) as raised:
         result.export(tmp_path / "out")
     assert "no `deployment` field" not in str(raised.value) and "could not be deployed" in str(raised.value)
+
+
+def test_a_refit_graph_that_disagrees_falls_back_to_the_search_graph_once_it_agrees_on_the_same_rows(monkeypatch):
+    """Every deployment of the refit pipeline's graph disagreed (stood in for here: finalize's verdict, no race):
+    the fold pipeline's graph, re-verified on the refit's verification rows and re-timed, is handed over."""
+    from admm_tune.evaluate.deploy import Deployed, DeploymentEvaluator
+    from admm_tune.problem import load_problem
+
+    X, y = make_classification(120, 4, random_state=0)
+    problem = load_problem({"data": {"X": X, "y": y}, "objective": {"cv": 3}, "deployment": "cpu",
+                            "restrict": {"scaler": ["none"], "transformer": ["none"],
+                                         "estimator": ["logistic_regression"], "backend": ["onnxruntime"]}})
+    evaluator = DeploymentEvaluator(problem.space, problem.data, problem.objective, problem.deployment, 0)
+    config = problem.space.complete({"scaler": "none", "transformer": "none", "estimator": "logistic_regression",
+                                     "backend": "onnxruntime", "precision": "fp32"})
+    assert evaluator(config).ok
+    disagreeing = "DISAGREES: 31/120 rows differ in 3 labels"
+    monkeypatch.setattr(evaluator, "finalize", lambda c, p: Deployed(None, {}, disagreeing))
+    monkeypatch.setattr(evaluator, "race", lambda final: None)
+    final = evaluator.final(config)
+    assert final.deployed.verification.startswith("agrees") and "latency_p95_ms" in final.deployed.metrics
+    assert final.source.startswith("the first CV fold's pipeline, whose graph the search verified: the refit "
+                                   f"pipeline's graph disagreed with it ({disagreeing})")

@@ -237,7 +237,28 @@ class DeploymentEvaluator:
         final.config = dict(config)
         self._final = (MLEvaluator.key(config), final)
         self.race(final)
-        return final
+        if final.deployed.verification.startswith("agrees"):
+            return final
+        return self.reverified(config, final.deployed.verification) or final
+
+    def reverified(self, config: Config, verdict: str) -> Final | None:
+        """When no deployment of the refit pipeline's graph agrees with it (``verdict``): the first CV fold's
+        pipeline and the graph the search verified, if that graph agrees with its pipeline on the same rows the
+        refit was verified on (the search checked it on the fold's held-out rows only), verified and timed
+        anew; else None."""
+        verified = self.verified(config, f"the first CV fold's pipeline, whose graph the search verified: the refit "
+                                         f"pipeline's graph disagreed with it ({verdict})")
+        if verified is None:
+            return None
+        X, y = self.verification_rows()
+        try:
+            deployed = self.deploy(verified.deployed.model, config, verified.pipeline, X, y)
+        except (ExportError, BackendError):
+            return None
+        if not deployed.verification.startswith("agrees"):
+            return None
+        verified.deployed = deployed
+        return verified
 
     def race(self, final: Final) -> None:
         """Race ``final``'s refit pipeline over the deployment space; keep the winner in ``final`` (:mod:`.race`)."""
