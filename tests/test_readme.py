@@ -81,3 +81,19 @@ def test_every_command_line_runs(scratch):
             assert out.returncode == 0, f"{line}\n{out.stderr[-3000:]}"
     assert (scratch / "admm_runs" / "digits" / "report.html").is_file()
     assert (scratch / "admm_runs" / "sweep-a" / "results.csv").is_file()
+
+
+RUNNABLE_DOCS = ["estimators.md"]
+"""Pages of docs/ whose python blocks run as written (the others show paths and addresses of the reader's own)."""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", RUNNABLE_DOCS)
+def test_every_python_block_of_the_runnable_docs_runs(page, scratch):
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / page).read_text(), re.S)
+    assert blocks
+    for i, code in enumerate(blocks):
+        try:
+            exec(compile(tiny(code), f"docs/{page} python block {i}", "exec"), {"__name__": "__main__"})
+        except Exception as exc:
+            raise AssertionError(f"docs/{page} python block {i} failed: {exc!r}\n{code}") from exc
