@@ -23,7 +23,9 @@ trap stop_services EXIT
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
-as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+as_postgres() {  # from a directory the postgres user may enter
+    (cd "$SERVICES_DIR" && if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi)
+}
 
 # -- PostgreSQL ----------------------------------------------------------------------------------------------------
 if [ -z "$(pg_bin)" ] && [ "$(id -u)" = 0 ]; then
