@@ -420,7 +420,11 @@ def _splitter(raw: Any, data: Dataset) -> Any:
     if isinstance(raw, str) or not hasattr(raw, "__iter__"):
         raise ProblemError("objective.cv", f"expected a number of folds, a splitter or (train, test) index pairs, "
                                            f"got {F.describe(raw)}")
-    return [(np.asarray(train), np.asarray(test)) for train, test in raw]
+    try:
+        return [(np.asarray(train, dtype=np.int64), np.asarray(test, dtype=np.int64)) for train, test in raw]
+    except (TypeError, ValueError):
+        raise ProblemError("objective.cv", "expected a number of folds, a splitter or (train, test) index pairs "
+                                           "(two arrays of row indices each)") from None
 
 
 def _check_splits(splitter: Any, data: Dataset) -> int:
