@@ -172,16 +172,32 @@ def test_isolation_settings_are_validated():
         load_problem({**base, "isolation": {"memory_mb": 10}})
 
 
+POOL_SCRIPT = """
+import json, multiprocessing, sys
+sys.path.insert(0, {tests!r})
+from pool_checks import fit_in_a_pool_worker
+if __name__ == "__main__":
+    with multiprocessing.get_context({method!r}).Pool(2) as pool:
+        print(json.dumps(pool.map(fit_in_a_pool_worker, [0, 1])))
+"""
+
+
 @pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_a_fit_inside_a_multiprocessing_pool_worker_runs_its_candidates_in_process(method):
-    """A Pool worker may not start processes: the fit evaluates in-process, says so in one line, and works."""
-    import multiprocessing
+def test_a_fit_inside_a_multiprocessing_pool_worker_runs_its_candidates_in_process(method, tmp_path):
+    """A Pool worker may not start processes: the fit evaluates in-process, says so in one line, and works.
 
-    from pool_checks import fit_in_a_pool_worker
+    The Pool is made by a fresh script, as a user's is: forking this test process, whose earlier tests left
+    library threads running, could deadlock a child on a lock one of them held (a hazard of fork itself)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    with multiprocessing.get_context(method).Pool(2) as pool:
-        results = pool.map(fit_in_a_pool_worker, [0, 1])
-    for score, said in results:
+    script = tmp_path / "pool_user.py"
+    script.write_text(POOL_SCRIPT.format(tests=str(Path(__file__).parent), method=method))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for score, said in json.loads(out.stdout.strip().splitlines()[-1]):
         assert score > 0.9
         assert len(said) == 1 and "multiprocessing.Pool worker" in said[0] and "joblib" in said[0]
 
