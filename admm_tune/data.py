@@ -217,7 +217,7 @@ def load_dataset(spec: Any, path: str = "data", base_dir: Path | None = None,
     task_reason = ""
     if task is None:
         task, task_reason = infer_task(y)
-    examples = records(X.head(EXAMPLES))
+    examples = records(X.head(EXAMPLES)) if not X.columns.duplicated().any() else []  # normalise refuses those
     X = normalise(X, path)
     dates = date_parts(X, path)
     X = expand_dates(X, dates)
