@@ -65,17 +65,24 @@ def test_a_refit_that_cannot_finish_falls_back_to_the_verified_fold_pipeline(tmp
     assert np.mean(result.pipeline.predict(X) == result.problem.data.y) > 0.7
 
 
-def test_the_deployment_fallback_is_the_graph_the_search_verified():
+def logistic_deployment(rows: int = 90):
+    """``(problem, evaluator, config)``: a deployment problem of one logistic regression, its evaluator, and the
+    config deploying it on ONNX Runtime at fp32."""
     from admm_tune.evaluate.deploy import DeploymentEvaluator
     from admm_tune.problem import load_problem
 
-    X, y = make_classification(90, 4, random_state=0)
+    X, y = make_classification(rows, 4, random_state=0)
     problem = load_problem({"data": {"X": X, "y": y}, "objective": {"cv": 3}, "deployment": "cpu",
                             "restrict": {"scaler": ["none"], "transformer": ["none"],
                                          "estimator": ["logistic_regression"]}})
     evaluator = DeploymentEvaluator(problem.space, problem.data, problem.objective, problem.deployment, 0)
     config = problem.space.complete({"scaler": "none", "transformer": "none", "estimator": "logistic_regression",
                                      "backend": "onnxruntime", "precision": "fp32"})
+    return problem, evaluator, config
+
+
+def test_the_deployment_fallback_is_the_graph_the_search_verified():
+    problem, evaluator, config = logistic_deployment()
     obs = evaluator(config)
     assert obs.ok
     final = evaluator.fallback(config, "timeout: over the 1 s limit")
@@ -109,17 +116,9 @@ def test_a_refit_that_cannot_be_deployed_falls_back_to_the_graph_the_search_veri
     """The refit pipeline's export fails (skl2onnx raised for it): the fold pipeline whose graph the search verified
     is what the run hands over, and says why; a result without any deployment says why, never that the problem has
     no deployment field."""
-    from admm_tune.evaluate.deploy import DeploymentEvaluator
     from admm_tune.evaluate.export import ExportError
-    from admm_tune.problem import load_problem
 
-    X, y = make_classification(90, 4, random_state=0)
-    problem = load_problem({"data": {"X": X, "y": y}, "objective": {"cv": 3}, "deployment": "cpu",
-                            "restrict": {"scaler": ["none"], "transformer": ["none"],
-                                         "estimator": ["logistic_regression"]}})
-    evaluator = DeploymentEvaluator(problem.space, problem.data, problem.objective, problem.deployment, 0)
-    config = problem.space.complete({"scaler": "none", "transformer": "none", "estimator": "logistic_regression",
-                                     "backend": "onnxruntime", "precision": "fp32"})
+    problem, evaluator, config = logistic_deployment()
 
     def undeployable(config, pipeline):
         raise ExportError("RuntimeError: no converter for this refit")
@@ -133,6 +132,7 @@ def test_a_refit_that_cannot_be_deployed_falls_back_to_the_graph_the_search_veri
     assert final.source.startswith("the first CV fold's pipeline, whose graph the search verified: the refit "
                                    "pipeline could not be deployed (RuntimeError: no converter for this refit)")
 
+    X, y = make_classification(90, 4, random_state=0)
     result = admm_tune.fit({"data": {"X": X, "y": y}, "objective": {"cv": 3}, "deployment": "cpu", "budget": 2,
                             "restrict": {"scaler": ["none"], "transformer": ["none"],
                                          "estimator": ["logistic_regression"]}, "seed": 0},
@@ -146,16 +146,9 @@ def test_a_refit_that_cannot_be_deployed_falls_back_to_the_graph_the_search_veri
 def test_a_refit_graph_that_disagrees_falls_back_to_the_search_graph_once_it_agrees_on_the_same_rows(monkeypatch):
     """Every deployment of the refit pipeline's graph disagreed (stood in for here: finalize's verdict, no race):
     the fold pipeline's graph, re-verified on the refit's verification rows and re-timed, is handed over."""
-    from admm_tune.evaluate.deploy import Deployed, DeploymentEvaluator
-    from admm_tune.problem import load_problem
+    from admm_tune.evaluate.deploy import Deployed
 
-    X, y = make_classification(120, 4, random_state=0)
-    problem = load_problem({"data": {"X": X, "y": y}, "objective": {"cv": 3}, "deployment": "cpu",
-                            "restrict": {"scaler": ["none"], "transformer": ["none"],
-                                         "estimator": ["logistic_regression"], "backend": ["onnxruntime"]}})
-    evaluator = DeploymentEvaluator(problem.space, problem.data, problem.objective, problem.deployment, 0)
-    config = problem.space.complete({"scaler": "none", "transformer": "none", "estimator": "logistic_regression",
-                                     "backend": "onnxruntime", "precision": "fp32"})
+    problem, evaluator, config = logistic_deployment(rows=120)
     assert evaluator(config).ok
     disagreeing = "DISAGREES: 31/120 rows differ in 3 labels"
     monkeypatch.setattr(evaluator, "finalize", lambda c, p: Deployed(None, {}, disagreeing))
