@@ -209,6 +209,37 @@ def test_scalers_folded_into_tree_thresholds_agree_where_float32_scaling_did_not
     assert disagreed > 0, "these pipelines no longer disagree unfolded: pick others that show the fix"
 
 
+@pytest.mark.parametrize("scaler", ["standard", "robust", "minmax"])
+def test_scalers_fold_into_histgradientboosting_as_it_splits_in_float64(scaler):
+    """HistGradientBoosting compares the scaled float64 value with thresholds placed at data values: folded as
+    trees that cast to float32 (the bisection), 1-11 breast-cancer rows moved across a threshold (probabilities
+    off by up to 0.07, the deployment refused); folded as it splits (nearest float32 boundary), every row agrees."""
+    from admm_tune.evaluate.graph import fold_scalers_into_trees
+    from admm_tune.evaluate.graph.passes import FLOAT64_SPLITS
+
+    space = SearchSpace.load("classification")
+    if "breast_cancer" not in _DATA:
+        _DATA["breast_cancer"] = load_dataset("sklearn:breast_cancer", seed=0)
+    data = _DATA["breast_cancer"]
+    pipeline = build_pipeline(space.complete({"scaler": scaler, "transformer": "none",
+                                              "estimator": "hist_gradient_boosting"}), space, data, 0)
+    with threadpool_limits(1):
+        pipeline.fit(data.X, data.y)
+    model = export(pipeline, data.X.iloc[:5])
+    trees = [n for n in model.graph.node if n.op_type.startswith("TreeEnsemble")]
+    assert trees and all(n.doc_string == FLOAT64_SPLITS for n in trees)
+    for backend, strategy in (("onnxruntime", "native"), ("onnxruntime", "gemm"), ("openvino", "traversal")):
+        out = get_backend(backend).compile(model, {"tree_lowering": strategy}).run(feeds(model, data.X))
+        agree("classification", pipeline, data.X, out, 1.0, f"{scaler}/{backend}/{strategy}")
+    for node in trees:  # without the mark: folded as a float32 tree
+        node.doc_string = ""
+    folded = fold_scalers_into_trees(model)
+    import onnxruntime
+
+    out = onnxruntime.InferenceSession(folded.SerializeToString()).run(None, feeds(folded, data.X))
+    assert not agrees("classification", pipeline, data.X, out, 1.0), "the float32 rule no longer shows the fix"
+
+
 def test_categorical_front_and_string_labels_run_on_openvino():
     """String inputs reach OpenVINO as integer codes, string labels come back as strings."""
     rng = np.random.default_rng(0)

@@ -14,6 +14,9 @@ scikit-learn applies per feature.  The graph computes them in float32, which
 moves some rows across the split thresholds of a tree ensemble behind the
 scaler; :func:`admm_tune.evaluate.graph.passes.fold_scalers_into_trees`
 uses the record to fold the scaler into the thresholds exactly.
+``HistGradientBoosting*``: skl2onnx's converters, whose tree node is marked
+as splitting in float64 (scikit-learn's other trees cast to float32), which
+decides how a scaler is folded into it.
 
 Feature selectors (``SelectKBest``, ``SelectPercentile``, ``VarianceThreshold``,
 ``SelectFromModel``, ``RFE``...): skl2onnx 1.20's converter tests
@@ -46,7 +49,6 @@ from typing import Any
 import numpy as np
 from skl2onnx import update_registered_converter
 from skl2onnx.algebra.onnx_operator import OnnxOperator
-from skl2onnx.common._registration import get_converter, register_converter
 from skl2onnx.algebra.onnx_ops import (
     OnnxAdd,
     OnnxArgMax,
@@ -60,15 +62,22 @@ from skl2onnx.algebra.onnx_ops import (
     OnnxSub,
     OnnxWhere,
 )
+from skl2onnx.common._registration import get_converter, register_converter
 from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
+
+from .graph.passes import FLOAT64_SPLITS
 
 AFFINE_KEY = "admm_tune.affine"
 """``doc_string`` key of a scaler's last node: ``{"input": name, "steps": [[op, [float64 per feature]], ...]}``."""
 _ANNOTATED: set[str] = set()
 SCALERS = {"SklearnScaler": StandardScaler, "SklearnRobustScaler": RobustScaler,
            "SklearnMaxAbsScaler": MaxAbsScaler, "SklearnMinMaxScaler": MinMaxScaler}
+FLOAT64_TREES = ("SklearnHistGradientBoostingClassifier", "SklearnHistGradientBoostingRegressor")
+"""Tree ensembles scikit-learn splits in float64 (the others cast their input to float32 first): their tree node is
+marked :data:`~admm_tune.evaluate.graph.passes.FLOAT64_SPLITS`, so that a scaler is folded into them as they
+compare."""
 
 
 def convert_lda(scope: Any, operator: Any, container: Any) -> None:
@@ -161,6 +170,20 @@ def annotated(convert: Callable[..., None]) -> Callable[..., None]:
     return convert_and_record
 
 
+def marked_float64(convert: Callable[..., None]) -> Callable[..., None]:
+    """``convert`` followed by the :data:`~admm_tune.evaluate.graph.passes.FLOAT64_SPLITS` mark on the tree
+    ensemble nodes it added."""
+
+    def convert_and_mark(scope: Any, operator: Any, container: Any) -> None:
+        before = len(container.nodes)
+        convert(scope, operator, container)
+        for node in container.nodes[before:]:
+            if node.op_type.startswith("TreeEnsemble"):
+                node.doc_string = FLOAT64_SPLITS
+
+    return convert_and_mark
+
+
 def verify_added(node: OnnxOperator) -> None:
     """Raise ``RuntimeError`` unless ``node`` and every operator it depends on were added to the graph.
 
@@ -190,9 +213,10 @@ def register() -> None:
     if not _IMPUTER:
         _IMPUTER.append(get_converter("SklearnSimpleImputer"))
         register_converter("SklearnSimpleImputer", convert_imputer, overwrite=True)
-    for alias in SCALERS:
-        current = get_converter(alias)
-        if alias in _ANNOTATED:
-            continue
-        register_converter(alias, annotated(current), overwrite=True, options=current.get_allowed_options())
-        _ANNOTATED.add(alias)
+    for aliases, wrap in ((SCALERS, annotated), (FLOAT64_TREES, marked_float64)):
+        for alias in aliases:
+            current = get_converter(alias)
+            if alias in _ANNOTATED:
+                continue
+            register_converter(alias, wrap(current), overwrite=True, options=current.get_allowed_options())
+            _ANNOTATED.add(alias)

@@ -10,7 +10,11 @@
     float32 values (their bit patterns are ordered).  The folded graph
     decides exactly as scikit-learn does on float32 inputs, where the
     unfolded one, computing ``g`` in float32, moved rows lying close to a
-    threshold to the other side (and was rejected at fp32).  The float64
+    threshold to the other side (and was rejected at fp32).
+    HistGradientBoosting compares ``g(x) <= t`` in float64, unrounded: its
+    folded split compares the float32 input with ``g^-1(t)`` rounded to the
+    nearest float32, as an unscaled tree does (the bisection moved up to 2 %
+    of the breast-cancer rows, lying on a threshold, to the other side).  The float64
     operations come from the record :mod:`~admm_tune.evaluate.converters`
     leaves on the scaler's last node.
 :func:`drop_dead_nodes`
@@ -68,9 +72,11 @@ def _unordered(k: np.ndarray) -> np.ndarray:
 
 
 def folded_thresholds(thresholds: np.ndarray, strict: np.ndarray, steps: list[list[Any]],
-                      features: np.ndarray) -> np.ndarray:
+                      features: np.ndarray, float64: bool = False) -> np.ndarray:
     """For each split ``float32(g(x)) <= t`` (``< t`` where ``strict``) the float32 ``v`` with the same
-    decision as ``x <= v`` for every float32 ``x``.
+    decision as ``x <= v`` for every float32 ``x``; for a tree that splits in float64 (``float64``:
+    ``g(x) <= t``, :data:`FLOAT64_SPLITS`), the boundary ``g^-1(t)`` rounded to the nearest float32
+    (:func:`_nearest_boundaries`).
 
     Parameters
     ----------
@@ -80,7 +86,11 @@ def folded_thresholds(thresholds: np.ndarray, strict: np.ndarray, steps: list[li
         The scaler's float64 operations (``sub``/``div``/``mul``/``add`` by a per-feature value).
     features : ndarray of int
         Each split's feature.
+    float64 : bool
+        The tree compares ``g(x)`` in float64 (HistGradientBoosting), not rounded to float32.
     """
+    if float64:
+        return _nearest_boundaries(thresholds, strict, steps, features)
 
     def holds(k: np.ndarray) -> np.ndarray:
         z = _unordered(k).astype(np.float64)
@@ -100,6 +110,34 @@ def folded_thresholds(thresholds: np.ndarray, strict: np.ndarray, steps: list[li
             lo = np.where(ok, mid, lo)
             hi = np.where(ok, hi, mid)
     return np.where(top, np.float32(np.inf), _unordered(lo)).astype(np.float32)
+
+
+INVERSE = {"sub": np.add, "add": np.subtract, "mul": np.divide, "div": np.multiply}
+"""Each affine operation's inverse."""
+
+
+def _nearest_boundaries(thresholds: np.ndarray, strict: np.ndarray, steps: list[list[Any]],
+                        features: np.ndarray) -> np.ndarray:
+    """The float64 boundaries ``b = g^-1(t)`` rounded to the nearest float32 (for a strict split, the nearest
+    float32 below ``b``).
+
+    The graph holds ``t`` rounded to float32; ``b`` is taken at the far end
+    of the float64 values that round to it (half a float32 spacing above,
+    below for a strict split), so that a row lying exactly on scikit-learn's
+    threshold (HistGradientBoosting places them at data values) stays on
+    its side.  Rounding is monotone, so ``float32(x) <= v`` then decides as
+    scikit-learn for every float64 ``x`` except within half a float32
+    spacing around the boundary, as an unscaled tree does.
+    """
+    t = thresholds.astype(np.float32)
+    edge = (t.astype(np.float64) + np.nextafter(t, np.where(strict, -np.inf, np.inf).astype(np.float32))) / 2
+    with np.errstate(all="ignore"):
+        b = np.where(np.isfinite(edge), edge, t.astype(np.float64))
+        for op, values in reversed(steps):
+            b = INVERSE[op](b, np.asarray(values, dtype=np.float64)[features])
+    v = b.astype(np.float32)
+    below = strict & (v.astype(np.float64) >= b)
+    return np.where(below, np.nextafter(v, np.float32(-np.inf)), v).astype(np.float32)
 
 
 def fold_scalers_into_trees(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -179,6 +217,11 @@ def _foldable(node: onnx.NodeProto) -> bool:
     return a.get("nodes_values_as_tensor") is None and set(a["nodes_modes"]) <= {"BRANCH_LEQ", "BRANCH_LT", "LEAF"}
 
 
+FLOAT64_SPLITS = "admm_tune.float64_splits"
+"""Mark in a tree ensemble node's ``doc_string`` (:mod:`~admm_tune.evaluate.converters`): scikit-learn compares its
+splits in float64 (HistGradientBoosting*), where its other trees cast the input to float32 first."""
+
+
 def _fold(node: onnx.NodeProto, steps: list[list[Any]]) -> None:
     a = attributes(node)
     modes = np.asarray(a["nodes_modes"])
@@ -186,7 +229,8 @@ def _fold(node: onnx.NodeProto, steps: list[list[Any]]) -> None:
     values = np.asarray(a["nodes_values"], dtype=np.float32)
     features = np.asarray(a["nodes_featureids"], dtype=np.int64)
     new = values.copy()
-    new[split] = folded_thresholds(values[split], (modes == "BRANCH_LT")[split], steps, features[split])
+    new[split] = folded_thresholds(values[split], (modes == "BRANCH_LT")[split], steps, features[split],
+                                   FLOAT64_SPLITS in node.doc_string)
     new_modes = np.where(split, "BRANCH_LEQ", modes)
     kept = [x for x in node.attribute if x.name not in ("nodes_values", "nodes_modes")]
     del node.attribute[:]
