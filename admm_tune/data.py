@@ -153,6 +153,11 @@ class Dataset:
         """Number of input columns."""
         return int(self.X.shape[1])
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes the training table takes in memory (its columns, strings included, and the target)."""
+        return int(self.X.memory_usage(deep=True).sum()) + int(np.asarray(self.y).nbytes)
+
 
 
 class GroupedSplits:

@@ -129,7 +129,7 @@ class Journal:
                 continue
             metrics = {k[len("metric:"):]: float(v) for k, v in attrs.items() if k.startswith("metric:")}
             status = COMPLETE if t.state == TrialState.COMPLETE else FAILED
-            kept = {k: attrs[k] for k in ("structural", "fidelity", "step_losses")  # what the optimiser reads again
+            kept = {k: attrs[k] for k in ("structural", "fidelity", "step_losses", "first_result_s")  # what the optimiser reads again
                     if k in attrs}
             out.append((attrs, Observation(status, t.value, metrics, attrs.get("reason", ""),
                                            float(attrs.get("duration_s", 0.0)), kept)))

@@ -28,7 +28,9 @@ class Observation:
         Wall time the evaluation took.
     attrs : dict
         Extra facts for the journal (``cache_hit``...); the optimiser reads
-        ``structural``, ``fidelity`` and ``step_losses``.
+        ``structural``, ``fidelity``, ``step_losses`` and ``first_result_s``
+        (seconds to the first, lowest-fidelity result of an evaluation in
+        steps).
     """
 
     status: str

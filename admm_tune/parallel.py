@@ -136,11 +136,18 @@ def _serve(conn: Connection, payload: bytes, path: list[str], allowed: tuple[str
         conn.send(_answer(evaluator, *message, memory_mb))
 
 
+def peak_memory_mb() -> float:
+    """This process's peak resident memory, in MiB (``getrusage``'s ``ru_maxrss``: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**20 if sys.platform == "darwin" else 1024)
+
+
 def _answer(evaluator: Any, method: str, config: Config, seconds: float | None, incumbent: Sequence[float],
             memory_mb: int | None) -> Any:
     """``evaluator.<method>(config[, incumbent])`` within ``seconds`` (an interval timer; SIGALRM must be
     handled by :func:`_on_alarm`): a time-out or a memory error makes a failed observation, or for ``FINAL``
-    the evaluator's fallback."""
+    the evaluator's fallback.  An evaluator that scores in steps may answer a time-out with what it had scored
+    (``evaluator.interrupted(config, reason)``: an observation at a fidelity under 1, or None)."""
     start = time.perf_counter()
     reason = ""
     try:
@@ -155,11 +162,13 @@ def _answer(evaluator: Any, method: str, config: Config, seconds: float | None, 
         signal.setitimer(signal.ITIMER_REAL, 0)
     if method == FINAL:
         return evaluator.fallback(config, reason) if reason else answer
-    if reason:
-        return Observation.failed(reason, time.perf_counter() - start)
+    if reason:  # what the evaluation had scored before its time was up (an evaluator in steps), else a failure
+        partial = getattr(evaluator, "interrupted", None)
+        return (partial and partial(config, reason)) or Observation.failed(reason, time.perf_counter() - start)
     if answer.reason.startswith("error: MemoryError"):  # caught by the evaluator itself
         return Observation.failed(f"memory: over the {memory_mb} MiB limit ({answer.reason[7:]})",
                                   answer.duration_s)
+    answer.attrs["peak_memory_mb"] = peak_memory_mb()  # the worker's, so far
     return answer
 
 

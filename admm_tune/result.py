@@ -385,6 +385,10 @@ class Result:
         if self.timing.get("budget_s"):
             lines.append(f"time         {self.timing['wall_s']:.1f} s for a {self.timing['budget_s']:g} s budget "
                          f"({self.timing['overrun']:.2f}x)")
+        if self.timing.get("peak_memory_mb"):
+            worker = self.trials["peak_memory_mb"].max() if "peak_memory_mb" in self.trials else math.nan
+            lines.append(f"memory       peak {self.timing['peak_memory_mb']:,.0f} MiB in this process"
+                         + (f", {worker:,.0f} MiB in a worker" if worker == worker else ""))
         if len(self.trace):
             last = self.trace.iloc[-1]
             lines.append(f"ADMM         final rho {last['rho']:.3g}, integer residual {last['primal_residual']:.2g}, "
@@ -401,12 +405,13 @@ def best_of(trials: pd.DataFrame, chosen: int | None = None) -> Best:
     """The completed trial numbered ``chosen``, else the best feasible row by loss (equal losses: by p95 latency),
     else the least violating.
 
-    Only fully evaluated rows compete (``fidelity`` 1; one stopped early has a partial loss), unless none is.
+    Only rows evaluated at the highest fidelity reached compete (``fidelity`` 1 unless none is; a loss on fewer
+    folds or rows is not comparable).
     """
     done = trials[trials["state"] == "complete"]
-    if "fidelity" in done:
-        full = done[done["fidelity"].fillna(1.0) >= 1.0]
-        done = full if len(full) else done
+    if "fidelity" in done and len(done):
+        fidelity = done["fidelity"].fillna(1.0).round(9)
+        done = done[fidelity >= min(1.0, fidelity.max())]
     feasible = done[done["feasible"].astype(bool)]
     if chosen is not None and (done["number"] == chosen).any():
         row = done[done["number"] == chosen].iloc[0]

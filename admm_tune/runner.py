@@ -26,7 +26,7 @@ from .journal import MEMORY, Journal
 from .observation import Observation
 from .optim import ADMM, Candidate
 from .optim.constraints import ConstraintTerms
-from .parallel import GRACE_S, DaskPool, InProcessPool, Pool, WorkerPool, in_daemonic_process
+from .parallel import GRACE_S, DaskPool, InProcessPool, Pool, WorkerPool, in_daemonic_process, peak_memory_mb
 from .portfolio import warm_start
 from .problem import Budget, Problem, load_problem, parse_budget
 from .progress import Progress
@@ -108,6 +108,7 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     elif problem.seed is None and not resume:  # drawn, and journaled below, so that the run can be replayed
         problem = replace(problem, seed=secrets.randbelow(2**31))
     workers_n = _workers(n_jobs)
+    _check_memory(problem, workers_n)
     if resume and storage is None and run_dir is None:
         raise ProblemError("resume", "give the storage or run_dir of the run to continue")
     if storage is None:
@@ -268,24 +269,27 @@ class Clock:
         return left if limit is None else min(limit, left)
 
     def report(self) -> dict[str, float | None]:
-        """Budget adherence: ``budget_s``, ``wall_s`` and ``overrun`` (wall / budget; None without a budget)."""
+        """Budget adherence: ``budget_s``, ``wall_s`` and ``overrun`` (wall / budget; None without a budget); and
+        ``peak_memory_mb``, this process's peak resident memory (MiB)."""
         wall = time.monotonic() - self.start
         return {"budget_s": self.seconds, "wall_s": wall,
-                "overrun": wall / self.seconds if self.seconds else None}
+                "overrun": wall / self.seconds if self.seconds else None, "peak_memory_mb": peak_memory_mb()}
 
 
-def final_cost(obs: Observation, cv: int, deployments: int = 1) -> float:
+def final_cost(obs: Observation, cv: int, deployments: int = 1, rows: int | None = None) -> float:
     """Expected seconds to refit and deploy a candidate, from its own evaluation ``obs`` (``cv`` folds).
 
-    The refit fits all rows once (a fold fitted ``(cv - 1) / cv`` of them,
-    and fits grow faster than linearly for many models: x1.5); each of the
+    The refit fits all ``rows`` once (a fold fitted ``(cv - 1) / cv`` of the
+    rows its evaluation scored, its ``rows`` attribute on a tall table, and
+    fits grow faster than linearly for many models: x1.5); each of the
     ``deployments`` (the refit's own and the deployment race's contenders:
     export, compile, verify, time) costs what it cost in the search, the
     evaluation's time beyond its folds.
     """
     fit, score = obs.metrics.get("fit_time_s", 0.0), obs.metrics.get("score_time_s", 0.0)
     deploy = max(0.0, obs.duration_s - cv * (fit + score))
-    return 1.5 * fit * cv / max(1, cv - 1) + deploy * deployments
+    grown = rows / float(obs.attrs.get("rows", rows)) if rows else 1.0
+    return 1.5 * fit * grown * cv / max(1, cv - 1) + deploy * deployments
 
 
 FAIL_FAST = 4
@@ -313,22 +317,25 @@ class _JournaledExecutor:
         self.problem, self.pool, self.journal, self.bar, self.retry_of = problem, pool, journal, bar, retry_of
         self.clock = clock
         self.terms = ConstraintTerms(problem.constraints)
+        self.rows = None if problem.data is None else len(problem.data.y)
         self.deployments = 2 + pairs(problem.space) if problem.deployment is not None else 1  # refit's, race's
         self.capacity = pool.capacity
         self.started: dict[int, tuple[Candidate, Any]] = {}  # ticket → (candidate, journal trial)
         self.done = 0
-        self.leader: tuple[bool, float, float] | None = None  # (infeasible, violation, loss) of the best so far
+        # (-fidelity, infeasible, violation, loss) of the best so far: the best at the highest fidelity reached
+        self.leader: tuple[float, bool, float, float] | None = None
         self.leader_obs: Observation | None = None
         self.failures: list[str] | None = [] if not done else None  # reasons of a new run's first failures
         for obs in done:  # a resumed run's evaluations: the progress line starts from them
             self._count(obs)
 
     def search_time_left(self) -> float:
-        """Seconds the search may still start candidates in (the final step's expected cost kept back)."""
+        """Seconds the search may still start candidates in (the final step's expected cost kept back; before any
+        result, the most that may be kept: :data:`FINAL_SHARE` of the budget)."""
         cv = getattr(self.problem.objective, "cv", 1)
-        reserve = 0.0
-        if self.leader_obs is not None:
-            reserve = final_cost(self.leader_obs, cv, self.deployments)
+        reserve = math.inf  # nothing done yet: the most the final step may be kept (a first candidate on a tall
+        if self.leader_obs is not None:  # table must leave it time, whatever that candidate costs)
+            reserve = final_cost(self.leader_obs, cv, self.deployments, self.rows)
             if self.problem.data is not None and self.done >= MIN_EVALUATIONS:  # the re-scoring of the finalists
                 m = self.leader_obs.metrics
                 reserve += expected_seconds(m.get("fit_time_s", 0.0), m.get("score_time_s", 0.0), cv)
@@ -351,8 +358,8 @@ class _JournaledExecutor:
         if obs.ok and missing:
             obs = Observation.failed(f"error: the constrained metric {missing[0]!r} was not measured", obs.duration_s)
         self.journal.finish(trial, obs, self._count(obs))
-        self.bar.update(self.done, self.leader[2] if self.leader else None,
-                        self.leader is not None and not self.leader[0])
+        self.bar.update(self.done, self.leader[3] if self.leader else None,
+                        self.leader is not None and not self.leader[1])
         self._fail_fast(obs)
         return candidate, obs
 
@@ -373,8 +380,8 @@ class _JournaledExecutor:
     def _count(self, obs: Observation) -> float:
         """Count a finished evaluation towards the progress line; return its constraint violation."""
         violation = self.terms.violation(self.terms.violations(obs.metrics)) if obs.ok else math.inf
-        if obs.ok and obs.fidelity >= 1.0:  # one stopped early never leads
-            entry = (violation > 0, violation, float(obs.loss))
+        if obs.ok:  # one stopped early never leads one done in full
+            entry = (-round(min(obs.fidelity, 1.0), 9), violation > 0, violation, float(obs.loss))
             if self.leader is None or entry < self.leader:
                 self.leader, self.leader_obs = entry, obs
         self.done += 1
@@ -467,6 +474,41 @@ def resume(run_dir: str | Path, *, budget: Budget | Mapping[str, Any] | int | st
     journal, problem = open_run(run_dir)
     return fit(problem, budget=budget, storage=journal.storage, run_dir=run_dir, n_jobs=n_jobs, progress=progress,
                report=report, resume=True, study_name=journal.study.study_name)
+
+
+FIT_COPIES = 4
+"""Memory a fit needs, in copies of the table: the worker's own, and the fold's training rows as the pipeline's steps
+transform them (a measured rule of thumb, for refusing a table before the search, not a limit)."""
+
+
+def _check_memory(problem: Problem, workers: int) -> None:
+    """Refuse, before the search, a table that the parent and ``workers`` workers cannot hold and fit in memory.
+
+    Raises
+    ------
+    ProblemError
+        Naming the table's size and the memory available (or
+        ``isolation.memory_mb``), in MiB.
+    """
+    if problem.data is None:
+        return
+    import psutil
+
+    size = problem.data.nbytes / 2**20
+    available = psutil.virtual_memory().available / 2**20
+    need = size * (1 + workers * FIT_COPIES)
+    if size * (1 + FIT_COPIES) > available:
+        raise ProblemError("data", f"the table takes {size:,.0f} MiB in memory; fitting on it needs about "
+                                   f"{size * (1 + FIT_COPIES):,.0f} MiB, more than the {available:,.0f} MiB available "
+                                   "(use fewer rows or columns)")
+    if need > available:
+        raise ProblemError("n_jobs", f"{workers} workers, each holding and fitting on the {size:,.0f} MiB table, need "
+                                     f"about {need:,.0f} MiB, more than the {available:,.0f} MiB available: use fewer "
+                                     f"(n_jobs={max(1, int((available / size - 1) // FIT_COPIES))})")
+    limit = problem.isolation.memory_mb
+    if limit is not None and size * FIT_COPIES > limit:
+        raise ProblemError("isolation.memory_mb", f"{limit} MiB per worker cannot hold and fit on the {size:,.0f} MiB "
+                                                  f"table (about {size * FIT_COPIES:,.0f} MiB)")
 
 
 def _workers(n_jobs: int) -> int:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import signal
 import time
 import warnings
 from collections.abc import Sequence
@@ -80,6 +81,11 @@ class Tolerance:
 
 
 TOLERANCES = {"fp32": Tolerance(0.01, 1e-3), "reduced": Tolerance(0.05, 0.1)}
+
+DEPLOY_SHARE = 0.5
+"""Under a time limit, a candidate's ML scoring, or the final refit, may take this share of it (on a tall table it
+stops climbing the row rungs earlier, :mod:`.rungs`, or refits fewer rows); the rest is its deployment's: export,
+compile, verify, time."""
 
 STRUCTURAL_SCOPES = {"graph": (), "precision": (PRECISION,), "backend": (BACKEND, PRECISION)}
 """Deployment modules a structural failure (:class:`~.export.ExportError`'s ``structural``) depends on, besides
@@ -152,7 +158,8 @@ class DeploymentEvaluator:
         ml_config, _ = Deployment.split(config)
         ml_key = MLEvaluator.key(ml_config)
         reused = ml_key in self.ml.cache
-        ml_obs = self.ml(ml_config)
+        left = signal.getitimer(signal.ITIMER_REAL)[0]  # the worker's limit: half of it is the deployment's
+        ml_obs = self.ml(ml_config, seconds=DEPLOY_SHARE * left if left else None)
         attrs = {"cache_hit": False, "reused_fit": reused, "backend": config[BACKEND], "precision": config[PRECISION]}
         if not ml_obs.ok:
             obs = Observation.failed(ml_obs.reason, time.perf_counter() - start, **attrs,
@@ -213,10 +220,6 @@ class DeploymentEvaluator:
             raise graph.error
         return graph.model  # type: ignore[return-value]
 
-    def refit(self, config: Config) -> Any:
-        """The ML part of ``config`` fitted on all training data."""
-        return self.ml.refit(Deployment.split(config)[0])
-
     def final(self, config: Config) -> Final | dict[str, Any]:
         """``config`` refit on all training rows and deployed (exported, compiled, verified, timed), then raced over
         the deployment space (:meth:`race`); given a race (a mapping with ``finalists``), their ML parts re-scored
@@ -224,7 +227,8 @@ class DeploymentEvaluator:
         if "finalists" in config:
             return self.ml.rescore({**config, "finalists": [Deployment.split(c)[0] for c in config["finalists"]]})
         self._final = None
-        final = self.ml.final(Deployment.split(config)[0])
+        left = signal.getitimer(signal.ITIMER_REAL)[0]  # half of the time left is the deployment's
+        final = self.ml.final(Deployment.split(config)[0], DEPLOY_SHARE * left if left else None)
         try:
             final.deployed = self.finalize(config, final.pipeline)
         except (ExportError, BackendError) as exc:  # the graph the search verified stands in, with its pipeline

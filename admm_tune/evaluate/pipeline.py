@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import signal
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -33,6 +34,7 @@ from ..observation import COMPLETE, Observation
 from ..problem import Objective
 from ..registry import resolve_class
 from ..space import Config, Float, SearchSpace, param_key
+from .rungs import nested_order, predicted_seconds, rung_sizes
 
 
 def front(data: Dataset) -> BaseEstimator:
@@ -142,28 +144,34 @@ STOP_SPREADS = 2.0
 than this many standard deviations of the incumbent's fold losses (:func:`clearly_worse`)."""
 
 
-def clearly_worse(losses: Sequence[float], incumbent: Sequence[float], folds: int) -> bool:
+def clearly_worse(losses: Sequence[float], incumbent: Sequence[float], folds: int, last: bool = True) -> bool:
     """Whether a candidate's first fold ``losses`` show it clearly worse than the ``incumbent``'s fold losses.
 
     Folds are seeded, so fold ``i`` of both is the same split and the
     comparison is paired: the fold's difficulty cancels.  Clearly worse:
     the mean paired difference exceeds :data:`STOP_SPREADS` times the
     standard deviation of the incumbent's fold losses (the spread of one
-    fold's estimate).  Never once every fold is done, nor without an
-    incumbent of ``folds`` losses.
+    fold's estimate).  Never once every fold of the ``last`` rung is done
+    (nothing left to save), nor without an incumbent of ``folds`` losses.
 
     Parameters
     ----------
-    losses : sequence of float, length j < folds
+    losses : sequence of float, length j <= folds
     incumbent : sequence of float, length ``folds`` (or empty)
     folds : int
+    last : bool
+        Whether these folds are the evaluation's last rung's (:mod:`.rungs`).
     """
     j = len(losses)
-    if not 0 < j < folds or len(incumbent) != folds:
+    if not 0 < j <= folds or (last and j == folds) or len(incumbent) != folds:
         return False
     gap = float(np.mean(np.subtract(losses, incumbent[:j])))
     return gap > STOP_SPREADS * float(np.std(incumbent, ddof=1))
 
+
+REFIT_SHARE = 0.8
+"""Under a time limit, a final refit is predicted to take at most this share of the time left (the rest: the
+prediction's error); else it fits fewer rows (:meth:`MLEvaluator.refit_rows`)."""
 
 KEPT_FOLD_PIPELINES = 4
 """First-fold pipelines an evaluator without ``keep_fitted`` keeps: those of its lowest losses (the fallback)."""
@@ -171,10 +179,13 @@ KEPT_FOLD_PIPELINES = 4
 
 @dataclass
 class Holdout:
-    """The pipeline fitted on the first CV fold's training rows, and that fold's held-out rows."""
+    """The pipeline fitted on the first CV fold's training rows (of the last rung scored), and that fold's held-out
+    rows."""
 
     pipeline: Pipeline
     rows: np.ndarray
+    fitted: int
+    """How many training rows the pipeline was fitted on."""
 
 
 class MLEvaluator:
@@ -208,6 +219,11 @@ class MLEvaluator:
         self.cache: dict[str, Observation] = {}
         self.holdouts: dict[str, Holdout] = {}
         self.n_fits = 0
+        self._order: np.ndarray | None = None  # the rungs' row permutation (made on first use)
+        self._partial: Observation | None = None  # the running evaluation's result so far (see interrupted)
+        self._first: float | None = None  # the running evaluation's seconds to its first result
+        self._fitted: dict[str, Holdout] = {}  # the running evaluation's last rung's first-fold pipeline
+        self._scored: dict[str, tuple[int, float]] = {}  # config key → (rows a fold fitted, its mean fit seconds)
 
     @staticmethod
     def key(config: Config) -> str:
@@ -230,71 +246,153 @@ class MLEvaluator:
         cls = StratifiedKFold if self.data.task == CLASSIFICATION else KFold
         return cls(n_splits=self.objective.cv, shuffle=True, random_state=(self.seed or 0) + split)
 
-    def __call__(self, config: Config, incumbent: Sequence[float] = ()) -> Observation:
-        """Evaluate one config, fold by fold; a crash becomes a failed observation.
+    @property
+    def rungs(self) -> tuple[int, ...]:
+        """Rows of each rung a candidate is scored on (:mod:`.rungs`): all rows only, for a table under 20,000
+        rows or a problem with its own splitter (groups, time order: a random subsample would break it)."""
+        if self.objective.splitter is not None:
+            return (len(self.data.y),)
+        return rung_sizes(len(self.data.y))
+
+    def rung_rows(self, n: int) -> np.ndarray | None:
+        """The training rows of the rung of ``n`` rows (sorted), or None for all of them."""
+        if n >= len(self.data.y):
+            return None
+        if self._order is None:
+            self._order = nested_order(np.asarray(self.data.y), self.data.task == CLASSIFICATION, self.seed)
+        return np.sort(self._order[:n])
+
+    def __call__(self, config: Config, incumbent: Sequence[float] = (), seconds: float | None = None
+                 ) -> Observation:
+        """Evaluate one config, rung by rung and fold by fold; a crash becomes a failed observation.
+
+        Each rung (:attr:`rungs`; one, all rows, unless the table is tall) is
+        scored by ``cv``-fold cross-validation on its rows.  The evaluation
+        stops early, with a ``fidelity`` under 1, when the candidate is
+        clearly worse than the incumbent on the folds done of a rung
+        (:func:`clearly_worse`), or when the next rung's predicted seconds
+        (:func:`~.rungs.predicted_seconds`) exceed the time left.  Its loss
+        is then the mean over the folds done of its last rung, its
+        ``fidelity`` that rung's share of the rows times its share of folds
+        done, and it is not cached.
 
         Parameters
         ----------
         config : Config
-        incumbent : sequence of float, length ``cv``
-            The fold losses of the best fully evaluated candidate so far (its
-            observation's ``step_losses``), on the same seeded folds; empty:
-            every fold is fitted.  Given, the evaluation stops after a fold
-            when the candidate is clearly worse (:func:`clearly_worse`); its
-            loss is then the mean over the folds done, its ``fidelity`` the
-            share of folds done (``folds_done`` of ``cv``), and it is not cached.
+        incumbent : sequence of float
+            The step losses of the best evaluation so far (its observation's
+            ``step_losses``: ``cv`` fold losses per rung, on the same seeded
+            rungs and folds); empty: nothing is compared.
+        seconds : float, optional
+            Time the evaluation may take; default: what is left of the
+            interval timer the worker set (:mod:`admm_tune.parallel`), if any.
         """
         key = self.key(config)
         if key in self.cache:
             return self.cache[key].replayed()
         start = time.perf_counter()
-        scores: list[float] = []
-        fits: list[tuple[float, float]] = []
-        first: Holdout | None = None
+        allowed = seconds if seconds is not None else (signal.getitimer(signal.ITIMER_REAL)[0] or None)
+        self._partial = None
         try:
             pipeline = self.build(config)
             # One thread per candidate: parallelism is across candidates, and
             # OpenMP/BLAS pools fighting over busy cores slow fits down by 10-100x.
             with warnings.catch_warnings(), threadpool_limits(1):
                 warnings.simplefilter("ignore")
-                for fold in self.folds().split(self.data.X, self.data.y):
-                    self.n_fits += 1
-                    done = cross_validate(pipeline, self.data.X, self.data.y, cv=[fold],
-                                          scoring=self.objective.scoring, error_score="raise", n_jobs=1,
-                                          return_estimator=first is None, return_indices=first is None)
-                    if first is None:
-                        first = Holdout(done["estimator"][0], done["indices"]["test"][0])
-                    scores.append(float(done["test_score"][0]))
-                    fits.append((float(done["fit_time"][0]), float(done["score_time"][0])))
-                    if clearly_worse([self.objective.loss(v) for v in scores], incumbent, self.objective.cv):
-                        break
+                obs = self._climb(key, pipeline, incumbent, start, allowed)
         except Exception as exc:  # any failure of a candidate is recorded, never fatal
             # a class that does not import fails whatever its parameters: the structure is not tried again
             structural = {"structural": ",".join(self.space.module_names)} if isinstance(exc, ImportError) else {}
             obs = Observation.failed(f"error: {type(exc).__name__}: {exc}"[:500], time.perf_counter() - start,
                                      **structural)
-        else:
-            test = np.asarray(scores, dtype=float)
-            if not np.all(np.isfinite(test)):
-                obs = Observation.failed("error: non-finite CV score", time.perf_counter() - start)
-            else:
-                times = np.asarray(fits)
-                metrics = {"cv_score": float(test.mean()), "cv_score_std": float(test.std()),
-                           "fit_time_s": float(times[:, 0].mean()), "score_time_s": float(times[:, 1].mean())}
-                obs = Observation(COMPLETE, self.objective.loss(metrics["cv_score"]), metrics,
-                                  duration_s=time.perf_counter() - start,
-                                  attrs={"fidelity": len(test) / self.objective.cv, "folds_done": len(test),
-                                         "step_losses": [float(self.objective.loss(v)) for v in test]})
         obs.attrs["cache_hit"] = False
-        if obs.fidelity < 1.0:  # stopped early: asked again without an incumbent, it is evaluated in full
-            return obs
-        if obs.ok and first is not None:
-            self.holdouts[key] = first
+        fitted = self._fitted.pop(key, None)
+        if obs.ok and fitted is not None:  # also of one stopped early: a deployment of it is still measured
+            self.holdouts[key] = fitted
             if not self.keep_fitted and len(self.holdouts) > KEPT_FOLD_PIPELINES:  # the worst goes, the
                 order = {k: i for i, k in enumerate(self.holdouts)}  # newest of equals (the best is the oldest)
                 del self.holdouts[max(self.holdouts, key=lambda k: (
                     self.cache[k].loss if k in self.cache else obs.loss, order[k]))]
-        self.cache[key] = obs
+        if obs.fidelity >= 1.0:  # one stopped early, asked again without an incumbent, is evaluated in full
+            self.cache[key] = obs
+        return obs
+
+    def _climb(self, key: str, pipeline: Pipeline, incumbent: Sequence[float], start: float,
+               allowed: float | None) -> Observation:
+        """Score ``pipeline`` up the rungs (see :meth:`__call__`); keep the partial result for :meth:`interrupted`
+        (on a tall table fold by fold, else rung by rung) and the last rung's first-fold pipeline in ``_fitted``."""
+        cv, sizes = self.objective.cv, self.rungs
+        steps: list[float] = []
+        done_rows: list[int] = []
+        done_seconds: list[float] = []
+        self._first = None
+        obs = Observation.failed("error: no fold was scored")
+        for r, n in enumerate(sizes):
+            began, last = time.perf_counter(), r == len(sizes) - 1
+            rows = self.rung_rows(n)
+            X, y = (self.data.X, self.data.y) if rows is None else (self.data.X.iloc[rows], self.data.y[rows])
+            scores: list[float] = []
+            fits: list[tuple[float, float]] = []
+            losses: list[float] = []
+            for fold in self.folds().split(X, y):
+                self.n_fits += 1
+                done = cross_validate(pipeline, X, y, cv=[fold], scoring=self.objective.scoring,
+                                      error_score="raise", n_jobs=1, return_estimator=not scores,
+                                      return_indices=not scores)
+                if not scores:
+                    test = done["indices"]["test"][0]
+                    self._fitted[key] = Holdout(done["estimator"][0], test if rows is None else rows[test],
+                                                len(fold[0]))
+                scores.append(float(done["test_score"][0]))
+                fits.append((float(done["fit_time"][0]), float(done["score_time"][0])))
+                if not np.all(np.isfinite(scores)):
+                    return Observation.failed("error: non-finite CV score", time.perf_counter() - start)
+                losses = [float(self.objective.loss(v)) for v in scores]
+                if len(sizes) > 1:  # a tall table's result is kept fold by fold: a time-out answers with it
+                    self._keep(key, scores, fits, steps + losses, n, len(fold[0]), start)
+                if clearly_worse(losses, incumbent[r * cv:(r + 1) * cv], cv, last):
+                    break
+            steps += losses
+            obs = self._keep(key, scores, fits, steps, n, len(fold[0]), start)
+            if len(scores) < cv or last:
+                break
+            done_rows.append(n)
+            done_seconds.append(time.perf_counter() - began)
+            if allowed is not None and time.perf_counter() - start + predicted_seconds(
+                    done_rows, done_seconds, sizes[r + 1]) > allowed:
+                break
+        return obs
+
+    def _keep(self, key: str, scores: list[float], fits: list[tuple[float, float]], steps: list[float], rows: int,
+              fitted_rows: int, start: float) -> Observation:
+        """The observation of the folds scored so far, kept as the partial result (:meth:`interrupted`) and as the
+        fit times :meth:`refit_rows` predicts from (``fitted_rows``: a fold's training rows)."""
+        obs = self._observation(scores, fits, steps, rows, start)
+        self._first = obs.duration_s if self._first is None else self._first
+        obs.attrs["first_result_s"] = self._first
+        self._partial = obs
+        self._scored[key] = (fitted_rows, obs.metrics["fit_time_s"])
+        return obs
+
+    def _observation(self, scores: list[float], fits: list[tuple[float, float]], steps: list[float], rows: int,
+                     start: float) -> Observation:
+        """The observation of an evaluation whose last rung (``rows`` rows) scored ``scores``."""
+        test, times = np.asarray(scores, dtype=float), np.asarray(fits)
+        metrics = {"cv_score": float(test.mean()), "cv_score_std": float(test.std()),
+                   "fit_time_s": float(times[:, 0].mean()), "score_time_s": float(times[:, 1].mean())}
+        n_rows, cv = len(self.data.y), self.objective.cv
+        return Observation(COMPLETE, self.objective.loss(metrics["cv_score"]), metrics,
+                           duration_s=time.perf_counter() - start,
+                           attrs={"fidelity": rows / n_rows * len(test) / cv, "folds_done": len(test),
+                                  "rows": rows, "step_losses": list(steps)})
+
+    def interrupted(self, config: Config, reason: str) -> Observation | None:
+        """What the evaluation of ``config`` cut off by its time limit (``reason``) had scored, at its fidelity
+        (on a tall table: its folds done; else its rungs done), or None (nothing was)."""
+        obs, self._partial = self._partial, None
+        if obs is None or obs.fidelity >= 1.0:
+            return None
+        obs.attrs.update(cache_hit=False, stopped=reason)
         return obs
 
     def build(self, config: Config) -> Pipeline:
@@ -302,12 +400,39 @@ class MLEvaluator:
         return build_pipeline(config, self.space, self.data, self.seed,
                               getattr(self.objective, "probabilities", False))
 
-    def final(self, config: Config) -> Final | dict[str, Any]:
-        """The pipeline of ``config`` refit on all training rows; given a race (a mapping with ``finalists``), the
-        finalists re-scored (:meth:`rescore`): the runner's two final steps, run isolated by ``Pool.final``."""
+    def final(self, config: Config, seconds: float | None = None) -> Final | dict[str, Any]:
+        """The pipeline of ``config`` refit on all training rows (or the most that ``seconds`` allow, see
+        :meth:`refit_rows`); given a race (a mapping with ``finalists``), the finalists re-scored
+        (:meth:`rescore`): the runner's two final steps, run isolated by ``Pool.final``."""
         if "finalists" in config:
             return self.rescore(config)
-        return Final(self.refit(config), f"refit on all {len(self.data.y)} training rows")
+        n = len(self.data.y)
+        rows, why = self.refit_rows(config, seconds)
+        if rows is None:
+            return Final(self.refit(config), f"refit on all {n} training rows")
+        return Final(self.refit(config, rows), f"refit on {len(rows)} of {n} training rows: {why}")
+
+    def refit_rows(self, config: Config, seconds: float | None = None) -> tuple[np.ndarray | None, str]:
+        """The rows to refit ``config`` on: all (None), or the largest rung whose predicted fit takes at most
+        :data:`REFIT_SHARE` of ``seconds`` (default: what is left of the worker's interval timer; the first rung
+        when none does), and why.
+
+        The refit's seconds are predicted from the config's own fits in
+        :meth:`__call__` (:func:`~.rungs.predicted_seconds`); a config this
+        evaluator never scored, or no time limit, gets all rows.
+        """
+        left = seconds if seconds is not None else (signal.getitimer(signal.ITIMER_REAL)[0] or None)
+        scored = self._scored.get(self.key(config))
+        if left is None or scored is None:
+            return None, ""
+        fitted_rows, fit_s = scored
+        sizes = self.rungs
+        fits = [n for n in sizes if predicted_seconds([fitted_rows], [fit_s], n) <= REFIT_SHARE * left]
+        n = fits[-1] if fits else sizes[0]
+        if n == len(self.data.y):
+            return None, ""
+        return self.rung_rows(n), (f"the time left ({left:.1f} s) allows no more (the fit on {fitted_rows} rows "
+                                   f"took {fit_s:.2g} s)")
 
     def rescore(self, race: Mapping[str, Any]) -> dict[str, Any]:
         """The finalists' fold losses on fresh CV splits, in interleaved rounds.
@@ -360,13 +485,14 @@ class MLEvaluator:
         holdout = self.holdouts.get(self.key(config))
         if holdout is None:
             return Final(None, f"none: the refit on all training rows did not finish ({reason})")
-        fitted = len(self.data.y) - len(holdout.rows)
-        return Final(holdout.pipeline, f"the first CV fold's pipeline, fitted on {fitted} of {len(self.data.y)} "
+        n = len(self.data.y)
+        return Final(holdout.pipeline, f"the first CV fold's pipeline, fitted on {holdout.fitted} of {n} "
                                        f"training rows: the refit on all of them did not finish ({reason})")
 
-    def refit(self, config: Config) -> Pipeline:
-        """The pipeline of ``config`` fitted on all training data."""
+    def refit(self, config: Config, rows: np.ndarray | None = None) -> Pipeline:
+        """The pipeline of ``config`` fitted on all training data, or on the training ``rows`` given."""
         pipeline = self.build(config)
+        X, y = (self.data.X, self.data.y) if rows is None else (self.data.X.iloc[rows], self.data.y[rows])
         with warnings.catch_warnings(), threadpool_limits(1):
             warnings.simplefilter("ignore")
-            return pipeline.fit(self.data.X, self.data.y)
+            return pipeline.fit(X, y)

@@ -183,6 +183,7 @@ class ADMM:
         self.solver = make_solver(settings.theta_solver)
         self.bandit = ThompsonBandit(space)
         self.cost = CostModel(space)
+        self.first_cost = CostModel(space)  # seconds to an evaluation's first result (its lowest fidelity)
         k = len(self.terms)
         self.state = ADMMState(rho=settings.rho, inner=settings.inner_budget, u=[0.0] * k, mu=[0.0] * k)
         self.rho_int = settings.rho  # the consensus block keeps the initial penalty (see the module docstring)
@@ -792,8 +793,9 @@ class ADMM:
             (done if id(record.candidate) in mine else self._late).append(record)
 
     def _fits(self, candidate: Candidate) -> bool:
-        """Whether ``candidate`` is predicted to finish in the time left; one that is not is never proposed again."""
-        predicted = self.cost.upper(candidate.config)
+        """Whether ``candidate`` is predicted to give a result in the time left (its first, lowest-fidelity one, of
+        an evaluator that scores in steps: ``first_result_s``); one that is not is never proposed again."""
+        predicted = self.first_cost.upper(candidate.config)
         if predicted is None or predicted <= self._seconds_left():
             return True
         self._seen.add(_key(candidate.config))
@@ -830,19 +832,24 @@ class ADMM:
         return record
 
     def _observe_cost(self, record: Record) -> None:
-        """Teach the cost model the evaluation's seconds, scaled to a full evaluation when it stopped early."""
-        self.cost.observe(record.config, record.observation.duration_s / max(record.observation.fidelity, 1e-3))
+        """Teach the cost models the evaluation's seconds, scaled to a full evaluation when it stopped early, and
+        the seconds to its first result (``first_result_s``: all of them for an evaluation in one step)."""
+        obs = record.observation
+        full = obs.duration_s / max(obs.fidelity, 1e-3)
+        self.cost.observe(record.config, full)
+        self.first_cost.observe(record.config, float(obs.attrs.get("first_result_s", full)))
 
     def _incumbent(self) -> tuple[float, ...]:
         """The step losses a new candidate may be stopped against: the best full evaluation's (see ``Candidate``).
 
         Only with ``early_stop`` and no constraints (stopping judges the loss
-        alone), and only when the best evaluation reported step losses.
+        alone), and only when the best evaluation reported step losses (an
+        evaluation not done in full: those of the steps it did).
         """
         if not self.settings.early_stop or len(self.terms):
             return ()
         best = self.best()
-        return tuple(best.observation.step_losses) if best is not None and best.full else ()
+        return tuple(best.observation.step_losses) if best is not None else ()
 
     def _ban(self, record: Record) -> None:
         """Never propose again the structure of a failure that follows from it (the evaluator says so).
@@ -983,9 +990,11 @@ class ADMM:
 
 
 def best_record(records: Sequence[Record]) -> Record | None:
-    """Best feasible record by loss, else the least-violating completed one; only those evaluated in full compete
-    (a candidate stopped early has a partial loss), unless there are none."""
-    records = [r for r in records if r.full] or records
+    """Best feasible record by loss, else the least-violating completed one; only those evaluated at the highest
+    fidelity reached compete (in full, unless none is: a loss on fewer folds or rows is not comparable)."""
+    done = [r for r in records if r.observation.ok]
+    top = max((round(r.observation.fidelity, 9) for r in done), default=1.0)
+    records = [r for r in records if r.full or round(r.observation.fidelity, 9) >= top] if done else records
     feasible = [r for r in records if r.feasible]
     if feasible:
         return min(feasible, key=lambda r: r.observation.loss)

@@ -26,7 +26,7 @@ class Candidate:
     iteration: int
     relaxed: dict[str, float] = field(default_factory=dict)
     incumbent: tuple[float, ...] = ()
-    """The step losses (``Observation.step_losses``) of the best fully evaluated candidate when this one started:
+    """The step losses (``Observation.step_losses``) of the best candidate (see ``best_record``) when this one started:
     an evaluator that scores in the same steps may stop this one once it is clearly worse.  Empty: evaluate in full."""
 
 
