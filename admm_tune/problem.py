@@ -204,7 +204,8 @@ def _from_dict(raw: dict[str, Any], base_dir: Path | None) -> Problem:
     notes: tuple[str, ...] = (data.task_reason,) if data is not None and data.task_reason else ()
     if data is not None:
         space, bounded = _bounded_by_width(space, data)
-        notes += bounded
+        space, tall = _bounded_by_rows(space, data)
+        notes += bounded + tall
     deployment = None
     if raw.get("deployment") is not None:
         if data is None:
@@ -311,15 +312,42 @@ def _bounded_by_width(space: SearchSpace, data: Dataset) -> tuple[SearchSpace, t
         int(data.X[c].nunique(dropna=False)) for c in data.categorical)
     if width <= POLYNOMIAL_MAX_INPUTS:
         return space, ()
+    return _left_out(space, (POLYNOMIAL,), f"{width} input columns after one-hot (polynomial features are searched "
+                                           f"on at most {POLYNOMIAL_MAX_INPUTS})")
+
+
+def _left_out(space: SearchSpace, classes: tuple[str, ...], why: str) -> tuple[SearchSpace, tuple[str, ...]]:
+    """``space`` without the algorithms of ``classes`` (a module keeps at least one), and a note per module."""
     keep, notes = {}, []
     for module in space.modules:
-        names = [a.name for a in module.algorithms if a.estimator != POLYNOMIAL]
+        names = [a.name for a in module.algorithms if a.estimator not in classes]
         if names and len(names) < len(module.algorithms):
             keep[module.name] = names
             notes.append(f"{module.name}.{', '.join(a.name for a in module.algorithms if a.name not in names)} "
-                         f"left out: {width} input columns after one-hot (polynomial features are searched on at "
-                         f"most {POLYNOMIAL_MAX_INPUTS})")
+                         f"left out: {why}")
     return space.restricted(keep), tuple(notes)
+
+
+KERNEL_SVMS = ("sklearn.svm.SVC", "sklearn.svm.SVR", "sklearn.svm.NuSVC", "sklearn.svm.NuSVR")
+KERNEL_MAX_ROWS = 20_000
+"""Most training rows kernel SVMs are searched on.
+
+libsvm's fit grows as rows^2 to rows^3, much faster still with a large
+``C``, and runs in C, where a candidate's time limit cannot interrupt it
+(its worker is killed, with what it held): one SVC at C = 6,000 on 6,700
+rows of a 20-column table ran past 10 s.  From this many rows (where tall
+tables are scored on row rungs, :mod:`admm_tune.evaluate.rungs`) they are
+left out of the space.
+"""
+
+
+def _bounded_by_rows(space: SearchSpace, data: Dataset) -> tuple[SearchSpace, tuple[str, ...]]:
+    """Leave out kernel SVMs on a table of :data:`KERNEL_MAX_ROWS` rows or more; notes say which."""
+    rows = len(data.y)
+    if rows < KERNEL_MAX_ROWS:
+        return space, ()
+    return _left_out(space, KERNEL_SVMS, f"{rows} training rows (kernel SVMs are searched on fewer than "
+                                         f"{KERNEL_MAX_ROWS})")
 
 
 def _check_float32(data: Dataset) -> None:

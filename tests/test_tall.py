@@ -134,21 +134,29 @@ def test_a_time_out_mid_rung_answers_with_the_rungs_done(small_rungs, monkeypatc
     assert not failed.ok and failed.reason.startswith("timeout"), failed
 
 
-def test_a_refit_that_would_not_end_in_time_fits_the_largest_rung_that_does(small_rungs):
+def test_a_refit_that_would_not_end_in_time_climbs_the_rungs_it_can(small_rungs):
     problem = tall_problem()
     evaluator = MLEvaluator(problem.space, problem.data, problem.objective, 0)
     config = problem.space.complete({"scaler": "standard", "transformer": "none", "estimator": "logistic_regression"})
+    assert evaluator.final(config).source == "refit on all 8000 training rows"  # no limit: all rows
     evaluator(config)
     fitted_rows, fit_s = evaluator._scored[MLEvaluator.key(config)]
-    assert evaluator.refit_rows(config, None) == (None, "")  # no limit: all rows
-    assert evaluator.refit_rows(config, 1e9)[0] is None
-    enough_for_2000 = rungs.predicted_seconds([fitted_rows], [fit_s], 2000) / REFIT_SHARE * 1.01
-    rows, why = evaluator.refit_rows(config, enough_for_2000)
-    assert len(rows) == 2000 and "allows no more" in why
-    final = evaluator.final(config, enough_for_2000)
-    assert final.source.startswith("refit on 2000 of 8000 training rows") and final.pipeline is not None
+    assert evaluator.final(config, 1e9).source == "refit on all 8000 training rows"
+    too_little = rungs.predicted_seconds([fitted_rows], [fit_s], 2000) * REFIT_SHARE / 2  # not even the first rung
+    final = evaluator.final(config, too_little)
+    assert final.source.startswith("refit on 2000 of 8000 training rows: the time left") and final.pipeline is not None
     assert len(final.pipeline[-1].coef_) == 1  # fitted
-    assert evaluator.final(config).source == "refit on all 8000 training rows"  # no timer, no limit
+    fresh = MLEvaluator(problem.space, problem.data, problem.objective, 0)  # a worker that never scored it
+    assert fresh.final(config, too_little).source.startswith("refit on 2000 of 8000 training rows")
+    reason = "timeout: over the 1 s limit"
+    assert fresh.fallback(config, reason).source.endswith(f"the refit on more did not finish ({reason})")
+
+
+def test_kernel_svms_are_left_out_of_a_tall_tables_space():
+    tall = tall_problem(20_000)
+    assert "svc" not in tall.space.module("estimator").names and "svc" in tall_problem(19_000).space.module(
+        "estimator").names
+    assert any("estimator.svc left out: 20000 training rows" in note for note in tall.notes), tall.notes
 
 
 def _record(loss: float, fidelity: float, ok: bool = True) -> Record:

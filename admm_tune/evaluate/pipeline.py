@@ -171,7 +171,7 @@ def clearly_worse(losses: Sequence[float], incumbent: Sequence[float], folds: in
 
 REFIT_SHARE = 0.8
 """Under a time limit, a final refit is predicted to take at most this share of the time left (the rest: the
-prediction's error); else it fits fewer rows (:meth:`MLEvaluator.refit_rows`)."""
+prediction's error); else it fits fewer rows (:meth:`MLEvaluator.climb_refit`)."""
 
 KEPT_FOLD_PIPELINES = 4
 """First-fold pipelines an evaluator without ``keep_fitted`` keeps: those of its lowest losses (the fallback)."""
@@ -224,6 +224,7 @@ class MLEvaluator:
         self._first: float | None = None  # the running evaluation's seconds to its first result
         self._fitted: dict[str, Holdout] = {}  # the running evaluation's last rung's first-fold pipeline
         self._scored: dict[str, tuple[int, float]] = {}  # config key → (rows a fold fitted, its mean fit seconds)
+        self._refitted: tuple[str, Final] | None = None  # the last refit a climb finished (see climb_refit)
 
     @staticmethod
     def key(config: Config) -> str:
@@ -306,13 +307,9 @@ class MLEvaluator:
             obs = Observation.failed(f"error: {type(exc).__name__}: {exc}"[:500], time.perf_counter() - start,
                                      **structural)
         obs.attrs["cache_hit"] = False
-        fitted = self._fitted.pop(key, None)
-        if obs.ok and fitted is not None:  # also of one stopped early: a deployment of it is still measured
-            self.holdouts[key] = fitted
-            if not self.keep_fitted and len(self.holdouts) > KEPT_FOLD_PIPELINES:  # the worst goes, the
-                order = {k: i for i, k in enumerate(self.holdouts)}  # newest of equals (the best is the oldest)
-                del self.holdouts[max(self.holdouts, key=lambda k: (
-                    self.cache[k].loss if k in self.cache else obs.loss, order[k]))]
+        if obs.ok:  # also of one stopped early: a deployment of it is still measured
+            self._hold(key, obs)
+        self._fitted.pop(key, None)
         if obs.fidelity >= 1.0:  # one stopped early, asked again without an incumbent, is evaluated in full
             self.cache[key] = obs
         return obs
@@ -366,7 +363,7 @@ class MLEvaluator:
     def _keep(self, key: str, scores: list[float], fits: list[tuple[float, float]], steps: list[float], rows: int,
               fitted_rows: int, start: float) -> Observation:
         """The observation of the folds scored so far, kept as the partial result (:meth:`interrupted`) and as the
-        fit times :meth:`refit_rows` predicts from (``fitted_rows``: a fold's training rows)."""
+        fit times :meth:`climb_refit` predicts from (``fitted_rows``: a fold's training rows)."""
         obs = self._observation(scores, fits, steps, rows, start)
         self._first = obs.duration_s if self._first is None else self._first
         obs.attrs["first_result_s"] = self._first
@@ -388,12 +385,26 @@ class MLEvaluator:
 
     def interrupted(self, config: Config, reason: str) -> Observation | None:
         """What the evaluation of ``config`` cut off by its time limit (``reason``) had scored, at its fidelity
-        (on a tall table: its folds done; else its rungs done), or None (nothing was)."""
+        (on a tall table: its folds done; else its rungs done), or None (nothing was); its last rung's first-fold
+        pipeline is kept (:attr:`holdouts`) as for an evaluation that returned."""
         obs, self._partial = self._partial, None
         if obs is None or obs.fidelity >= 1.0:
             return None
+        self._hold(self.key(config), obs)  # its first-fold pipeline, as for an evaluation that returned
         obs.attrs.update(cache_hit=False, stopped=reason)
         return obs
+
+    def _hold(self, key: str, obs: Observation) -> None:
+        """Keep the evaluation's first-fold pipeline (``_fitted``) in :attr:`holdouts`, which keep the
+        :data:`KEPT_FOLD_PIPELINES` of the lowest losses unless ``keep_fitted``."""
+        fitted = self._fitted.pop(key, None)
+        if fitted is None:
+            return
+        self.holdouts[key] = fitted
+        if not self.keep_fitted and len(self.holdouts) > KEPT_FOLD_PIPELINES:  # the worst goes, the
+            order = {k: i for i, k in enumerate(self.holdouts)}  # newest of equals (the best is the oldest)
+            del self.holdouts[max(self.holdouts, key=lambda k: (
+                self.cache[k].loss if k in self.cache else obs.loss, order[k]))]
 
     def build(self, config: Config) -> Pipeline:
         """The unfitted pipeline of ``config`` (calibrated when the objective asks for probabilities)."""
@@ -401,38 +412,49 @@ class MLEvaluator:
                               getattr(self.objective, "probabilities", False))
 
     def final(self, config: Config, seconds: float | None = None) -> Final | dict[str, Any]:
-        """The pipeline of ``config`` refit on all training rows (or the most that ``seconds`` allow, see
-        :meth:`refit_rows`); given a race (a mapping with ``finalists``), the finalists re-scored
+        """The pipeline of ``config`` refit on all training rows, or on the most rows that ``seconds`` allow
+        (:meth:`climb_refit`); given a race (a mapping with ``finalists``), the finalists re-scored
         (:meth:`rescore`): the runner's two final steps, run isolated by ``Pool.final``."""
         if "finalists" in config:
             return self.rescore(config)
-        n = len(self.data.y)
-        rows, why = self.refit_rows(config, seconds)
-        if rows is None:
-            return Final(self.refit(config), f"refit on all {n} training rows")
-        return Final(self.refit(config, rows), f"refit on {len(rows)} of {n} training rows: {why}")
+        return self.climb_refit(config, seconds)
 
-    def refit_rows(self, config: Config, seconds: float | None = None) -> tuple[np.ndarray | None, str]:
-        """The rows to refit ``config`` on: all (None), or the largest rung whose predicted fit takes at most
-        :data:`REFIT_SHARE` of ``seconds`` (default: what is left of the worker's interval timer; the first rung
-        when none does), and why.
+    def climb_refit(self, config: Config, seconds: float | None = None) -> Final:
+        """``config`` refit on all training rows, or, on a tall table under a time limit, up the rungs.
 
-        The refit's seconds are predicted from the config's own fits in
-        :meth:`__call__` (:func:`~.rungs.predicted_seconds`); a config this
-        evaluator never scored, or no time limit, gets all rows.
+        Without a limit (``seconds``, default what is left of the worker's
+        interval timer), or on a table of one rung, all rows.  Else it
+        starts at the largest rung whose predicted fit (from the config's
+        own fold fits in :meth:`__call__`, :func:`~.rungs.predicted_seconds`)
+        takes at most :data:`REFIT_SHARE` of the time (the smallest rung when
+        this evaluator never scored the config: a worker started after the
+        search's was lost), and fits the next rung while its predicted
+        seconds, from the last refit's, fit in that share of the time left.
+        The last refit done stands in if the time runs out (:meth:`fallback`).
         """
+        key, n, start = self.key(config), len(self.data.y), time.perf_counter()
+        self._refitted = None
         left = seconds if seconds is not None else (signal.getitimer(signal.ITIMER_REAL)[0] or None)
-        scored = self._scored.get(self.key(config))
-        if left is None or scored is None:
-            return None, ""
-        fitted_rows, fit_s = scored
         sizes = self.rungs
-        fits = [n for n in sizes if predicted_seconds([fitted_rows], [fit_s], n) <= REFIT_SHARE * left]
-        n = fits[-1] if fits else sizes[0]
-        if n == len(self.data.y):
-            return None, ""
-        return self.rung_rows(n), (f"the time left ({left:.1f} s) allows no more (the fit on {fitted_rows} rows "
-                                   f"took {fit_s:.2g} s)")
+        if left is None or len(sizes) == 1:
+            return Final(self.refit(config), f"refit on all {n} training rows")
+        scored = self._scored.get(key)
+        fits = [i for i, m in enumerate(sizes)
+                if scored is not None and predicted_seconds([scored[0]], [scored[1]], m) <= REFIT_SHARE * left]
+        done: tuple[int, float] | None = None
+        for m in sizes[fits[-1] if fits else 0:]:
+            remaining = left - (time.perf_counter() - start)
+            if done is not None and predicted_seconds([done[0]], [done[1]], m) > REFIT_SHARE * remaining:
+                break
+            began = time.perf_counter()
+            pipeline = self.refit(config, self.rung_rows(m))
+            done = (m, time.perf_counter() - began)
+            self._refitted = (key, Final(pipeline, f"refit on all {n} training rows" if m == n else
+                                         f"refit on {m} of {n} training rows"))
+        final = self._refitted[1]
+        if done is not None and done[0] < n:
+            final.source += f": the time left ({left:.1f} s) allows no more (the fit took {done[1]:.2g} s)"
+        return final
 
     def rescore(self, race: Mapping[str, Any]) -> dict[str, Any]:
         """The finalists' fold losses on fresh CV splits, in interleaved rounds.
@@ -478,10 +500,14 @@ class MLEvaluator:
         return {"losses": losses, "rounds": rounds, "seconds": time.perf_counter() - start}
 
     def fallback(self, config: Config, reason: str) -> Final | dict[str, Any]:
-        """What is left when :meth:`final` could not finish (``reason``): the first CV fold's pipeline, if kept
-        (for a race: no round)."""
+        """What is left when :meth:`final` could not finish (``reason``): the last refit a climb finished
+        (:meth:`climb_refit`), else the first CV fold's pipeline, if kept (for a race: no round)."""
         if "finalists" in config:
             return {"losses": [], "rounds": 0, "seconds": 0.0, "error": reason}
+        if self._refitted is not None and self._refitted[0] == self.key(config):
+            final = self._refitted[1]
+            final.source += f": the refit on more did not finish ({reason})"
+            return final
         holdout = self.holdouts.get(self.key(config))
         if holdout is None:
             return Final(None, f"none: the refit on all training rows did not finish ({reason})")
