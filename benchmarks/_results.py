@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -15,3 +16,17 @@ def save(name: str, frame: pd.DataFrame, lines: list[str]) -> None:
     frame.to_csv(RESULTS / f"{name}.csv", index=False)
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def finished(name: str, key: list[str]) -> tuple[Path, set[tuple]]:
+    """``results/NAME.csv`` of a benchmark that appends a row per job as it ends, and the jobs (their ``key``
+    values) already in it, so that a stopped run resumes."""
+    out = RESULTS / f"{name}.csv"
+    done = pd.read_csv(out, dtype={"commit": str}) if out.exists() else pd.DataFrame(columns=key)
+    return out, set(map(tuple, done[key].to_numpy().tolist()))
+
+
+def commit() -> str:
+    """The short hash of the checkout's HEAD."""
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(__file__).parent).stdout.strip()

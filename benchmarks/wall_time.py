@@ -36,13 +36,12 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
+import _results as results  # beside this script
 import numpy as np
 import pandas as pd
+from _results import RESULTS
 from scipy import stats
-
-from _results import RESULTS  # beside this script
 
 METHODS = ("admm", "random", "tpe", "flaml")
 KEY = ["dataset", "budget_s", "seed", "method"]
@@ -123,12 +122,12 @@ def run_admm(task, X, y, budget, seed):
 def run_peer(task, X, y, budget, seed, method):
     """Random search or flat TPE over the bundled space, scored by the same evaluator, until ``budget`` s."""
     import optuna
+    from search_quality import suggest_config  # beside this script
 
     from admm_tune.data import load_dataset
     from admm_tune.evaluate.pipeline import MLEvaluator, build_pipeline
     from admm_tune.problem import Objective
     from admm_tune.space import SearchSpace
-    from search_quality import suggest_config  # beside this script
 
     start = time.monotonic()
     space = SearchSpace.load(task)
@@ -213,14 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         spec = json.loads(args.job)
         print(json.dumps(job(spec["dataset"], spec["budget_s"], spec["seed"], spec["method"])))
         return 0
-    out = RESULTS / "wall_time.csv"
-    done = pd.read_csv(out, dtype={"commit": str}) if out.exists() else pd.DataFrame(columns=KEY)
-    finished = set(map(tuple, done[KEY].to_numpy().tolist()))
+    out, finished = results.finished("wall_time", KEY)
     todo = [(name, budget, seed, method) for budget in args.budgets  # the shorter budget first: a partial run
             for seed in range(args.seeds) for name in args.datasets for method in args.methods  # covers it whole
             if (name, budget, seed, method) not in finished]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
+    commit = results.commit()
     start, lock = time.monotonic(), threading.Lock()
 
     def one(job: tuple[str, float, int, str]) -> None:

@@ -36,7 +36,8 @@ def generated(name: str) -> str:
 
 
 @pytest.mark.parametrize("name", ["search_quality", "scaling", "async_quality", "deployment", "budget", "lowering",
-                                  "constrained_search", "dnn_deploy", "portfolio", "rescore", "wall_time", "serving"])
+                                  "constrained_search", "dnn_deploy", "portfolio", "rescore", "wall_time", "serving",
+                                  "tall_tables"])
 def test_each_results_table_is_generated_from_its_csv(name):
     assert (RESULTS / f"{name}.md").read_text() == generated(name)
 
