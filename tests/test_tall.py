@@ -7,6 +7,7 @@ rungs on a table small enough to stay fast.  See docs/optimiser.md, "Tall tables
 from __future__ import annotations
 
 import math
+import re
 import time
 import warnings
 from dataclasses import replace
@@ -193,7 +194,9 @@ def test_a_tall_table_under_a_short_budget_gets_a_model_and_says_how_it_was_fitt
         warnings.simplefilter("ignore")
         result = admm_tune.fit({"data": {"X": frame, "y": y}, "budget": {"seconds": 10}, "seed": 0},
                                run_dir=tmp_path / "run", progress=False)
-    assert result.pipeline is not None and result.refit.startswith("refit on")
+    assert result.pipeline is not None  # the refit the time allowed, or (its time cut short) the fold's pipeline
+    said = r"(refit on (all )?\d+ |the first CV fold's pipeline, fitted on \d+ of )"
+    assert re.match(said, result.refit), result.refit
     assert result.trials["rows"].min() == 12_500
     assert result.timing["wall_s"] <= max(1.1 * 10, 10 + 5) + 1, result.timing
     assert result.timing["peak_memory_mb"] > 0
