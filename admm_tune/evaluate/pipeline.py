@@ -441,20 +441,20 @@ class MLEvaluator:
         scored = self._scored.get(key)
         fits = [i for i, m in enumerate(sizes)
                 if scored is not None and predicted_seconds([scored[0]], [scored[1]], m) <= REFIT_SHARE * left]
-        done: tuple[int, float] | None = None
+        done: tuple[int, float, Final] | None = None  # the last refit: its rows, seconds and result
         for m in sizes[fits[-1] if fits else 0:]:
             remaining = left - (time.perf_counter() - start)
             if done is not None and predicted_seconds([done[0]], [done[1]], m) > REFIT_SHARE * remaining:
                 break
             began = time.perf_counter()
             pipeline = self.refit(config, self.rung_rows(m))
-            done = (m, time.perf_counter() - began)
-            self._refitted = (key, Final(pipeline, f"refit on all {n} training rows" if m == n else
-                                         f"refit on {m} of {n} training rows"))
-        final = self._refitted[1]
-        if done is not None and done[0] < n:
-            final.source += f": the time left ({left:.1f} s) allows no more (the fit took {done[1]:.2g} s)"
-        return final
+            done = (m, time.perf_counter() - began, Final(pipeline, f"refit on all {n} training rows" if m == n
+                                                          else f"refit on {m} of {n} training rows"))
+            self._refitted = (key, done[2])
+        assert done is not None  # the first rung is always fitted
+        if done[0] < n:
+            done[2].source += f": the time left ({left:.1f} s) allows no more (the fit took {done[1]:.2g} s)"
+        return done[2]
 
     def rescore(self, race: Mapping[str, Any]) -> dict[str, Any]:
         """The finalists' fold losses on fresh CV splits, in interleaved rounds.
