@@ -40,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     again.add_argument("--budget", help="a new total budget (default: the run's)")
     again.add_argument("--n-jobs", type=int, default=1, help="candidates evaluated in parallel")
     again.add_argument("--no-progress", action="store_true", help="hide the progress line")
+    again.add_argument("--fork", action="store_true",
+                       help="start a new run of the problem as its file is now (the run's seed and budget), beside "
+                            "RUN_DIR, reusing none of its trials: for a problem that changed since the run started")
     sweep_cmd = sub.add_parser("sweep", help="run problems x seeds x budgets into one results table (resumable)")
     sweep_cmd.add_argument("problems", nargs="+", help="problem YAML files")
     sweep_cmd.add_argument("--seeds", default="0", help="seeds: 0-4 or 1,3,7 (default 0)")
@@ -112,7 +115,7 @@ def _command(args: argparse.Namespace) -> int:
 
         if args.command == "resume":
             result = resume(args.run_dir, budget=args.budget, n_jobs=args.n_jobs, progress=not args.no_progress,
-                            report=True)
+                            report=True, fork=args.fork)
         else:
             result = fit(args.problem, budget=args.budget, seed=args.seed, run_dir=args.out, n_jobs=args.n_jobs,
                          progress=not args.no_progress, storage=args.storage, backend=args.backend,

@@ -22,6 +22,7 @@ from .evaluate.deploy import DeploymentEvaluator, write_deployment
 from .evaluate.function import FunctionEvaluator
 from .evaluate.pipeline import Final, MLEvaluator
 from .evaluate.race import pairs
+from .fingerprint import changes, fingerprint
 from .journal import MEMORY, Journal
 from .observation import Observation
 from .optim import ADMM, Candidate
@@ -125,7 +126,13 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     optimiser = ADMM(problem.space, problem.constraints, problem.optimizer, problem.budget, problem.seed,
                      initial=warm_start(problem))
     retry_of: dict[str, int] = {}
+    meaning = fingerprint(problem)
     if resume:
+        changed = changes(Journal.open(storage, study_name).attrs.get("fingerprint", {}), meaning)
+        if changed:  # refused before the journal is touched
+            raise ProblemError("resume", f"the problem changed since the run started: {'; '.join(changed)}; its "
+                                         "trials would mix two problems.  Resume with the problem as it was, or "
+                                         "start a new run of this one (admm-tune resume RUN_DIR --fork)")
         journal = Journal.reopen(storage, study_name, problem.space)
         history = [(_candidate(attrs), obs) for attrs, obs in journal.history()]
         retry = []
@@ -139,6 +146,7 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         journal = Journal(storage, study_name, problem.space)
         journal.set_attr("problem", _jsonable(problem.source or {"name": problem.name}))
         journal.set_attr("seed", problem.seed)
+        journal.set_attr("fingerprint", meaning)
         journal.set_attr("budget", _jsonable(problem.budget.__dict__))
         if problem_file is not None:
             journal.set_attr("problem_file", str(problem_file))
@@ -459,19 +467,36 @@ def _candidate(attrs: Mapping[str, Any]) -> Candidate:
 
 
 def resume(run_dir: str | Path, *, budget: Budget | Mapping[str, Any] | int | str | None = None, n_jobs: int = 1,
-           progress: bool = True, report: bool = False) -> Result:
+           progress: bool = True, report: bool = False, fork: bool = False) -> Result:
     """Continue the interrupted run in ``run_dir`` (see ``fit(..., resume=True)``).
 
     The problem is rebuilt from the problem file the run was given (else
     from the fields its journal holds), with the run's seed and budget.
 
+    Parameters
+    ----------
+    fork : bool
+        Start a new run of the problem as its file is now, with the run's
+        seed and budget, in a new directory beside ``run_dir`` (whose
+        journal records ``forked_from``); nothing of ``run_dir``'s trials is
+        reused.  What to do when the problem changed since the run started.
+
     Raises
     ------
     RunError
         When ``run_dir`` holds no journal or its problem cannot be rebuilt.
+    ProblemError
+        Field ``resume``: the problem changed since the run started (its data,
+        objective, space, constraints or deployment; see
+        :mod:`admm_tune.fingerprint`), naming what changed.
     """
     run_dir = Path(run_dir)
     journal, problem = open_run(run_dir)
+    if fork:
+        new = _fresh_dir(run_dir.parent, problem.name)
+        result = fit(problem, budget=budget, run_dir=new, n_jobs=n_jobs, progress=progress, report=report)
+        Journal.open(f"sqlite:///{new / 'journal.db'}").set_attr("forked_from", str(run_dir))
+        return result
     return fit(problem, budget=budget, storage=journal.storage, run_dir=run_dir, n_jobs=n_jobs, progress=progress,
                report=report, resume=True, study_name=journal.study.study_name)
 

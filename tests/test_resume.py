@@ -105,3 +105,95 @@ def test_reopening_closes_trials_left_running_or_enqueued(tmp_path):
     assert states == [optuna.trial.TrialState.FAIL] * 2
     assert [t.user_attrs["reason"] for t in again.study.get_trials()] == ["interrupted"] * 2
     assert [a["config"] for a in again.interrupted()] == ['{"m": "a"}']  # only a started evaluation is retried
+
+
+def _table(tmp_path, rows: int = 120, extra: bool = False, flip: int | None = None):
+    """A CSV of breast_cancer's first ``rows`` rows (target ``target``), written beside a problem that reads it."""
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame.iloc[:rows].copy()
+    if extra:
+        frame.insert(0, "added column", range(rows))
+    if flip is not None:
+        frame.loc[flip, "target"] = 1 - frame.loc[flip, "target"]
+    frame.to_csv(tmp_path / "table.csv", index=False)
+    return str(tmp_path / "table.csv")
+
+
+CHANGES = {  # what a user edits in a problem between a run and its resume → the parts the refusal names
+    "scoring": ({"objective": {"cv": 3, "scoring": "neg_log_loss"}}, {"objective"}),
+    "folds": ({"objective": {"cv": 4}}, {"objective"}),
+    "restrict": ({"restrict": {"estimator": ["knn"]}}, {"space"}),
+    "constraint": ({"constraints": [{"metric": "fit_time_s", "max": 5.0}]}, {"constraints"}),
+    # a deployment adds backend and precision to the space and its own output_mismatch constraint
+    "deployment": ({"deployment": "cpu"}, {"deployment", "space", "constraints"}),
+    "a row changed": ({"data": ("flip", 7)}, {"data"}),
+    "a row added": ({"data": ("rows", 121)}, {"data"}),
+    "a column added": ({"data": ("extra", True)}, {"data"}),
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_resume_refuses_a_changed_problem_naming_what_changed_and_touches_nothing(tmp_path, change):
+    problem = {"name": "changed", "data": _table(tmp_path), "objective": {"cv": 3},
+               "restrict": {"estimator": ["logistic_regression", "gaussian_nb"], "transformer": ["none"]},
+               "budget": {"evaluations": 3}, "seed": 0}
+    run = tmp_path / "run"
+    first = admm_tune.fit(problem, run_dir=run, progress=False)
+    edit, parts = CHANGES[change]
+    changed = {**problem, **edit}
+    if "data" in edit:
+        key, value = edit["data"]
+        changed["data"] = _table(tmp_path, **{key: value})
+    with pytest.raises(admm_tune.ProblemError, match=r"^resume: the problem changed since the run started: ") as no:
+        admm_tune.fit(changed, budget=6, run_dir=run, progress=False, resume=True)
+    named = {p for p in ("data", "objective", "space", "constraints", "deployment") if f"{p} (" in str(no.value)}
+    assert named == parts  # what changed, and only that
+    trials = optuna.load_study(study_name="changed", storage=f"sqlite:///{run / 'journal.db'}").trials
+    assert len(trials) == len(first.trials) == 3  # the journal was not touched
+    if "data" in edit:  # the run's own data again: the resume goes on
+        _table(tmp_path)
+    else:
+        changed = problem
+    assert len(admm_tune.fit(changed, budget=5, run_dir=run, progress=False, resume=True).trials) == 5
+
+
+def test_what_may_change_on_resume_does_not_count_as_a_changed_problem(tmp_path, fast_problem_dict):
+    from admm_tune.fingerprint import changes, fingerprint
+    from admm_tune.problem import load_problem
+
+    before = fingerprint(load_problem(fast_problem_dict))
+    after = fingerprint(load_problem({**fast_problem_dict, "budget": {"seconds": 30}, "seed": 5,
+                                      "isolation": {"seconds": 20}, "optimizer": {"rho": 2.0}}))
+    assert changes(before, after) == []
+    assert changes({}, after) == []  # a journal from before fingerprints: nothing to compare
+
+
+@pytest.mark.slow
+def test_the_command_line_refuses_a_changed_problem_with_exit_2_and_forks_a_new_run(tmp_path):
+    problem = tmp_path / "p.yaml"
+    fields = {"name": "edited", "data": _table(tmp_path), "objective": {"cv": 3, "scoring": "balanced_accuracy"},
+              "restrict": {"estimator": ["logistic_regression", "gaussian_nb"], "transformer": ["none"]},
+              "budget": {"evaluations": 3}, "seed": 0}
+    problem.write_text(yaml.safe_dump(fields))
+    cli = [sys.executable, "-m", "admm_tune.cli"]
+    run = tmp_path / "runs" / "first"
+    out = subprocess.run([*cli, "run", str(problem), "--out", str(run), "--no-progress"], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    problem.write_text(yaml.safe_dump({**fields, "objective": {"cv": 3, "scoring": "neg_log_loss"}}))
+    out = subprocess.run([*cli, "resume", str(run), "--no-progress"], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "objective (was scoring balanced_accuracy, cv 3, now scoring neg_log_loss, cv 3)" in out.stderr
+    assert "--fork" in out.stderr
+    out = subprocess.run([*cli, "resume", str(run), "--fork", "--no-progress"], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    forks = [d for d in run.parent.iterdir() if d != run]
+    assert len(forks) == 1
+    fork = admm_tune.Result.load(forks[0])
+    assert fork.problem.objective.scoring == "neg_log_loss" and len(fork.trials) == 3  # none of the first run's
+    assert optuna.load_study(study_name="edited", storage=f"sqlite:///{forks[0] / 'journal.db'}"
+                             ).user_attrs["forked_from"] == str(run)
+    assert len(admm_tune.Result.load(run).trials) == 3  # the first run is left as it was
