@@ -86,6 +86,12 @@ class Dataset:
     groups : ndarray of shape (n_rows,), optional
         The group of each training row (a patient, a user...), for a
         group-aware splitter (``objective.cv``); never a feature.
+    sample_weight : ndarray of shape (n_rows,), optional
+        The weight of each training row (finite, >= 0, not all 0): given to
+        every fit of the estimator and every score (CV, re-scoring, refit);
+        never a feature.
+    sample_weight_test : ndarray of shape (n_test_rows,), optional
+        The test rows' weights, for the test score.
     """
 
     X: pd.DataFrame
@@ -99,6 +105,8 @@ class Dataset:
     task_reason: str = ""
     examples: list[dict[str, Any]] = field(default_factory=list)
     groups: np.ndarray | None = None
+    sample_weight: np.ndarray | None = None
+    sample_weight_test: np.ndarray | None = None
 
     @functools.cached_property
     def schema(self) -> dict[str, Any]:
@@ -185,9 +193,11 @@ def load_dataset(spec: Any, path: str = "data", base_dir: Path | None = None,
     ----------
     spec : str or mapping
         ``"sklearn:NAME"``, a ``.csv``/``.parquet`` path, or a mapping with
-        ``source`` (one of those), ``target``, ``test_size``, ``categorical``;
-        from Python the mapping may hold ``X``, ``y`` (and ``X_test``,
-        ``y_test``) as arrays or DataFrames instead of ``source``.
+        ``source`` (one of those), ``target``, ``test_size``, ``categorical``,
+        ``groups`` and ``sample_weight`` (each a column, taken out of the
+        features, or one value per row); from Python the mapping may hold
+        ``X``, ``y`` (and ``X_test``, ``y_test``, ``sample_weight_test``) as
+        arrays or DataFrames instead of ``source``.
     path : str
         Field path used in error messages.
     base_dir : Path, optional
@@ -200,7 +210,8 @@ def load_dataset(spec: Any, path: str = "data", base_dir: Path | None = None,
     if isinstance(spec, (str, Path)):
         spec = {"source": str(spec)}
     spec = F.mapping(spec, path)
-    F.only_keys(spec, ("source", "target", "test_size", "categorical", "X", "y", "X_test", "y_test", "groups"), path)
+    F.only_keys(spec, ("source", "target", "test_size", "categorical", "X", "y", "X_test", "y_test", "groups",
+                       "sample_weight", "sample_weight_test"), path)
     y_test = None
     X_test = None
     if "X" in spec or "y" in spec:
@@ -219,6 +230,13 @@ def load_dataset(spec: Any, path: str = "data", base_dir: Path | None = None,
             X, y = _file(source, spec, path, base_dir)
         name = source
     X, groups = _groups(spec.get("groups"), X, F.join(path, "groups"))
+    X, weights = _weights(spec.get("sample_weight"), X, F.join(path, "sample_weight"))
+    weights_test = None
+    if "sample_weight_test" in spec:
+        if X_test is None:
+            raise ProblemError(F.join(path, "sample_weight_test"), "weighs the rows of X_test, which is not given")
+        weights_test = _weights(spec["sample_weight_test"], X_test, F.join(path, "sample_weight_test"),
+                                by_column=False)[1]
     task_reason = ""
     if task is None:
         task, task_reason = infer_task(y)
@@ -239,24 +257,55 @@ def load_dataset(spec: Any, path: str = "data", base_dir: Path | None = None,
         test_size = F.number(spec["test_size"], F.join(path, "test_size"), minimum=0, exclusive=True)
         if test_size >= 1:
             raise ProblemError(F.join(path, "test_size"), f"must be < 1, got {test_size:g}")
-        X, X_test, y, y_test, groups = _split(X, y, test_size, task, seed, F.join(path, "test_size"), groups)
-    return Dataset(X, y, task, name, X_test, y_test, categorical, dates, task_reason, examples, groups)
+        train, test = _split(X, y, test_size, task, seed, F.join(path, "test_size"), groups)
+        X, X_test = X.iloc[train].reset_index(drop=True), X.iloc[test].reset_index(drop=True)
+        y, y_test = y[train], y[test]
+        groups = None if groups is None else groups[train]
+        weights, weights_test = (None, None) if weights is None else (weights[train], weights[test])
+    return Dataset(X, y, task, name, X_test, y_test, categorical, dates, task_reason, examples, groups, weights,
+                   weights_test)
 
 
-def _groups(given: Any, X: pd.DataFrame, path: str) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """The rows' groups: a column of the table (taken out of the features) or an array, one per row."""
-    if given is None:
-        return X, None
-    if isinstance(given, str):
+def _per_row(given: Any, X: pd.DataFrame, path: str, what: str, by_column: bool = True
+             ) -> tuple[pd.DataFrame, np.ndarray]:
+    """One value per row: a column of the table (taken out of the features) or an array."""
+    if isinstance(given, str) and by_column:
         if given not in X.columns:
             raise ProblemError(path, f"column {given!r} is not in the data (columns: {list(X.columns)[:10]})")
         return X.drop(columns=given), X[given].to_numpy()
-    groups = np.asarray(given)
-    if groups.ndim != 1 or len(groups) != len(X):
-        raise ProblemError(path, f"expected one group per row ({len(X)}), got shape {groups.shape}")
+    values = np.asarray(given)
+    if values.ndim != 1 or len(values) != len(X):
+        raise ProblemError(path, f"expected one {what} per row ({len(X)}), got shape {values.shape}")
+    return X, values
+
+
+def _groups(given: Any, X: pd.DataFrame, path: str) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The rows' groups (see :func:`_per_row`); none missing."""
+    if given is None:
+        return X, None
+    X, groups = _per_row(given, X, path, "group")
     if pd.isna(pd.Series(groups)).any():
         raise ProblemError(path, "a row has no group (missing value)")
     return X, groups
+
+
+def _weights(given: Any, X: pd.DataFrame, path: str, by_column: bool = True
+             ) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The rows' weights (see :func:`_per_row`): numbers, finite, >= 0, not all 0."""
+    if given is None:
+        return X, None
+    X, raw = _per_row(given, X, path, "weight", by_column)
+    try:
+        weights = np.asarray(raw, dtype=float)
+    except (TypeError, ValueError):
+        raise ProblemError(path, f"expected numbers, got {F.describe(raw[0]) if len(raw) else 'nothing'}") from None
+    bad = ~np.isfinite(weights) | (weights < 0)
+    if bad.any():
+        row = int(bad.argmax())
+        raise ProblemError(path, f"weights must be finite and >= 0; row {row} has {weights[row]:g}")
+    if not weights.any():
+        raise ProblemError(path, "every weight is 0: no row would count")
+    return X, weights
 
 
 EXAMPLES = 32
@@ -537,19 +586,16 @@ def _check(X: pd.DataFrame, y: np.ndarray, task: str, path: str, suffix: str = "
 
 
 def _split(X: pd.DataFrame, y: np.ndarray, test_size: float, task: str, seed: int | None, path: str,
-           groups: np.ndarray | None = None
-           ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray, np.ndarray | None]:
-    """The held-out split: stratified for classification; whole groups on either side when rows have groups."""
+           groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out split's ``(train, test)`` row indices: stratified for classification; whole groups on either
+    side when rows have groups."""
     from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
     try:
         if groups is not None:
-            train, test = next(GroupShuffleSplit(1, test_size=test_size, random_state=seed).split(X, y, groups))
-            return (X.iloc[train].reset_index(drop=True), X.iloc[test].reset_index(drop=True), y[train], y[test],
-                    groups[train])
+            return next(GroupShuffleSplit(1, test_size=test_size, random_state=seed).split(X, y, groups))
         stratify = y if task == CLASSIFICATION else None
-        X_train, X_test, y_train, y_test = train_test_split(
-            X, y, test_size=test_size, random_state=seed, stratify=stratify)
+        train, test = train_test_split(np.arange(len(y)), test_size=test_size, random_state=seed, stratify=stratify)
     except ValueError as exc:
         raise ProblemError(path, f"cannot split the data: {exc}") from None
-    return X_train.reset_index(drop=True), X_test.reset_index(drop=True), y_train, y_test, None
+    return train, test

@@ -67,7 +67,7 @@ class _AutoPipeline(BaseEstimator):
         return tags
 
     # -- fitting ---------------------------------------------------------------------
-    def fit(self, X: Any, y: Any, groups: Any = None) -> _AutoPipeline:
+    def fit(self, X: Any, y: Any, groups: Any = None, sample_weight: Any = None) -> _AutoPipeline:
         """Search pipelines (and deployments) for ``X, y`` and refit the best on all of it.
 
         Parameters
@@ -78,6 +78,12 @@ class _AutoPipeline(BaseEstimator):
         groups : array-like of shape (n_samples,), optional
             The group of each row, for a group-aware ``cv`` (``GroupKFold(3)``...), as scikit-learn's
             ``cross_validate(..., groups=...)`` takes them; the search's CV then never splits a group.
+        sample_weight : array-like of shape (n_samples,), optional
+            Row weights (finite, >= 0, not all 0), given to every fit of the estimator and every score of the
+            search, and to the refit; estimators whose ``fit`` takes no weights (k-NN, LDA, QDA, ARD) are left
+            out of the space (``result_.problem.notes``).  Reaches ``fit`` from ``cross_val_score(...,
+            params={"sample_weight": w})`` and ``GridSearchCV.fit(..., sample_weight=w)`` as scikit-learn
+            routes it (with metadata routing enabled: ``set_fit_request(sample_weight=True)``).
 
         Returns
         -------
@@ -90,6 +96,8 @@ class _AutoPipeline(BaseEstimator):
         problem = self._problem(rows, y)
         if groups is not None:
             problem["data"]["groups"] = column_or_1d(np.asarray(groups))
+        if sample_weight is not None:
+            problem["data"]["sample_weight"] = column_or_1d(np.asarray(sample_weight))
         result = run_fit(problem, n_jobs=self.n_jobs, progress=self.verbose > 0,
                          storage=self.storage if self.storage is not None else MEMORY)
         self.result_: Result = result

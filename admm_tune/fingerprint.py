@@ -117,6 +117,9 @@ def _feed(hasher: Any, value: Any) -> None:
     elif isinstance(value, (list, tuple)):
         for item in value:
             _feed(hasher, item)
+    elif isinstance(value, (set, frozenset)):  # iterated in an order that changes with each process's hash seed
+        for text in sorted(_text(item) for item in value):
+            hasher.update(text.encode())
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         for f in dataclasses.fields(value):
             hasher.update(f.name.encode())

@@ -10,6 +10,7 @@ the exact field path and the reason::
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -205,7 +206,8 @@ def _from_dict(raw: dict[str, Any], base_dir: Path | None) -> Problem:
     if data is not None:
         space, bounded = _bounded_by_width(space, data)
         space, tall = _bounded_by_rows(space, data)
-        notes += bounded + tall
+        space, weighted = _taking_weights(space, data)
+        notes += bounded + tall + weighted
     deployment = None
     if raw.get("deployment") is not None:
         if data is None:
@@ -348,6 +350,26 @@ def _bounded_by_rows(space: SearchSpace, data: Dataset) -> tuple[SearchSpace, tu
         return space, ()
     return _left_out(space, KERNEL_SVMS, f"{rows} training rows (kernel SVMs are searched on fewer than "
                                          f"{KERNEL_MAX_ROWS})")
+
+
+def _taking_weights(space: SearchSpace, data: Dataset) -> tuple[SearchSpace, tuple[str, ...]]:
+    """With sample weights, leave out the estimators whose ``fit`` takes none (k-NN, LDA, QDA, ARD in the bundled
+    spaces) rather than fit them unweighted; notes say which.
+
+    Raises
+    ------
+    ProblemError
+        Naming ``data.sample_weight`` when no estimator of the space takes weights.
+    """
+    if data.sample_weight is None:
+        return space, ()
+    last = space.modules[-1]
+    cannot = tuple(a.estimator for a in last.algorithms if a.estimator is not None and "sample_weight" not in
+                   inspect.signature(resolve_class(a.estimator, "search_space").fit).parameters)
+    if len(cannot) == len(last.algorithms):
+        raise ProblemError("data.sample_weight", f"no estimator of the space takes sample weights in its fit "
+                                                 f"({', '.join(last.names)})")
+    return _left_out(space, cannot, "the data has sample weights, which its fit does not take")
 
 
 def _check_float32(data: Dataset) -> None:
@@ -511,10 +533,17 @@ def _check_scoring(scoring: str | Callable[..., float], data: Dataset, path: str
         DummyRegressor()
     import warnings
 
+    weighted = {} if data.sample_weight is None else {"sample_weight": data.sample_weight}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            value = get_scorer(scoring)(dummy.fit(data.X, data.y), data.X, data.y)
+            value = get_scorer(scoring)(dummy.fit(data.X, data.y), data.X, data.y, **weighted)
+    except TypeError as exc:
+        if weighted and "sample_weight" in str(exc):
+            raise ProblemError(path, f"{label} takes no sample_weight, and data.sample_weight weighs the rows: "
+                                     "give a scorer that takes it (make_scorer(metric) or a callable "
+                                     "(estimator, X, y, sample_weight=None))") from None
+        raise ProblemError(path, f"{label} cannot score this target: TypeError: {str(exc)[:200]}") from None
     except Exception as exc:  # the scorer cannot score this task's outputs
         fits = [n for n in names if isinstance(scoring, str) and n.startswith(f"{scoring}_")][:6]
         raise ProblemError(path, f"{label} cannot score this target: {type(exc).__name__}: "

@@ -170,7 +170,8 @@ class Result:
 
     @property
     def test_scores(self) -> dict[str, float] | None:
-        """Scores on the problem's test split (``test_size`` or ``X_test``), with ``objective.scoring``.
+        """Scores on the problem's test split (``test_size`` or ``X_test``), with ``objective.scoring`` (rows
+        weighted by ``data.sample_weight``'s test part, when the data has weights).
 
         ``pipeline``: :attr:`pipeline` (refit on all training rows) on the
         test rows; ``deployed``: the deployed graph of that pipeline, from
@@ -186,7 +187,8 @@ class Result:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     scorer = get_scorer(self.problem.objective.scoring)
-                    scores["pipeline"] = float(scorer(self.pipeline, data.X_test, data.y_test))
+                    weighted = {} if data.sample_weight_test is None else {"sample_weight": data.sample_weight_test}
+                    scores["pipeline"] = float(scorer(self.pipeline, data.X_test, data.y_test, **weighted))
             deployed = (self.final or {}).get("measured", {}).get("deployed_score")
             if deployed is not None:
                 scores["deployed"] = float(deployed)

@@ -67,7 +67,7 @@ def test_the_race_keeps_the_faster_of_real_deployments(raced):
     assert final.deployed.metrics["latency_p95_ms"] == chosen[0]["latency_p95_ms"]
     assert "chosen:" in final.race["note"] and "fastest alternative" in final.race["note"]
     # Re-timed apart from the race, one row a call: the search's THROUGHPUT choice is the slower one.
-    X, y = evaluator.verification_rows()
+    X, y, _ = evaluator.verification_rows()
     rows = evaluator.data.examples[:1]
     settings = TimingSettings(seconds=0.15, min_runs=20, max_runs=2000)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
 
 import optuna
 import pytest
@@ -15,6 +17,8 @@ from waiting import finished, wait_for_trials
 
 import admm_tune
 from admm_tune import RunError
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PROBLEM = {"name": "killed", "data": "sklearn:breast_cancer", "objective": {"cv": 3},
            "restrict": {"estimator": ["logistic_regression", "knn", "decision_tree", "gaussian_nb"],
@@ -197,3 +201,15 @@ def test_the_command_line_refuses_a_changed_problem_with_exit_2_and_forks_a_new_
     assert optuna.load_study(study_name="edited", storage=f"sqlite:///{forks[0] / 'journal.db'}"
                              ).user_attrs["forked_from"] == str(run)
     assert len(admm_tune.Result.load(run).trials) == 3  # the first run is left as it was
+
+
+def test_the_fingerprint_of_an_unchanged_problem_is_the_same_in_every_process(tmp_path):
+    # Sets (the space's forbidden combinations) iterate in an order that changes with the hash seed: two processes
+    # with different seeds must agree, for an ML problem with a deployment and for a deploy problem.
+    code = ("import json, sys; sys.path.insert(0, 'tests'); from test_resume import PROBLEM; "
+            "from admm_tune.problem import load_problem; from admm_tune.fingerprint import fingerprint; "
+            "print(json.dumps([fingerprint(load_problem(p)) for p in "
+            "(dict(PROBLEM), 'problems/onnx_model_deploy.yaml')]))")
+    seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}, cwd=ROOT).stdout for seed in ("1", "2")}
+    assert len(seen) == 1 and "digest" in seen.pop()

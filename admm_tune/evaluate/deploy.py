@@ -171,7 +171,9 @@ class DeploymentEvaluator:
                     self._check_half_range(holdout.pipeline, self.data.X.iloc[holdout.rows])
                 model = self.graph(ml_key, config[PRECISION])
                 rows = self.data.X.iloc[holdout.rows]
-                done = self.deploy(model, config, holdout.pipeline, rows, self.data.y[holdout.rows])
+                weights = self.data.sample_weight
+                done = self.deploy(model, config, holdout.pipeline, rows, self.data.y[holdout.rows],
+                                   None if weights is None else weights[holdout.rows])
             except (ExportError, BackendError) as exc:
                 obs = Observation.failed(f"deploy: {exc}"[:500], time.perf_counter() - start, **attrs,
                                          **self._structural(exc))
@@ -254,9 +256,9 @@ class DeploymentEvaluator:
                                          f"pipeline's graph disagreed with it ({verdict})")
         if verified is None:
             return None
-        X, y = self.verification_rows()
+        X, y, weights = self.verification_rows()
         try:
-            deployed = self.deploy(verified.deployed.model, config, verified.pipeline, X, y)
+            deployed = self.deploy(verified.deployed.model, config, verified.pipeline, X, y, weights)
         except (ExportError, BackendError):
             return None
         if not deployed.verification.startswith("agrees"):
@@ -266,7 +268,7 @@ class DeploymentEvaluator:
 
     def race(self, final: Final) -> None:
         """Race ``final``'s refit pipeline over the deployment space; keep the winner in ``final`` (:mod:`.race`)."""
-        X, y = self.verification_rows()
+        X, y, weights = self.verification_rows()
         base = export(final.pipeline, self.data.X.iloc[:5])
         graphs: dict[str, onnx.ModelProto] = {}
 
@@ -275,7 +277,7 @@ class DeploymentEvaluator:
             if precision not in graphs:
                 graphs[precision] = for_precision(base, precision)
             model = graphs[precision]
-            session, metrics, verdict = self.compiled(model, contender.config, final.pipeline, X, y)
+            session, metrics, verdict = self.compiled(model, contender.config, final.pipeline, X, y, weights)
             contender.model, contender.session, contender.metrics = model, session, metrics
             contender.verification, contender.served = verdict, self.served(model, session, contender.config)
 
@@ -320,10 +322,14 @@ class DeploymentEvaluator:
                             str(obs.attrs.get("verification", "")))
         return Final(holdout.pipeline, source, deployed, config=dict(config))
 
-    def verification_rows(self) -> tuple[Any, np.ndarray]:
-        """The rows the refit's deployments are verified on: the test split, else (up to 1000) training rows."""
+    def verification_rows(self) -> tuple[Any, np.ndarray, np.ndarray | None]:
+        """The rows the refit's deployments are verified on, their targets and weights (None: unweighted): the
+        test split, else (up to 1000) training rows."""
         data = self.data
-        return (data.X_test, data.y_test) if data.X_test is not None else (data.X.iloc[:1000], data.y[:1000])
+        if data.X_test is not None:
+            return data.X_test, data.y_test, data.sample_weight_test
+        weights = None if data.sample_weight is None else data.sample_weight[:1000]
+        return data.X.iloc[:1000], data.y[:1000], weights
 
     def finalize(self, config: Config, pipeline: Any) -> Deployed:
         """Export, compile, verify and time the refit ``pipeline`` as ``config`` deploys it.
@@ -332,20 +338,22 @@ class DeploymentEvaluator:
         to 1000) training rows, which still checks that the graph computes
         what the pipeline computes.
         """
-        X, y = self.verification_rows()
+        X, y, weights = self.verification_rows()
         model = for_precision(export(pipeline, self.data.X.iloc[:5]), config[PRECISION])
-        return self.deploy(model, config, pipeline, X, y)
+        return self.deploy(model, config, pipeline, X, y, weights)
 
-    def deploy(self, model: onnx.ModelProto, config: Config, pipeline: Any, X: Any, y: np.ndarray) -> Deployed:
-        """Compile ``model`` as ``config`` says, verify it against ``pipeline`` on ``X, y``, and time it."""
-        session, metrics, verdict = self.compiled(model, config, pipeline, X, y)
+    def deploy(self, model: onnx.ModelProto, config: Config, pipeline: Any, X: Any, y: np.ndarray,
+               weights: np.ndarray | None = None) -> Deployed:
+        """Compile ``model`` as ``config`` says, verify it against ``pipeline`` on ``X, y`` (rows weighted by
+        ``weights`` in ``deployed_score``), and time it."""
+        session, metrics, verdict = self.compiled(model, config, pipeline, X, y, weights)
         metrics.update(self.timed(model, session, config, X))
         return Deployed(model, metrics, verdict)
 
-    def compiled(self, model: onnx.ModelProto, config: Config, pipeline: Any, X: Any, y: np.ndarray
-                 ) -> tuple[Session, dict[str, float], str]:
-        """``model`` compiled as ``config`` says and verified against ``pipeline`` on ``X, y``: the session, the
-        verification's metrics (with ``model_size_kb`` and ``compile_time_s``) and its verdict."""
+    def compiled(self, model: onnx.ModelProto, config: Config, pipeline: Any, X: Any, y: np.ndarray,
+                 weights: np.ndarray | None = None) -> tuple[Session, dict[str, float], str]:
+        """``model`` compiled as ``config`` says and verified against ``pipeline`` on ``X, y`` (see :meth:`verify`):
+        the session, the verification's metrics (with ``model_size_kb`` and ``compile_time_s``) and its verdict."""
         precision = config[PRECISION]
         start = time.perf_counter()
         try:
@@ -356,7 +364,7 @@ class DeploymentEvaluator:
             raise ExportError(f"{config[BACKEND]} cannot run this graph: {str(exc).splitlines()[0][:300]}",
                               "backend") from None
         compile_s = time.perf_counter() - start
-        metrics, verdict = self.verify(session, model, pipeline, X, y, precision)
+        metrics, verdict = self.verify(session, model, pipeline, X, y, precision, weights)
         metrics.update({"model_size_kb": session.size_bytes / 1024.0, "compile_time_s": compile_s})
         return session, metrics, verdict
 
@@ -387,13 +395,17 @@ class DeploymentEvaluator:
         return Model(lambda inputs: infer(native, inputs), serving_spec(self.data, compiled, model))
 
     def verify(self, session: Session, model: onnx.ModelProto, pipeline: Any, X: Any, y: np.ndarray,
-               precision: str) -> tuple[dict[str, float], str]:
+               precision: str, weights: np.ndarray | None = None) -> tuple[dict[str, float], str]:
         """Deployed outputs vs the Python ``pipeline`` on the rows ``X, y``, at the timing batch size.
 
         A row disagrees when its label differs or its probabilities (or its
         regression value, in target sd) differ by more than the tolerance;
         ``output_mismatch`` is the number of disagreeing rows over the number
-        allowed, so <= 1 is within tolerance.
+        allowed, so <= 1 is within tolerance.  ``deployed_score`` is the
+        objective's scorer on the graph's outputs, rows weighted by
+        ``weights``; the agreement figures (``output_mismatch``,
+        ``accuracy_drop``) count rows unweighted: they are about the graph
+        computing what the pipeline computes, row by row.
         """
         outputs = self._run_batched(session, model, X)
         if self.data.task != CLASSIFICATION:
@@ -426,7 +438,7 @@ class DeploymentEvaluator:
         metrics["deployed_score"] = score_outputs(  # the objective's scorer on the graph's own outputs
             self.ml.objective.scoring, np.asarray(y), outputs[0],
             np.asarray(outputs[1]).reshape(len(y), -1) if proba else None,
-            getattr(pipeline, "classes_", None) if classification else None)
+            getattr(pipeline, "classes_", None) if classification else None, weights)
         allowed = max(1, math.floor(tol.labels * len(off)))
         metrics["output_mismatch"] = float(off.sum()) / allowed
         verdict = "agrees" if off.sum() <= allowed else "DISAGREES"

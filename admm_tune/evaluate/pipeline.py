@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.impute import SimpleImputer
-from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
+from sklearn.metrics import get_scorer
+from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
@@ -115,6 +116,32 @@ def build_pipeline(config: Mapping[str, Any], space: SearchSpace, data: Dataset,
     if not steps or space.module_names[-1] not in dict(steps):
         raise ProblemError("search_space", "the last module must choose an estimator (it has no class)")
     return Pipeline(steps)
+
+
+def fit_params(pipeline: Pipeline, weights: np.ndarray | None) -> dict[str, Any]:
+    """The ``fit`` keyword that gives the rows' ``weights`` to the pipeline's estimator (its last step; a
+    calibrated or target-scaled estimator passes them on), or none."""
+    return {} if weights is None else {f"{pipeline.steps[-1][0]}__sample_weight": weights}
+
+
+def fit_and_score(pipeline: Pipeline, data: Dataset, scoring: Any, train: np.ndarray, test: np.ndarray
+                  ) -> tuple[Pipeline, float, float, float]:
+    """``pipeline`` (a clone) fitted on the ``train`` rows of ``data`` and scored on its ``test`` rows, both
+    weighted by the data's ``sample_weight`` when it has them (scikit-learn's ``cross_validate`` passes fit
+    parameters but gives its scorers no weights).
+
+    Returns
+    -------
+    (fitted, score, fit_seconds, score_seconds)
+    """
+    weights = data.sample_weight
+    fitted = clone(pipeline)
+    began = time.perf_counter()
+    fitted.fit(data.X.iloc[train], data.y[train], **fit_params(fitted, None if weights is None else weights[train]))
+    fit_s = time.perf_counter() - began
+    weighted = {} if weights is None else {"sample_weight": weights[test]}
+    score = float(get_scorer(scoring)(fitted, data.X.iloc[test], data.y[test], **weighted))
+    return fitted, score, fit_s, time.perf_counter() - began - fit_s
 
 
 @dataclass
@@ -327,30 +354,27 @@ class MLEvaluator:
         for r, n in enumerate(sizes):
             began, last = time.perf_counter(), r == len(sizes) - 1
             rows = self.rung_rows(n)
-            X, y = (self.data.X, self.data.y) if rows is None else (self.data.X.iloc[rows], self.data.y[rows])
+            every = np.arange(len(self.data.y)) if rows is None else rows
             scores: list[float] = []
             fits: list[tuple[float, float]] = []
             losses: list[float] = []
-            for fold in self.folds().split(X, y):
+            for train, test in self.folds().split(every, self.data.y[every]):
                 self.n_fits += 1
-                done = cross_validate(pipeline, X, y, cv=[fold], scoring=self.objective.scoring,
-                                      error_score="raise", n_jobs=1, return_estimator=not scores,
-                                      return_indices=not scores)
+                fitted, score, fit_s, score_s = fit_and_score(pipeline, self.data, self.objective.scoring,
+                                                              every[train], every[test])
                 if not scores:
-                    test = done["indices"]["test"][0]
-                    self._fitted[key] = Holdout(done["estimator"][0], test if rows is None else rows[test],
-                                                len(fold[0]))
-                scores.append(float(done["test_score"][0]))
-                fits.append((float(done["fit_time"][0]), float(done["score_time"][0])))
+                    self._fitted[key] = Holdout(fitted, every[test], len(train))
+                scores.append(score)
+                fits.append((fit_s, score_s))
                 if not np.all(np.isfinite(scores)):
                     return Observation.failed("error: non-finite CV score", time.perf_counter() - start)
                 losses = [float(self.objective.loss(v)) for v in scores]
                 if len(sizes) > 1:  # a tall table's result is kept fold by fold: a time-out answers with it
-                    self._keep(key, scores, fits, steps + losses, n, len(fold[0]), start)
+                    self._keep(key, scores, fits, steps + losses, n, len(train), start)
                 if clearly_worse(losses, incumbent[r * cv:(r + 1) * cv], cv, last):
                     break
             steps += losses
-            obs = self._keep(key, scores, fits, steps, n, len(fold[0]), start)
+            obs = self._keep(key, scores, fits, steps, n, len(train), start)
             if len(scores) < cv or last:
                 break
             done_rows.append(n)
@@ -489,11 +513,12 @@ class MLEvaluator:
                 if isinstance(losses[i], str):
                     continue
                 try:
+                    pipeline = self.build(config)
                     with warnings.catch_warnings(), threadpool_limits(1):
                         warnings.simplefilter("ignore")
-                        done = cross_validate(self.build(config), self.data.X, self.data.y, cv=self.folds(split),
-                                              scoring=self.objective.scoring, error_score="raise", n_jobs=1)
-                    losses[i].append([float(self.objective.loss(v)) for v in done["test_score"]])
+                        scores = [fit_and_score(pipeline, self.data, self.objective.scoring, train, test)[1]
+                                  for train, test in self.folds(split).split(self.data.X, self.data.y)]
+                    losses[i].append([float(self.objective.loss(v)) for v in scores])
                 except Exception as exc:  # a finalist that fails now drops out; the others go on
                     losses[i] = f"error: {type(exc).__name__}: {exc}"[:300]
             rounds, took = rounds + 1, time.perf_counter() - began
@@ -518,7 +543,9 @@ class MLEvaluator:
     def refit(self, config: Config, rows: np.ndarray | None = None) -> Pipeline:
         """The pipeline of ``config`` fitted on all training data, or on the training ``rows`` given."""
         pipeline = self.build(config)
-        X, y = (self.data.X, self.data.y) if rows is None else (self.data.X.iloc[rows], self.data.y[rows])
+        X, y, weights = self.data.X, self.data.y, self.data.sample_weight
+        if rows is not None:
+            X, y, weights = X.iloc[rows], y[rows], None if weights is None else weights[rows]
         with warnings.catch_warnings(), threadpool_limits(1):
             warnings.simplefilter("ignore")
-            return pipeline.fit(X, y)
+            return pipeline.fit(X, y, **fit_params(pipeline, weights))

@@ -47,7 +47,7 @@ class _RegressorOutputs(RegressorMixin, _Outputs):
 
 
 def score_outputs(scoring: str, y: np.ndarray, predictions: np.ndarray, probabilities: np.ndarray | None = None,
-                  classes: np.ndarray | None = None) -> float:
+                  classes: np.ndarray | None = None, sample_weight: np.ndarray | None = None) -> float:
     """The score ``scoring`` gives outputs computed elsewhere, on the rows whose targets are ``y``.
 
     Parameters
@@ -62,6 +62,8 @@ def score_outputs(scoring: str, y: np.ndarray, predictions: np.ndarray, probabil
         Class probabilities, columns in the order of ``classes``.
     classes : ndarray, optional
         The classes; None for regression.
+    sample_weight : ndarray, optional
+        The rows' weights, given to the scorer.
 
     Returns
     -------
@@ -78,6 +80,7 @@ def score_outputs(scoring: str, y: np.ndarray, predictions: np.ndarray, probabil
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return float(get_scorer(scoring)(model, rows, y))
+            weighted = {} if sample_weight is None else {"sample_weight": sample_weight}
+            return float(get_scorer(scoring)(model, rows, y, **weighted))
     except AttributeError:
         return float("nan")
