@@ -75,6 +75,9 @@ class Dataset:
         Held-out rows, never used by the search.
     categorical : list of str
         Columns that get the fixed front (imputer + one-hot).
+    text : list of str
+        Free-text columns (:func:`text_columns`): lowercased strings, missing
+        as ``""``; the front turns each into TF-IDF features of its words.
     dates : dict
         Datetime column of the raw table → the parts it was expanded into.
     task_reason : str
@@ -107,6 +110,12 @@ class Dataset:
     groups: np.ndarray | None = None
     sample_weight: np.ndarray | None = None
     sample_weight_test: np.ndarray | None = None
+    text: list[str] = field(default_factory=list)
+
+    @property
+    def numeric(self) -> list[str]:
+        """The prepared columns that are numbers (neither categories nor text)."""
+        return [c for c in self.X.columns if c not in self.categorical and c not in self.text]
 
     @functools.cached_property
     def schema(self) -> dict[str, Any]:
@@ -119,6 +128,8 @@ class Dataset:
                 if not columns or columns[-1]["name"] != part_of[name]:
                     parts = list(self.dates[part_of[name]])
                     columns.append({"name": part_of[name], "kind": "datetime", "parts": parts})
+            elif name in self.text:
+                columns.append({"name": name, "kind": "text"})
             elif name in self.categorical:
                 seen = sorted(str(v) for v in pd.unique(self.X[name]))
                 boolean = bool(set(seen) - {MISSING}) and set(seen) <= {"True", "False", MISSING}
@@ -210,7 +221,7 @@ def load_dataset(spec: Any, path: str = "data", base_dir: Path | None = None,
     if isinstance(spec, (str, Path)):
         spec = {"source": str(spec)}
     spec = F.mapping(spec, path)
-    F.only_keys(spec, ("source", "target", "test_size", "categorical", "X", "y", "X_test", "y_test", "groups",
+    F.only_keys(spec, ("source", "target", "test_size", "categorical", "text", "X", "y", "X_test", "y_test", "groups",
                        "sample_weight", "sample_weight_test"), path)
     y_test = None
     X_test = None
@@ -245,9 +256,11 @@ def load_dataset(spec: Any, path: str = "data", base_dir: Path | None = None,
     dates = date_parts(X, path)
     X = expand_dates(X, dates)
     categorical = _categorical(X, spec.get("categorical"), F.join(path, "categorical"))
-    X = as_categories(X, categorical)
+    text = text_columns(X, categorical, spec.get("text"), F.join(path, "text"))
+    categorical = [c for c in categorical if c not in text]
+    X = as_text(as_categories(X, categorical), text)
     if X_test is not None:
-        X_test = as_categories(expand_dates(normalise(X_test, path), dates), categorical)
+        X_test = as_text(as_categories(expand_dates(normalise(X_test, path), dates), categorical), text)
     _check(X, y, task, path)
     if X_test is not None:
         if list(X_test.columns) != list(X.columns):
@@ -263,7 +276,7 @@ def load_dataset(spec: Any, path: str = "data", base_dir: Path | None = None,
         groups = None if groups is None else groups[train]
         weights, weights_test = (None, None) if weights is None else (weights[train], weights[test])
     return Dataset(X, y, task, name, X_test, y_test, categorical, dates, task_reason, examples, groups, weights,
-                   weights_test)
+                   weights_test, text)
 
 
 def _per_row(given: Any, X: pd.DataFrame, path: str, what: str, by_column: bool = True
@@ -341,6 +354,54 @@ def as_categories(X: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
     for column in categorical:
         values = X[column]
         X[column] = values.astype(object).where(values.notna(), MISSING).astype(str)
+    return X
+
+
+TEXT_MIN_WORDS = 3.0
+"""Mean words (runs of non-space characters) per value from which a string column may be free text."""
+TEXT_MIN_DISTINCT = 20
+"""Distinct values from which a string column may be free text (and at least :data:`TEXT_MIN_SHARE` of its
+values): fewer are categories, whatever their length (``"Not at all likely"``)."""
+TEXT_MIN_SHARE = 0.1
+TEXT_FEATURES = 300
+"""Most TF-IDF features (the most frequent words) a text column gives the pipeline's front: its output is dense
+(the exported graphs take dense rows), so a wide vocabulary would be rows x words floats."""
+
+
+def text_columns(X: pd.DataFrame, categorical: list[str], given: Any, path: str) -> list[str]:
+    """The free-text columns: ``given`` (a list of columns, ``[]`` for none), else the string columns among
+    ``categorical`` whose values are sentences: at least :data:`TEXT_MIN_DISTINCT` distinct values (and
+    :data:`TEXT_MIN_SHARE` of the values) of :data:`TEXT_MIN_WORDS` words or more on average.  A column of
+    identifiers (``user_81723``) has many distinct values but one word each: a category."""
+    if given is not None:
+        names = [F.string(c, F.join(path, i)) for i, c in enumerate(F.sequence(given, path))]
+        for i, n in enumerate(names):
+            if n not in X.columns or pd.api.types.is_numeric_dtype(X[n]) and not pd.api.types.is_bool_dtype(X[n]):
+                raise ProblemError(F.join(path, i), f"column {n!r} is not a string column of the data")
+        return names
+    out = []
+    for name in categorical:
+        values = X[name].dropna()
+        if pd.api.types.is_bool_dtype(values) or not len(values):
+            continue
+        strings = values.astype(str)
+        distinct = strings.nunique()
+        if distinct >= max(TEXT_MIN_DISTINCT, TEXT_MIN_SHARE * len(strings)) and \
+                strings.str.split().str.len().mean() >= TEXT_MIN_WORDS:
+            out.append(name)
+    return out
+
+
+def as_text(X: pd.DataFrame, text: list[str]) -> pd.DataFrame:
+    """Text columns as lowercased strings, missing values as ``""`` (no words), as the serving contract
+    prepares them (:mod:`admm_tune.serving.rows`): the graph's tokenizer changes no case (ONNX Runtime's
+    ``StringNormalizer`` needs a system locale), so lowering is done before it, in Python, by both."""
+    if not text:
+        return X
+    X = X.copy()
+    for column in text:
+        values = X[column]
+        X[column] = values.astype(object).where(values.notna(), "").astype(str).str.lower()
     return X
 
 

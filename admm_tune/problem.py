@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from . import _fields as F
-from .data import CLASSIFICATION, REGRESSION, TASKS, Dataset, GroupedSplits, load_dataset
-from .deployment import DEPLOY_METRICS, MISMATCH, Deployment, deploy_metrics, load_deployment, with_deployment
+from .data import CLASSIFICATION, REGRESSION, TASKS, TEXT_FEATURES, Dataset, GroupedSplits, load_dataset
+from .deployment import BACKEND, DEPLOY_METRICS, MISMATCH, Deployment, deploy_metrics, load_deployment, with_deployment
 from .deployment import MODULES as DEPLOYMENT_MODULES
 from .errors import ProblemError
 from .registry import resolve_class
@@ -203,6 +203,7 @@ def _from_dict(raw: dict[str, Any], base_dir: Path | None) -> Problem:
         _check_task(space, data)
         objective = _objective(objective_raw, data)
     notes: tuple[str, ...] = (data.task_reason,) if data is not None and data.task_reason else ()
+    notes += _text_notes(data) if data is not None else ()
     if data is not None:
         space, bounded = _bounded_by_width(space, data)
         space, tall = _bounded_by_rows(space, data)
@@ -217,7 +218,8 @@ def _from_dict(raw: dict[str, Any], base_dir: Path | None) -> Problem:
                                      restrict=raw.get("restrict"))
         space, joint = with_deployment(space, deployment)
         space, narrow = _within_half_precision(space, data)
-        notes += deployment.notes + joint + narrow
+        space, strings = _running_text(space, data)
+        notes += deployment.notes + joint + narrow + strings
     measurable = None if data is None else {**ML_METRICS, **(deploy_metrics(data.task) if deployment else {})}
     constraints = tuple(_constraint(c, f"constraints[{i}]", measurable)
                         for i, c in enumerate(constraint_list(raw.get("constraints"))))
@@ -310,7 +312,7 @@ the step is left out of the space by construction.
 
 def _bounded_by_width(space: SearchSpace, data: Dataset) -> tuple[SearchSpace, tuple[str, ...]]:
     """Leave out steps whose cost explodes with the data's width (known before any fit); notes say which."""
-    width = data.n_features - len(data.categorical) + sum(
+    width = len(data.numeric) + TEXT_FEATURES * len(data.text) + sum(
         int(data.X[c].nunique(dropna=False)) for c in data.categorical)
     if width <= POLYNOMIAL_MAX_INPUTS:
         return space, ()
@@ -380,9 +382,7 @@ def _check_float32(data: Dataset) -> None:
     for frame in (data.X, data.X_test):
         if frame is None:
             continue
-        for column in frame.columns:
-            if column in data.categorical:
-                continue
+        for column in data.numeric:
             values = np.abs(frame[column].to_numpy(dtype="float64", na_value=np.nan))
             if np.nanmax(values, initial=0.0) > limit:
                 raise ProblemError("data", f"column {column!r} has values beyond float32's range (up to "
@@ -400,8 +400,7 @@ def _within_half_precision(space: SearchSpace, data: Dataset) -> tuple[SearchSpa
         return space, ()
     import numpy as np
 
-    numeric = [c for c in data.X.columns if c not in data.categorical]
-    largest = float(np.nanmax(np.abs(data.X[numeric].to_numpy(dtype="float64", na_value=np.nan)), initial=0.0))
+    largest = float(np.nanmax(np.abs(data.X[data.numeric].to_numpy(dtype="float64", na_value=np.nan)), initial=0.0))
     if largest <= FP16_MAX:
         return space, ()
     keep = [p for p in space.module("precision").names if p != "fp16"]
@@ -410,6 +409,44 @@ def _within_half_precision(space: SearchSpace, data: Dataset) -> tuple[SearchSpa
                                                  f"float16's range ({FP16_MAX:g})")
     return space.restricted({"precision": keep}), (
         f"precision fp16 left out: input values reach {largest:.3g}, beyond float16's range ({FP16_MAX:g})",)
+
+
+def _text_notes(data: Dataset) -> tuple[str, ...]:
+    """What the data layer read as free text (:func:`~admm_tune.data.text_columns`) and what the front makes of it."""
+    notes = []
+    for column in data.text:
+        values = data.X[column][data.X[column] != ""]
+        words = float(values.str.split().str.len().mean()) if len(values) else 0.0
+        notes.append(f"data.{column}: read as free text ({values.nunique()} distinct values, {words:.1f} words on "
+                     f"average): TF-IDF of its {TEXT_FEATURES} most frequent words, lowercased")
+    return tuple(notes)
+
+
+def _running_text(space: SearchSpace, data: Dataset) -> tuple[SearchSpace, tuple[str, ...]]:
+    """The joint space without the backends that run only standard operators when the data has text columns:
+    their TF-IDF graph tokenizes with ONNX Runtime's ``Tokenizer`` (``com.microsoft``), which those cannot run.
+
+    Raises
+    ------
+    ProblemError
+        Naming ``restrict.backend`` when no backend left runs it.
+    """
+    if not data.text:
+        return space, ()
+    from .evaluate.backends import get_backend
+
+    names = space.module(BACKEND).names
+    keep = [n for n in names if not get_backend(n).capabilities().standard_ops_only]
+    if not keep:
+        raise ProblemError("restrict.backend", f"keeps only {', '.join(names)}, which run standard ONNX operators "
+                                               f"only; the text column(s) {', '.join(data.text)} need ONNX "
+                                               "Runtime's Tokenizer")
+    if len(keep) == len(names):
+        return space, ()
+    left = ", ".join(n for n in names if n not in keep)
+    return space.restricted({BACKEND: keep}), (
+        f"backend {left} left out: the text column(s) {', '.join(data.text)} are tokenized by ONNX Runtime's "
+        "Tokenizer operator, outside the standard operators it runs",)
 
 
 def _check_classes(space: SearchSpace) -> None:

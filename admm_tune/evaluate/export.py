@@ -87,6 +87,7 @@ def export(pipeline: Any, X_sample: pd.DataFrame | np.ndarray) -> onnx.ModelProt
     from skl2onnx import to_onnx
 
     from .converters import register
+    from .graph import zero_safe_l2_norms
 
     register()
     columns = [str(c) for c in X_sample.columns] if isinstance(X_sample, pd.DataFrame) else None
@@ -105,7 +106,7 @@ def export(pipeline: Any, X_sample: pd.DataFrame | np.ndarray) -> onnx.ModelProt
             errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
             missing = type(exc).__name__ in MISSING_CONVERTER
             continue
-        model = lower(model) if black_op else model
+        model = zero_safe_l2_norms(lower(model) if black_op else model)
         if columns is not None:
             set_columns(model, columns)
         if target is not None:

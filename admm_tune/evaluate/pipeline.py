@@ -22,6 +22,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.impute import SimpleImputer
 from sklearn.metrics import get_scorer
 from sklearn.model_selection import KFold, StratifiedKFold
@@ -29,7 +30,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ..data import CLASSIFICATION, REGRESSION, Dataset, GroupedSplits
+from ..data import CLASSIFICATION, REGRESSION, TEXT_FEATURES, Dataset, GroupedSplits
 from ..errors import ProblemError
 from ..observation import COMPLETE, Observation
 from ..problem import Objective
@@ -39,7 +40,8 @@ from .rungs import nested_order, predicted_seconds, rung_sizes
 
 
 def front(data: Dataset) -> BaseEstimator:
-    """The fixed front of every pipeline: it imputes missing numbers and one-hot encodes categories.
+    """The fixed front of every pipeline: it imputes missing numbers, one-hot encodes categories and turns free
+    text into TF-IDF features of its words.
 
     All-numeric data get a median imputer (one float input in ONNX, in
     standard operators: :mod:`.converters`), also when the training rows have
@@ -50,15 +52,25 @@ def front(data: Dataset) -> BaseEstimator:
     (:func:`~admm_tune.data.as_categories`), so no categorical imputer is
     needed, which skl2onnx could not export for strings.  A column without
     any value is kept (imputed as 0: ``keep_empty_features``), so that the
-    exported graph takes every column of the table.
+    exported graph takes every column of the table.  A text column
+    (:func:`~admm_tune.data.text_columns`, already lowercased) gets a
+    ``TfidfVectorizer`` of at most :data:`TEXT_FEATURES` words; skl2onnx
+    exports it with ONNX Runtime's ``Tokenizer`` operator, which OpenVINO
+    does not run (:mod:`admm_tune.problem` leaves it out for such data).
     """
-    if not data.categorical:
+    if not data.categorical and not data.text:
         return SimpleImputer(strategy="median", keep_empty_features=True)
-    numeric = [c for c in data.X.columns if c not in data.categorical]
-    parts = [("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), list(data.categorical))]
-    if numeric:
-        parts.insert(0, ("numeric", SimpleImputer(strategy="median", keep_empty_features=True), numeric))
-    return ColumnTransformer(parts, verbose_feature_names_out=False)
+    parts: list[tuple[str, Any, Any]] = []
+    if data.numeric:
+        parts.append(("numeric", SimpleImputer(strategy="median", keep_empty_features=True), data.numeric))
+    if data.categorical:
+        parts.append(("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                      list(data.categorical)))
+    for i, column in enumerate(data.text):  # a scalar column: the vectorizer takes one string per row
+        parts.append((f"text{i}", TfidfVectorizer(lowercase=False, max_features=TEXT_FEATURES, dtype=np.float32),
+                      column))
+    return ColumnTransformer(parts, sparse_threshold=0.0, verbose_feature_names_out=False)
+
 
 
 CALIBRATION_FOLDS = 3

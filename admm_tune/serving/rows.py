@@ -26,6 +26,10 @@ raw columns of the training table and the kind of each:
     booleans, ``1``/``0`` (also ``1.0``, ``"1"``), and the strings ``"true"``,
     ``"false"``, ``"yes"``, ``"no"``, ``"t"``, ``"f"`` in any case; missing is
     ``"<missing>"``; any other value is refused.
+``text``
+    free text, as a string lowercased by Python's ``str.lower`` (the graph
+    tokenizes and counts words but changes no case): a missing value is
+    ``""`` (no words); a number is its string.
 ``datetime``
     expanded into the numeric parts the training rows had (``days`` since
     1970-01-01 and the varying ones of year, month, day, day_of_week,
@@ -120,6 +124,8 @@ def prepare(rows: Any, schema: Mapping[str, Any]) -> dict[str, np.ndarray]:
                 out[f"{name}_{part}"] = _date_part(instants, part)
         elif kind == "boolean":
             out[name] = _booleans(_values(rows, name), name)
+        elif kind == "text":
+            out[name] = _texts(_values(rows, name))
         else:
             out[name] = _categories(_values(rows, name), column["categories"])
     return out
@@ -267,6 +273,13 @@ def _categories(values: Any, categories: Sequence[str]) -> np.ndarray:
             number = _as_float(text)
             text = numeric.get(number, text) if number is not None else text
         out[i] = text
+    return out
+
+
+def _texts(values: Any) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        out[i] = "" if is_missing(v) else _canonical(v).lower()
     return out
 
 

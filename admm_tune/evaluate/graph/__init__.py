@@ -10,11 +10,11 @@ backends compile.
 """
 
 from ._builder import CapacityError, LoweringError
-from .passes import drop_dead_nodes, fold_scalers_into_trees, merge_linear_chains
+from .passes import drop_dead_nodes, fold_scalers_into_trees, merge_linear_chains, zero_safe_l2_norms
 from .lower import ML_DOMAIN, NATIVE, TREE_LOWERINGS, encode_strings, lower, ml_operators, prepared, string_codes
 from .tensorrt import tensorrt_unsupported
 from .trees import STRATEGIES
 
 __all__ = ["ML_DOMAIN", "NATIVE", "STRATEGIES", "TREE_LOWERINGS", "CapacityError", "LoweringError", "drop_dead_nodes",
            "encode_strings", "fold_scalers_into_trees", "lower", "merge_linear_chains", "ml_operators", "prepared",
-           "string_codes", "tensorrt_unsupported"]
+           "string_codes", "tensorrt_unsupported", "zero_safe_l2_norms"]

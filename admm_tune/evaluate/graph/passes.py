@@ -19,6 +19,11 @@
     leaves on the scaler's last node.
 :func:`drop_dead_nodes`
     Nodes whose outputs nothing reads are removed.
+:func:`zero_safe_l2_norms`
+    ``x / sqrt(sum(x^2))`` (skl2onnx's L2 normalisation of TF-IDF rows)
+    divides by ``max(norm, FLT_MIN)``: a row without any known word stays
+    all zeros, as scikit-learn's ``normalize`` leaves it, instead of 0 / 0 =
+    NaN probabilities.
 
 :func:`merge_linear_chains`
     A chain of affine steps around a MatMul (scaler, PCA / SVD, a linear
@@ -420,4 +425,26 @@ def drop_dead_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-__all__ = ["AFFINE_KEY", "drop_dead_nodes", "fold_scalers_into_trees", "folded_thresholds", "merge_linear_chains"]
+def zero_safe_l2_norms(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Every ``Div(x, Sqrt(ReduceSumSquare(x)))`` divides by ``Max(norm, FLT_MIN)`` instead (in place; returned):
+    an all-zero row stays zero, as scikit-learn's ``normalize`` leaves it, where 0 / 0 gave NaN."""
+    graph = model.graph
+    producers = {o: n for n in graph.node for o in n.output}
+    nodes: list[onnx.NodeProto] = []
+    for node in graph.node:
+        root = producers.get(node.input[1]) if node.op_type == "Div" and len(node.input) == 2 else None
+        squares = producers.get(root.input[0]) if root is not None and root.op_type == "Sqrt" else None
+        if squares is not None and squares.op_type == "ReduceSumSquare" and squares.input[0] == node.input[0]:
+            floor = f"{node.name or node.output[0]}_l2_floor"
+            graph.initializer.append(numpy_helper.from_array(np.array(np.finfo(np.float32).tiny, np.float32),
+                                                             floor))
+            nodes.append(helper.make_node("Max", [root.output[0], floor], [f"{floor}_norm"]))
+            node.input[1] = f"{floor}_norm"
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model
+
+
+__all__ = ["AFFINE_KEY", "drop_dead_nodes", "fold_scalers_into_trees", "folded_thresholds", "merge_linear_chains",
+           "zero_safe_l2_norms"]
