@@ -53,6 +53,8 @@ from .evaluate.onnx_model import (CALIBRATIONS, DEPLOY_PRECISIONS, HINT_PRECISIO
                                   NNCF_PRESETS, OBJECTIVES, THROUGHPUT_BATCHES, EvalData, ModelError,
                                   OnnxModelEvaluator, Scorer, check_data, fixed_batch, load_model, load_scorer,
                                   read_arrays, runs_on, split_rows)
+from .evaluate.race import REFERENCE, faster
+from .settings import unit
 from .machine import cores
 from .space import Algorithm, Categorical, Forbidden, Int, Module, SearchSpace, describe
 
@@ -301,8 +303,9 @@ def race(pool: Any, trials: pd.DataFrame, problem: Any, seconds: float | None) -
             return {**record, "note": f"not re-measured: {max(seconds, 0.0):.1f} s left, the race needs about "
                                       f"{one_round:.1f} s"}
     configs = [json.loads(c) for c in entries["config"]]
-    answer, why = pool.final({"finalists": configs, "rounds": RACE_ROUNDS, "share": RACE_SHARE,
-                              "seconds": seconds}, seconds)
+    reference = _reference(problem.space, configs)
+    answer, why = pool.final({"finalists": configs + ([reference] if reference else []), "rounds": RACE_ROUNDS,
+                              "share": RACE_SHARE, "seconds": seconds}, seconds)
     if answer is None or answer.get("error") or not answer["rounds"]:
         reason = why or (answer or {}).get("error") or "no round fitted in the time left"
         return {**record, "note": f"not re-measured: {reason}"}
@@ -328,9 +331,27 @@ def race(pool: Any, trials: pd.DataFrame, problem: Any, seconds: float | None) -
     kept = "the search's pick" if best[1] == record["search_pick"] else f"not the search's pick (trial " \
                                                                         f"{record['search_pick']})"
     record["note"] = (f"re-measured: {len(entries)} finalists in {record['rounds']} interleaved rounds; trial "
-                      f"{best[1]}, {kept}, has the best median {metric} {won['remeasured']:.4g} "
+                      f"{best[1]}, {kept}, has the best median {metric} {won['remeasured']:.4g}{unit(metric)} "
                       f"(its search figure {won['search']:.4g})")
+    figures = answer["figures"][len(configs):]
+    if reference and figures and not isinstance(figures[0], str) and figures[0]:
+        plain = float(np.median([f[metric] for f in figures[0]]))
+        record["reference"] = {"configuration": describe(reference), "remeasured": plain}
+        gain = plain / won["remeasured"] if sense > 0 else won["remeasured"] / plain
+        record["note"] += (f"; ONNX Runtime fp32 at its default knobs, in the same rounds: {plain:.4g}{unit(metric)} "
+                           f"(the choice {faster(gain)})")
     return record
+
+
+def _reference(space: SearchSpace, configs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The plain deployment a deploy run's gain is told against (:data:`~admm_tune.evaluate.race.REFERENCE`, ONNX
+    Runtime at fp32 with its default knobs), when the space has it and no finalist is it."""
+    backend, precision = REFERENCE
+    if backend not in space.module(BACKEND).names or precision not in space.module(PRECISION).names:
+        return None
+    config = space.complete({BACKEND: backend, PRECISION: precision})
+    return None if config in configs or not space.allowed(config) else config
+
 
 
 def structures(space: SearchSpace) -> list[tuple[str, str]]:

@@ -84,6 +84,10 @@ class Objective:
         """Turn a score (greater is better) into a loss: ``-score`` for ``neg_*`` names, else ``1 - score``."""
         return -score if isinstance(self.scoring, str) and self.scoring.startswith("neg_") else 1.0 - score
 
+    def score(self, loss: float) -> float:
+        """The score a loss stands for (the inverse of :meth:`loss`)."""
+        return self.loss(loss) if isinstance(self.scoring, str) and self.scoring.startswith("neg_") else 1.0 - loss
+
 
 ObjectiveFn = Callable[[Config], float | Mapping[str, float] | tuple]
 

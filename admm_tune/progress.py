@@ -60,6 +60,12 @@ class Progress:
         self._bar.n = done
         self._show()
 
+    def chosen(self, text: str) -> None:
+        """Say what the run chose after its search (``search best 0.0283 | chosen trial 44, re-scored 0.035``):
+        the final line then tells the summary's story, not only the search's."""
+        self._best = text
+        self._show()
+
     def close(self) -> None:
         """End the bar."""
         if self._bar is not None:

@@ -16,6 +16,7 @@ from .deployment import BACKEND, DEPLOY_METRICS, PRECISION, Deployment
 from .errors import ProblemError, RunError
 from .journal import Journal
 from .problem import Problem, restore_problem
+from .settings import unit
 from .space import Config, describe
 
 
@@ -210,7 +211,7 @@ class Result:
 
         Examples
         --------
-        ``["latency_p95_ms <= 0.05: measured 0.12, missed by 0.07 (140 %)"]``
+        ``["latency_p95_ms <= 0.05 ms: measured 0.12 ms, missed by 0.07 ms (140%)"]``
         """
         out = []
         for c in self.problem.constraints:
@@ -218,9 +219,10 @@ class Result:
             violation = c.violation(value if value is not None else math.nan)
             if violation > 0:
                 graph = self.best.metrics.get(f"graph_{c.metric}")
+                u = unit(c.metric)
                 out.append(f"{c}: not measured" if not math.isfinite(violation) else
-                           f"{c}: measured {value:.4g}, missed by {abs(value - c.bound):.3g} ({violation:.0%})"
-                           + (f"; end to end from raw rows, of which the graph alone {graph:.4g}"
+                           f"{c}: measured {value:.4g}{u}, missed by {abs(value - c.bound):.3g}{u} ({violation:.0%})"
+                           + (f"; end to end from raw rows, of which the graph alone {graph:.4g}{u}"
                               if graph is not None else ""))
         if not self.verified:
             out.append(f"the refit pipeline's deployed graph: {self.final['verification']}")
@@ -349,17 +351,23 @@ class Result:
     def summary(self) -> str:
         """A few lines for people: the pipeline, its score, the search."""
         b = self.best
-        lines = [f"problem      {self.problem.name}",
-                 f"best         {describe(self.best.config)}",
-                 f"loss         {b.loss:.6g}" + ("" if b.feasible else f"  (INFEASIBLE: violation {b.violation:.3g})")]
+        lines = [f"problem      {self.problem.name}", f"chosen       trial {b.trial}: {describe(b.config)}"]
+        if not b.feasible:
+            lines.append(f"INFEASIBLE   no candidate met every constraint (least violation {b.violation:.3g})")
         if "cv_score" in b.metrics and hasattr(self.problem.objective, "scoring"):
-            lines.append(f"cv {self.problem.objective.name:<9} {b.metrics['cv_score']:.4f}")
+            lines += self._estimate()
+        elif self.problem.kind == "deploy":  # its loss is the objective's figure (negated for throughput)
+            metric = self.problem.objective.objective
+            lines.append(f"objective    {metric} {b.metrics.get(metric, math.nan):.4g}{unit(metric)} (the search's "
+                         "figure; the final race's below)")
+        else:
+            lines.append(f"loss         {b.loss:.6g}")
         test = self.test_scores
         if test:
             lines.append("test score   " + ", ".join(f"{k} {v:.4f}" for k, v in test.items())
                          + f" ({self.problem.objective.name}, {len(self.problem.data.y_test)} held-out rows)")
         for c in self.problem.constraints:
-            lines.append(f"constraint   {c}: measured {b.metrics.get(c.metric, float('nan')):.4g}")
+            lines.append(f"constraint   {c}: measured {b.metrics.get(c.metric, float('nan')):.4g}{unit(c.metric)}")
         lines += [f"NOT MET      {shortfall}" for shortfall in self.shortfalls()]
         deployment = self.deployment
         if deployment is not None:
@@ -379,7 +387,7 @@ class Result:
                     lines.append(f"deploy race  {self.final['race']['note']}")
             if self.onnx_path is not None:
                 lines.append(f"model        {self.onnx_path}")
-        if self.race is not None:
+        if self.race is not None and self.problem.kind == "deploy":
             lines.append(f"final race   {self.race['note']}")
         if self.refit is not None:
             lines.append(f"pipeline     {self.refit}")
@@ -397,6 +405,37 @@ class Result:
                          f"structures tried {self.trials['structure'].nunique()}")
         lines.append(f"journal      {self.storage}")
         return "\n".join(lines)
+
+
+    def _estimate(self) -> list[str]:
+        """The ML kind's "best" in one story: by which rule the candidate was chosen (the search's lowest loss, or
+        the re-scoring of its finalists) and the score to expect from it, with the search's own CV figure."""
+        b, objective, race = self.best, self.problem.objective, self.race or {}
+        name, cv = objective.name, getattr(objective, "cv", 0)
+        search = f"search CV    {name} {b.metrics['cv_score']:.4f} (loss {b.loss:.4g}) on the search's {cv} folds"
+        won = next((f for f in race.get("finalists", []) if f["trial"] == b.trial and "remeasured" in f), None)
+        if won is None:
+            count = self.n_evaluations - self.n_failed
+            why = race.get("note", "")
+            return [f"chosen by    the lowest search loss of {count} evaluations" + (f" ({why})" if why else ""),
+                    search + ": the estimate to expect" + (", slightly optimistic (the best of many)" if count > 1
+                                                            else "")]
+        splits = race["rounds"] + 1
+        ranked = sorted((f for f in race["finalists"] if "remeasured" in f), key=lambda f: f["remeasured"])
+        pick = race["search_pick"]
+        place = next((i for i, f in enumerate(ranked) if f["trial"] == pick), None)
+        told = "the search's best" if pick == b.trial else \
+            f"the search's best, trial {pick}, search loss {ranked[place]['search']:.4g}, came {_ordinal(place + 1)}" \
+            if place is not None else f"the search's best, trial {pick}, failed on a fresh split"
+        return [f"chosen by    re-scoring the search's {len(race['finalists'])} best on {race['rounds']} fresh CV "
+                f"splits: the lowest mean loss over {splits} splits ({told})",
+                f"estimate     {name} {objective.score(won['remeasured']):.4f} (loss {won['remeasured']:.4g}), the "
+                f"mean over {splits} CV splits of {cv} folds: what to expect on new data",
+                search + " (optimistic: the best of many estimates)"]
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 LATENCY = "metric:latency_p95_ms"

@@ -187,6 +187,8 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
             race = rescore(pool, trials, cv, clock.final_seconds(None, keep=refit_s),
                            fixed_splits=problem.objective.splitter is not None)
             journal.set_attr("race", race)
+            if _chosen_text(race):
+                bar.chosen(_chosen_text(race))
             config = json.loads(trials.set_index("number").loc[race["chosen"], "config"]) \
                 if race["chosen"] is not None else best.config
             final, why = pool.final(config, clock.final_seconds(problem.isolation.seconds))
@@ -217,6 +219,18 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     if run_path is not None:  # the run's files (result.json, report.html) are part of the budgeted call
         result.save(run_path, clock.report, report=report)
     return result
+
+
+def _chosen_text(race: Mapping[str, Any]) -> str:
+    """The progress bar's last words on the ML kind's choice after a re-scoring: the search's best loss, the chosen
+    trial and its mean loss over all splits (empty when nothing was re-scored: the search's best is the choice)."""
+    finalists = {f["trial"]: f for f in race["finalists"]}
+    chosen, pick = race["chosen"], race["search_pick"]
+    if chosen not in finalists or "remeasured" not in finalists[chosen]:
+        return ""
+    won = finalists[chosen]
+    head = f"search best {finalists[pick]['search']:.4g}" if pick in finalists else "search best -"
+    return f"{head} | chosen trial {chosen}, re-scored {won['remeasured']:.4g}"
 
 
 DAEMONIC = ("admm_tune: this is a daemonic process (a multiprocessing.Pool worker), which cannot start worker "

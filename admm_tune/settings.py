@@ -10,6 +10,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+UNITS = (("_ms", "ms"), ("_kb", "kB"), ("_rps", "rows/s"), ("_mb", "MiB"), ("_s", "s"))
+"""Metric names end in their unit (``latency_p95_ms``, ``model_size_kb``, ``fit_time_s``): suffix → unit."""
+
+
+def unit(metric: str) -> str:
+    """`` ms``, `` kB``, `` rows/s``... for a metric named with its unit's suffix (:data:`UNITS`), else nothing."""
+    return next((f" {name}" for end, name in UNITS if metric.endswith(end)), "")
+
+
 THETA_SOLVERS = ("gp", "tpe", "random")
 """Solvers of the continuous sub-problem (see :mod:`admm_tune.optim.bayes`)."""
 
@@ -41,7 +50,7 @@ class Constraint:
         return signed / self.scale
 
     def __str__(self) -> str:
-        return f"{self.metric} {'<=' if self.sense == 'max' else '>='} {self.bound:g}"
+        return f"{self.metric} {'<=' if self.sense == 'max' else '>='} {self.bound:g}{unit(self.metric)}"
 
 
 @dataclass(frozen=True)

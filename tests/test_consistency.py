@@ -24,7 +24,7 @@ def test_budget_seconds_takes_a_duration_in_yaml_as_on_the_command_line(tmp_path
 
 def test_constraints_as_a_mapping_in_a_problem_dict_as_in_the_estimator():
     problem = load_problem({"data": "sklearn:iris", "constraints": {"fit_time_s": 0.5, "cv_score_std": 0.1}})
-    assert [str(c) for c in problem.constraints] == ["fit_time_s <= 0.5", "cv_score_std <= 0.1"]
+    assert [str(c) for c in problem.constraints] == ["fit_time_s <= 0.5 s", "cv_score_std <= 0.1"]
     with pytest.raises(admm_tune.ProblemError, match=r"constraints\[0\].metric"):
         load_problem({"data": "sklearn:iris", "constraints": {"latency_p95_ms": 1.0}})
 

@@ -154,7 +154,7 @@ def test_throughput_is_measured_at_the_searched_batch_and_requests_in_flight(eva
     problem = deploy_problem(MODELS / "digits_cnn.onnx", {"inputs": x, "labels": y}, objective="throughput_rps",
                              deployment={"space": "cpu", "batch_size": 4, "timing": FAST_TIMING},
                              constraints={"accuracy_drop": 0.01, "throughput_rps": 1000})
-    assert [str(c) for c in problem.constraints] == ["accuracy_drop <= 0.01", "throughput_rps >= 1000"]
+    assert [str(c) for c in problem.constraints] == ["accuracy_drop <= 0.01", "throughput_rps >= 1000 rows/s"]
     knobs = {a.name: {p.name for p in a.params} for a in problem.space.module("backend").algorithms}
     assert "throughput_batch" in knobs["onnxruntime"] and "infer_requests" not in knobs["onnxruntime"]
     assert {"throughput_batch", "infer_requests"} <= knobs["openvino"]
@@ -300,7 +300,7 @@ def test_the_shipped_problem_runs_at_a_tiny_budget_and_resumes_from_its_journal(
 def test_the_documented_template_loads_as_shipped():
     problem = load_problem(ROOT / "problems" / "onnx_model_deploy.yaml")
     assert problem.kind == "deploy" and problem.objective.objective == "latency_p95_ms"
-    assert [str(c) for c in problem.constraints] == ["accuracy_drop <= 0.005", "model_size_kb <= 40"]
+    assert [str(c) for c in problem.constraints] == ["accuracy_drop <= 0.005", "model_size_kb <= 40 kB"]
 
 
 def test_nncf_accuracy_control_gets_the_bound_and_validates_on_calibration_rows_only(problem, monkeypatch):

@@ -225,7 +225,7 @@ def test_export_onnx_writes_the_deployment_that_was_chosen_and_measured(data, tm
 
 def test_an_infeasible_result_warns_naming_the_constraint_and_the_miss(data):
     X, y = data
-    with pytest.warns(InfeasibleWarning, match=r"fit_time_s <= 1e-09: measured [0-9.e-]+, missed by"):
+    with pytest.warns(InfeasibleWarning, match=r"fit_time_s <= 1e-09 s: measured [0-9.e-]+ s, missed by"):
         est = AutoPipelineClassifier(**FAST, constraints={"fit_time_s": 1e-9}, max_evals=2, random_state=0).fit(X, y)
     assert est.feasible_ is False and est.result_.shortfalls()[0].startswith("fit_time_s <= 1e-09")
     assert "NOT MET      fit_time_s <= 1e-09" in est.result_.summary()

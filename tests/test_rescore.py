@@ -88,7 +88,10 @@ def test_a_long_run_is_won_by_the_finalist_with_the_lowest_mean_over_all_splits(
     assert long_run.best.config == chosen
     rebuilt = build_pipeline(chosen, long_run.problem.space, long_run.problem.data, long_run.problem.seed)
     assert repr(long_run.pipeline) == repr(rebuilt)  # the refit pipeline is the chosen config's
-    assert f"final race   {race['note']}" in long_run.summary()
+    summary = long_run.summary()  # one story: the chosen trial, the rule, the estimate to expect (the mean)
+    won = min(finalists, key=lambda f: f["remeasured"])
+    assert f"chosen       trial {race['chosen']}: " in summary and "chosen by    re-scoring the search's" in summary
+    assert f"(loss {won['remeasured']:.4g}), the mean over {rescore.ROUNDS + 1} CV splits" in summary
     loaded = Result.load(long_run.run_dir)
     assert loaded.race == race and loaded.best.trial == long_run.best.trial
 
