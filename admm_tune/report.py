@@ -2,12 +2,16 @@
 
 :func:`write_report` renders a :class:`~admm_tune.result.Result` (or one
 read back from a run directory) as HTML with the images embedded (PNG,
-base64): the problem, the best pipeline and deployment, convergence (best
-feasible loss against evaluations and time), the ADMM trace (residual,
-constraint violation, penalty, multipliers), score against latency with the
-Pareto front and the constraint line, latency per backend, (deploy
-problems) accuracy against latency per precision and backend, the failed
-evaluations grouped by reason, and the trials.
+base64): the problem (the constraints the user wrote apart from the ones
+admm_tune adds, each explained), the chosen candidate (how it was chosen,
+the score to expect, its constraints and deployment; every other figure
+folded), convergence (best feasible loss against evaluations and time), the
+ADMM trace (only the panels that moved; a sentence for the flat ones),
+score against latency with the Pareto front and the constraint line
+(pipelines), latency per backend, (deploy problems) accuracy against
+latency per precision and backend, the failed evaluations grouped by
+reason, the infeasible ones grouped by the constraint they broke, and the
+trials (with why each infeasible one is).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .space import describe
+from .problem import constraint_list
+from .settings import unit
 
 LATENCY = "metric:latency_p95_ms"
 """The cost axis of the Pareto front when deployments were timed (else ``fit_time_s``)."""
@@ -64,14 +69,16 @@ def render(result: Any) -> str:
     trials, trace, problem = result.trials, result.trace, result.problem
     sections = [_problem_section(problem), _best_section(result), _figure("Convergence", _convergence(trials))]
     if len(trace):
-        sections.append(_figure("ADMM trace", _trace(trace, problem.constraints)))
-    sections.append(_figure("Score against cost, with the Pareto front", _front(trials, problem)))
+        sections.append(_trace_section(trace, problem.constraints))
+    if problem.kind != "deploy":  # a deploy run's loss is its latency: accuracy against latency is plotted below
+        sections.append(_figure("Score against cost, with the Pareto front", _front(trials, problem)))
     if "backend" in trials and cost_column(trials) == LATENCY:
         sections.append(_figure("Latency per backend", _per_backend(trials)))
     if problem.kind == "deploy" and "metric:accuracy" in trials:
         sections.append(_figure("Accuracy against latency per precision and backend", _per_precision(trials)))
     sections.append(_failures_section(trials))
-    sections.append(_trials_section(trials))
+    sections.append(_infeasible_section(trials, problem.constraints))
+    sections.append(_trials_section(trials, problem.constraints))
     title = f"admm_tune report: {html.escape(problem.name)}"
     return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
             f"<style>{STYLE}</style></head><body><h1>{title}</h1>\n" + "\n".join(sections) + "\n</body></html>\n")
@@ -81,18 +88,26 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; font-size: 0.85em; } td, th { border: 1px solid #ddd; padding: 3px 7px; }
-th { background: #f4f4f4; text-align: left; } img { max-width: 100%; }
+th { background: #f4f4f4; text-align: left; white-space: nowrap; } img { max-width: 100%; }
 .scroll { max-height: 480px; overflow: auto; } .bad { color: #b00; } .ok { color: #070; }
 """
 
 
 def _problem_section(problem: Any) -> str:
     source = problem.source or {}
-    rows = [("name", problem.name), ("description", source.get("description", "")),
-            ("data", problem.data.name if problem.data is not None else "Python objective"),
-            ("objective", getattr(problem.objective, "name", "callable")),
-            ("constraints", "; ".join(str(c) for c in problem.constraints) or "none"),
-            ("budget", str(problem.budget)), ("seed", problem.seed)]
+    if problem.kind == "deploy":  # a trained model, its evaluation rows, the figure it minimises
+        data, objective = f"{source.get('model', 'a model')}, evaluated on {_data_name(source.get('data'))}", \
+            problem.objective.objective
+    else:
+        data = problem.data.name if problem.data is not None else "none (a Python objective over the space)"
+        objective = getattr(problem.objective, "name", None) or getattr(problem.objective, "__name__", "callable")
+    given = {c.get("metric") for c in constraint_list(source.get("constraints")) if isinstance(c, dict)}
+    yours = [c for c in problem.constraints if c.metric in given]
+    added = [c for c in problem.constraints if c.metric not in given]
+    rows = [("name", problem.name), ("description", source.get("description", "")), ("data", data),
+            ("objective", objective), ("constraints (yours)", "; ".join(str(c) for c in yours) or "none")]
+    rows += [("constraint added", f"{c}: {ADDED.get(c.metric, 'added by admm_tune')}") for c in added]
+    rows += [("budget", str(problem.budget)), ("seed", problem.seed)]
     if problem.deployment is not None:
         rows.append(("deployment", f"{problem.deployment.name}, batch {problem.deployment.batch_size}, backends "
                                    f"{', '.join(problem.deployment.space.module('backend').names)}"))
@@ -100,28 +115,56 @@ def _problem_section(problem: Any) -> str:
     return "<h2>Problem</h2>" + _kv(rows)
 
 
+def _data_name(spec: Any) -> str:
+    """A deploy problem's evaluation rows as its file gave them: the ``.npz`` path, or arrays from Python."""
+    if isinstance(spec, dict):
+        return str(spec.get("path") or "arrays given from Python")
+    return str(spec) if spec else "no rows"
+
+
 def _best_section(result: Any) -> str:
+    """The chosen candidate in a few rows (what was chosen, its score, its constraints, its deployment); every other
+    figure folded below them."""
     best = result.best
     state = "<span class='ok'>feasible</span>" if best.feasible else \
         f"<span class='bad'>INFEASIBLE (violation {best.violation:.3g})</span>"
-    rows = [("pipeline", describe(best.config)), ("loss", _Html(f"{best.loss:.6g} ({state})")), ("trial", best.trial)]
-    if "cv_score" in best.metrics:
-        rows.append(("CV score", f"{best.metrics['cv_score']:.4f}"))
+    rows: list[tuple[str, Any]] = [("chosen", _Html(f"trial {best.trial}: {html.escape(result.described())} "
+                                                    f"({state})"))]
+    rows += result.story()
+    if result.race is not None and result.problem.kind == "deploy":
+        rows.append(("final race", result.race["note"]))
     for c in result.problem.constraints:
-        rows.append((f"constraint {c}", f"measured {best.metrics.get(c.metric, float('nan')):.4g}"))
+        value = best.metrics.get(c.metric, float("nan"))
+        rows.append((f"constraint {c}", f"measured {value:.4g}{unit(c.metric)}"))
     rows += [(f"test score, {which}", f"{score:.4f}") for which, score in (result.test_scores or {}).items()]
     rows += [("not met", _Html(f"<span class='bad'>{html.escape(shortfall)}</span>"))
              for shortfall in result.shortfalls()]
+    details: list[tuple[str, Any]] = []
     deployment = result.deployment
     if deployment is not None:
-        rows.append(("deployment", f"{deployment['backend']} {deployment['precision']}, "
-                                   + ", ".join(f"{k}={v}" for k, v in deployment["knobs"].items())))
-        rows += [(k, f"{v:.4g}") for k, v in deployment["measured"].items()]
+        m = deployment["measured"]
+        rows.append(("deployment", f"{deployment['backend']} {deployment['precision']}"
+                                   + "".join(f", {k}={v}" for k, v in deployment["knobs"].items())
+                                   + f"; p95 {m.get('latency_p95_ms', float('nan')):.4g} ms end to end, "
+                                   f"{m.get('model_size_kb', float('nan')):.1f} kB"))
+        race = (deployment["final"] or {}).get("race")
+        if race:
+            rows.append(("deployment race", race["note"]))
+        details += [(k, f"{v:.4g}{unit(k)}") for k, v in m.items()]
         if deployment["final"] is not None:
             rows.append(("refit graph", deployment["final"]["verification"]))
-            rows += [(f"refit graph {k}", f"{v:.4g}") for k, v in deployment["final"]["measured"].items()
-                     if k.startswith(("latency", "model_size", "accuracy"))]
-    return "<h2>Best candidate</h2>" + _kv(rows)
+            details += [(f"refit graph {k}", f"{v:.4g}{unit(k)}") for k, v in deployment["final"]["measured"].items()]
+    details += [(k, f"{v:.4g}{unit(k)}") for k, v in best.metrics.items()
+                if deployment is None or k not in deployment["measured"]]
+    folded = f"<details><summary>every figure measured for the chosen candidate ({len(details)})</summary>" \
+             f"{_kv(details)}</details>" if details else ""
+    return "<h2>Chosen candidate</h2>" + _kv(rows) + folded
+
+
+ADDED = {"output_mismatch": "the deployed graph must compute what the Python pipeline computes: the number of "
+                            "held-out rows whose label or probabilities differ beyond tolerance, over the number "
+                            "allowed (<= 1: within tolerance; a graph failing it is never exported)"}
+"""Why admm_tune adds a constraint the user did not write, per metric."""
 
 
 def _failures_section(trials: pd.DataFrame) -> str:
@@ -139,10 +182,46 @@ def _failures_section(trials: pd.DataFrame) -> str:
             f"<th>trials</th><th>reason</th></tr>{rows}</table>")
 
 
-def _trials_section(trials: pd.DataFrame) -> str:
+def why_infeasible(trials: pd.DataFrame, constraints: Any) -> pd.Series:
+    """For each completed infeasible trial, the constraints it broke with what was measured (``latency_p95_ms 0.31 ms
+    > 0.25 ms``); empty for the others."""
+    def broken(row: pd.Series) -> str:
+        if row["state"] != "complete" or bool(row["feasible"]):
+            return ""
+        out = []
+        for c in constraints:
+            value = row.get(f"metric:{c.metric}")
+            value = float(value) if value is not None and pd.notna(value) else math.nan
+            if c.violation(value) > 0:
+                sign = ">" if c.sense == "max" else "<"
+                out.append(f"{c.metric} not measured" if math.isnan(value) else
+                           f"{c.metric} {value:.4g}{unit(c.metric)} {sign} {c.bound:g}{unit(c.metric)}")
+        return "; ".join(out)
+
+    return trials.apply(broken, axis=1) if len(trials) else pd.Series(dtype=str)
+
+
+def _infeasible_section(trials: pd.DataFrame, constraints: Any) -> str:
+    """Completed candidates that broke a constraint, grouped by which (each point the plots mark infeasible)."""
+    why = why_infeasible(trials, constraints)
+    broken = trials[why != ""]
+    if not len(broken):
+        return ""
+    kinds = why[why != ""].str.replace(r" [-0-9.e+]+( \S+)? ([<>]) ", r" \2 ", regex=True)
+    groups = broken.groupby(kinds.loc[broken.index], sort=False)["number"].agg(
+        ["count", lambda n: ", ".join(map(str, n[:8])) + (" ..." if len(n) > 8 else "")])
+    rows = "".join(f"<tr><td>{n}</td><td>{html.escape(numbers)}</td><td>{html.escape(str(what))}</td></tr>"
+                   for what, (n, numbers) in groups.sort_values("count", ascending=False).iterrows())
+    return (f"<h2>Infeasible candidates ({len(broken)} of {len(trials)} evaluations)</h2><table><tr><th>count</th>"
+            f"<th>trials</th><th>broke</th></tr>{rows}</table><p>Each trial's measured figures are in the "
+            "<em>infeasible because</em> column of the trials below.</p>")
+
+
+def _trials_section(trials: pd.DataFrame, constraints: Any = ()) -> str:
+    trials = trials.assign(**{"infeasible because": why_infeasible(trials, constraints)})
     cols = [c for c in ["number", "state", "step", "iteration", "structure", "loss", "feasible", "metric:cv_score",
                         "metric:fit_time_s", LATENCY, "metric:model_size_kb", "backend", "precision", "reused_fit",
-                        "reason"] if c in trials]
+                        "infeasible because", "reason"] if c in trials]
     table = trials[cols].rename(columns=lambda c: c.removeprefix("metric:")).to_html(
         index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0)
     return f"<h2>Trials ({len(trials)})</h2><div class='scroll'>{table}</div>"
@@ -206,29 +285,52 @@ def _convergence(trials: pd.DataFrame) -> Any:
     return fig
 
 
-def _trace(trace: pd.DataFrame, constraints: Any = ()) -> Any:
-    """Residual, violation and ρ, and (with constraints) one multiplier line per constraint, by iteration."""
+def _trace_section(trace: pd.DataFrame, constraints: Any = ()) -> str:
+    """The ADMM trace: the panels that moved in this run, a sentence for the flat ones (no figure when nothing
+    moved)."""
+    fig, flat = trace_figure(trace, constraints)
+    text = f"<p>Over {len(trace)} iterations: {'; '.join(flat)}.</p>" if flat else ""
+    return (_figure("ADMM trace", fig) if fig is not None else "<h2>ADMM trace</h2>") + text
+
+
+def trace_figure(trace: pd.DataFrame, constraints: Any = ()) -> tuple[Any, list[str]]:
+    """The trace's panels that moved (integer residual; constraint violation and ρ; one multiplier line per
+    constraint), and a sentence for each flat one (``the integer residual stayed 0``); the figure is None when
+    every panel is flat."""
     it = trace["iteration"].to_numpy()
     mus = np.array([json.loads(m) for m in trace["mu"]], dtype=float).reshape(len(trace), -1)
-    fig = _new_figure(12 if mus.shape[1] else 8, 3.2)
-    axes = fig.subplots(1, 3 if mus.shape[1] else 2)
-    axes[0].plot(it, trace["primal_residual"], marker="o", ms=3)
-    axes[0].set(title="integer residual ‖θ̃ᵈ − δ‖", xlabel="iteration")
-    violation = trace["violation"].replace([np.inf], np.nan)
-    axes[1].plot(it, violation, marker="o", ms=3, color="#b5651d", label="violation")
-    axes[1].plot(it, trace["rho"], marker=".", ms=3, color="#555", label="ρ")
-    axes[1].set(title="constraint violation and ρ" if mus.shape[1] else "ρ (no constraints)", xlabel="iteration")
-    axes[1].legend(fontsize=8)
-    if mus.shape[1]:
-        names = [str(c) for c in constraints]
-        for j in range(mus.shape[1]):
-            axes[2].plot(it, mus[:, j], marker="o", ms=3, label=names[j] if j < len(names) else f"μ{j}")
-        axes[2].set(title="multiplier μ of each constraint", xlabel="iteration")
-        axes[2].legend(fontsize=8)
-    for ax in axes:
+    violation = trace["violation"].replace([np.inf], np.nan).to_numpy(dtype=float)
+    candidates = [
+        ("integer residual ‖θ̃ᵈ − δ‖", [("the integer residual", trace["primal_residual"].to_numpy(dtype=float))]),
+        ("constraint violation and ρ" if mus.shape[1] else "ρ (no constraints)",
+         ([("violation", violation)] if mus.shape[1] else []) + [("ρ", trace["rho"].to_numpy(dtype=float))]),
+        ("multiplier μ of each constraint",
+         [(str(c), mus[:, j]) for j, c in enumerate(list(constraints)[:mus.shape[1]])])]
+    panels, flat = [], []
+    for title, series in candidates:
+        series = [(label, v) for label, v in series if np.isfinite(v).any()]
+        if not series:
+            continue
+        if all(np.isfinite(v).all() and np.ptp(v) == 0 for _, v in series):
+            if title.startswith("multiplier") and len({float(v[0]) for _, v in series}) == 1:
+                flat.append(f"every μ stayed {series[0][1][0]:g}")
+            else:
+                flat += [f"{label} stayed {v[0]:g}" for label, v in series]
+        else:
+            panels.append((title, series))
+    if not panels:
+        return None, flat
+    fig = _new_figure(4 * len(panels) + 1, 3.2)
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (title, series) in zip(axes, panels):
+        for label, values in series:
+            ax.plot(it, values, marker="o", ms=3, label=label)
+        ax.set(title=title, xlabel="iteration")
+        if len(series) > 1 or title.startswith("multiplier"):
+            ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         _integer_ticks(ax)
-    return fig
+    return fig, flat
 
 
 def _integer_ticks(ax: Any) -> None:
@@ -259,7 +361,9 @@ def _front(trials: pd.DataFrame, problem: Any) -> Any:
     ax.scatter(done[cost][~feasible], done[score][~feasible], s=14, color="#d9534f", alpha=0.7, label="infeasible")
     ax.scatter(done[cost][feasible], done[score][feasible], s=14, color="#1f5fa8", alpha=0.8, label="feasible")
     front = pareto(trials)
-    ax.step(front[cost], front[score], where="post", color="#333", lw=1, label="Pareto front (all trials)")
+    if len(front):  # its points ringed, so that a front of one point or of close ones shows too
+        ax.plot(front[cost], front[score], drawstyle="steps-post", color="#333", lw=1, marker="o", ms=8,
+                mfc="none", label="Pareto front (all trials)")
     for c in problem.constraints:
         if f"metric:{c.metric}" == cost:
             ax.axvline(c.bound, color="#b5651d", ls="--", label=f"constraint {c}")

@@ -154,7 +154,9 @@ class Result:
         searched = self.best.config
         config = (self.final or {}).get("config") or searched
         measured = {k: v for k, v in self.best.metrics.items() if k in DEPLOY_METRICS}
-        out = {"backend": config[BACKEND], "precision": config[PRECISION], "knobs": Deployment.knobs(config),
+        knobs = {k: v for k, v in Deployment.knobs(config).items()  # tree_lowering means nothing without trees
+                 if k not in TREE_KNOBS or (self.final or {}).get("trees", True)}
+        out = {"backend": config[BACKEND], "precision": config[PRECISION], "knobs": knobs,
                "batch_size": self.problem.deployment.batch_size, "measured": measured, "final": self.final,
                **({"remeasured": self.remeasured} if self.remeasured is not None else {})}
         if Deployment.split(config)[1] != Deployment.split(searched)[1]:
@@ -295,8 +297,9 @@ class Result:
         if spec.is_file():
             saved = json.loads(spec.read_text())
             if problem.kind != "deploy":  # a trained model has no refit graph; its file verification is in the spec
+                final = ((outcome.get("deployment") or {}).get("final") or {})
                 result.final = {"verification": saved.get("verification", ""), "measured": saved.get("measured", {}),
-                                "pipeline": result.refit}
+                                "pipeline": result.refit, "trees": final.get("trees", True)}
             result.onnx_path = run_dir / saved.get("model", "model.onnx")
         return result
 
@@ -351,17 +354,10 @@ class Result:
     def summary(self) -> str:
         """A few lines for people: the pipeline, its score, the search."""
         b = self.best
-        lines = [f"problem      {self.problem.name}", f"chosen       trial {b.trial}: {describe(b.config)}"]
+        lines = [f"problem      {self.problem.name}", f"chosen       trial {b.trial}: {self.described()}"]
         if not b.feasible:
             lines.append(f"INFEASIBLE   no candidate met every constraint (least violation {b.violation:.3g})")
-        if "cv_score" in b.metrics and hasattr(self.problem.objective, "scoring"):
-            lines += self._estimate()
-        elif self.problem.kind == "deploy":  # its loss is the objective's figure (negated for throughput)
-            metric = self.problem.objective.objective
-            lines.append(f"objective    {metric} {b.metrics.get(metric, math.nan):.4g}{unit(metric)} (the search's "
-                         "figure; the final race's below)")
-        else:
-            lines.append(f"loss         {b.loss:.6g}")
+        lines += [f"{key:<12} {text}" for key, text in self.story()]
         test = self.test_scores
         if test:
             lines.append("test score   " + ", ".join(f"{k} {v:.4f}" for k, v in test.items())
@@ -407,19 +403,33 @@ class Result:
         return "\n".join(lines)
 
 
-    def _estimate(self) -> list[str]:
-        """The ML kind's "best" in one story: by which rule the candidate was chosen (the search's lowest loss, or
-        the re-scoring of its finalists) and the score to expect from it, with the search's own CV figure."""
+    def described(self) -> str:
+        """The chosen config for people (:func:`~admm_tune.space.describe`), without the knobs that do not apply to
+        its deployed graph (:data:`TREE_KNOBS` when it has no tree ensemble)."""
+        trees = (self.final or {}).get("trees", True)
+        return describe({k: v for k, v in self.best.config.items() if trees or k.split(".")[-1] not in TREE_KNOBS})
+
+    def story(self) -> list[tuple[str, str]]:
+        """How the chosen candidate was chosen and what to expect of it, as ``(key, text)`` pairs (the summary's
+        and the report's): by which rule (the search's lowest loss, or the re-scoring of its finalists), the score
+        to expect (the re-scored mean over all splits) and the search's own CV figure; a deploy run's objective
+        figure with its unit; else the loss."""
         b, objective, race = self.best, self.problem.objective, self.race or {}
+        if self.problem.kind == "deploy":  # its loss is the objective's figure (negated for throughput)
+            metric = objective.objective
+            return [("objective", f"{metric} {b.metrics.get(metric, math.nan):.4g}{unit(metric)} (the search's "
+                                  "figure; the final race's below)")]
+        if "cv_score" not in b.metrics or not hasattr(objective, "scoring"):
+            return [("loss", f"{b.loss:.6g}")]
         name, cv = objective.name, getattr(objective, "cv", 0)
-        search = f"search CV    {name} {b.metrics['cv_score']:.4f} (loss {b.loss:.4g}) on the search's {cv} folds"
+        search = f"{name} {b.metrics['cv_score']:.4f} (loss {b.loss:.4g}) on the search's {cv} folds"
         won = next((f for f in race.get("finalists", []) if f["trial"] == b.trial and "remeasured" in f), None)
         if won is None:
             count = self.n_evaluations - self.n_failed
             why = race.get("note", "")
-            return [f"chosen by    the lowest search loss of {count} evaluations" + (f" ({why})" if why else ""),
-                    search + ": the estimate to expect" + (", slightly optimistic (the best of many)" if count > 1
-                                                            else "")]
+            return [("chosen by", f"the lowest search loss of {count} evaluations" + (f" ({why})" if why else "")),
+                    ("search CV", search + ": the estimate to expect" + (
+                        ", slightly optimistic (the best of many)" if count > 1 else ""))]
         splits = race["rounds"] + 1
         ranked = sorted((f for f in race["finalists"] if "remeasured" in f), key=lambda f: f["remeasured"])
         pick = race["search_pick"]
@@ -427,16 +437,19 @@ class Result:
         told = "the search's best" if pick == b.trial else \
             f"the search's best, trial {pick}, search loss {ranked[place]['search']:.4g}, came {_ordinal(place + 1)}" \
             if place is not None else f"the search's best, trial {pick}, failed on a fresh split"
-        return [f"chosen by    re-scoring the search's {len(race['finalists'])} best on {race['rounds']} fresh CV "
-                f"splits: the lowest mean loss over {splits} splits ({told})",
-                f"estimate     {name} {objective.score(won['remeasured']):.4f} (loss {won['remeasured']:.4g}), the "
-                f"mean over {splits} CV splits of {cv} folds: what to expect on new data",
-                search + " (optimistic: the best of many estimates)"]
+        return [("chosen by", f"re-scoring the search's {len(race['finalists'])} best on {race['rounds']} fresh CV "
+                              f"splits: the lowest mean loss over {splits} splits ({told})"),
+                ("estimate", f"{name} {objective.score(won['remeasured']):.4f} (loss {won['remeasured']:.4g}), the "
+                             f"mean over {splits} CV splits of {cv} folds: what to expect on new data"),
+                ("search CV", search + " (optimistic: the best of many estimates)")]
 
 
 def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
+
+TREE_KNOBS = ("tree_lowering",)
+"""Knobs that act on tree ensembles only: left out of :attr:`Result.deployment` for a graph without them."""
 
 LATENCY = "metric:latency_p95_ms"
 """The trials' column that breaks ties between feasible rows of equal loss (the lower, the better)."""

@@ -21,7 +21,7 @@ from .errors import Interrupted, ProblemError, RunError
 from .evaluate.deploy import DeploymentEvaluator, write_deployment
 from .evaluate.function import FunctionEvaluator
 from .evaluate.pipeline import Final, MLEvaluator
-from .evaluate.race import pairs
+from .evaluate.race import TREE_OPERATORS, pairs
 from .fingerprint import changes, fingerprint
 from .journal import MEMORY, Journal
 from .observation import Observation
@@ -419,7 +419,8 @@ def _finalize(result: Result, final: Final, batch: int, run_path: Path | None) -
         return
     deployed, config = final.deployed, final.config or result.best.config
     result.final = {"verification": deployed.verification, "measured": deployed.metrics, "pipeline": final.source,
-                    "config": config, **({"race": final.race} if final.race is not None else {})}
+                    "config": config, "trees": any(n.op_type in TREE_OPERATORS for n in deployed.model.graph.node),
+                    **({"race": final.race} if final.race is not None else {})}
     result.exporter = partial(write_deployment, deployed=deployed, config=config,
                               search_metrics=result.deployment["measured"], batch_size=batch,
                               data=result.problem.data)

@@ -17,7 +17,7 @@ import admm_tune
 from admm_tune import Result
 from admm_tune.evaluate.timing import TimingSettings
 
-SECTIONS = ["Problem", "Best candidate", "Convergence", "ADMM trace", "Score against cost, with the Pareto front",
+SECTIONS = ["Problem", "Chosen candidate", "Convergence", "ADMM trace", "Score against cost, with the Pareto front",
             "Latency per backend", "Trials"]
 
 
@@ -46,10 +46,14 @@ def test_report_has_every_section_and_embedded_images(deployed_run, tmp_path):
     text = path.read_text()
     for section in SECTIONS:
         assert f"<h2>{section}" in text, section
-    pngs = images(text)
-    assert len(pngs) == 4 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
+    pngs = images(text)  # convergence, front, per backend, and the trace unless every panel of it stayed flat
+    assert len(pngs) == text.count("<img") in (3, 4) and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
     bound = deployed_run.problem.constraints[0].bound
-    assert f"latency_p95_ms &lt;= {bound:g}" in text and "refit graph" in text
+    assert f"latency_p95_ms &lt;= {bound:g} ms" in text and "refit graph" in text
+    yours = text.split("constraints (yours)</th><td>")[1].split("</td>")[0]
+    assert yours == f"latency_p95_ms &lt;= {bound:g} ms"  # what the user wrote, apart from what admm_tune adds:
+    assert "<th>constraint added</th><td>output_mismatch &lt;= 1: the deployed graph must compute" in text
+    assert "<details><summary>every figure measured for the chosen candidate" in text  # raw figures folded
 
 
 def test_pareto_front_is_not_dominated(deployed_run):
@@ -106,7 +110,7 @@ def test_the_report_renders_in_chromium_with_every_image_loaded(deployed_run, tm
                           "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     match = re.search(r'data-images="(\d+)/(\d+)"', out.stdout)
     assert match, out.stderr[-2000:]
-    assert match.group(1) == match.group(2) == "4"
+    assert match.group(1) == match.group(2) == str(text.count("<img"))
 
 
 def test_a_callable_objective_reports_against_evaluation_time(quadratic_problem, tmp_path):
@@ -122,29 +126,41 @@ def test_a_callable_objective_reports_against_evaluation_time(quadratic_problem,
     assert matplotlib.get_backend() == backend  # the user's pyplot backend is left alone
 
 
-def test_trace_plots_name_the_constraints_and_count_iterations_in_whole_numbers(deployed_run):
+def _trace(mu: list, residual: list, violation: list, rho: list) -> "pd.DataFrame":
+    import pandas as pd
+
+    return pd.DataFrame({"iteration": range(len(mu)), "mu": [json.dumps(m) for m in mu], "primal_residual": residual,
+                         "violation": violation, "rho": rho})
+
+
+def test_the_trace_shows_the_panels_that_moved_named_and_says_which_stayed_flat(deployed_run):
     from matplotlib.ticker import MaxNLocator
 
-    from admm_tune.report import _trace
+    from admm_tune.report import trace_figure
 
-    fig = _trace(deployed_run.trace, deployed_run.problem.constraints)
-    assert len(fig.axes) == 3
-    labels = fig.axes[2].get_legend_handles_labels()[1]
-    assert labels == [str(c) for c in deployed_run.problem.constraints]  # not μ0, μ1...
+    constraints = deployed_run.problem.constraints
+    fig, flat = trace_figure(_trace([[0, 0], [0.5, 0], [0.7, 0]], [0, 0, 0], [0.3, 0.1, 0], [1, 1, 1]), constraints)
+    assert [ax.get_title() for ax in fig.axes] == ["constraint violation and ρ", "multiplier μ of each constraint"]
+    labels = fig.axes[1].get_legend_handles_labels()[1]
+    assert labels == [str(c) for c in constraints]  # not μ0, μ1...
     assert labels[0].startswith("latency_p95_ms <= ") and "output_mismatch <= 1" in labels
+    assert flat == ["the integer residual stayed 0"]
     for ax in fig.axes:
         locator = ax.xaxis.get_major_locator()
         assert isinstance(locator, MaxNLocator) and locator._integer
+    still, flat = trace_figure(_trace([[0, 0]] * 3, [0, 0, 0], [0, 0, 0], [1, 1, 1]), constraints)
+    assert still is None and flat == ["the integer residual stayed 0", "violation stayed 0", "ρ stayed 1",
+                                      "every μ stayed 0"]
+    text = deployed_run.report(deployed_run.run_dir / "again.html").read_text()
+    trace = text[text.index("<h2>ADMM trace"):text.index("<h2>Score against cost")]
+    assert ("<img" in trace) or "stayed" in trace  # a figure of what moved, or only the sentence
 
 
-def test_no_constraints_no_empty_multiplier_panel(quadratic_problem, tmp_path):
-    from dataclasses import replace
+def test_no_constraints_no_empty_multiplier_panel():
+    from admm_tune.report import trace_figure
 
-    from admm_tune.report import _trace
-
-    result = admm_tune.fit(replace(quadratic_problem, constraints=()), budget=10, seed=0, run_dir=tmp_path,
-                           progress=False)
-    assert len(_trace(result.trace, ()).axes) == 2
+    fig, flat = trace_figure(_trace([[]] * 3, [0.2, 0.1, 0], [0, 0, 0], [1, 2, 4]), ())
+    assert [ax.get_title() for ax in fig.axes] == ["integer residual ‖θ̃ᵈ − δ‖", "ρ (no constraints)"] and not flat
 
 
 def test_latencies_spanning_orders_of_magnitude_get_a_log_axis():
@@ -170,3 +186,20 @@ def test_failure_reasons_are_grouped_above_the_trials_table(tmp_path):
     text = result.report(tmp_path / "report.html").read_text()
     assert "<h2>Failures (" in text and text.index("<h2>Failures") < text.index("<h2>Trials")
     assert "timeout: over the 1 s limit" in text[text.index("<h2>Failures"):text.index("<h2>Trials")]
+
+
+def test_every_infeasible_candidate_says_which_constraint_it_broke_by_how_much():
+    import pandas as pd
+
+    from admm_tune.report import _infeasible_section, why_infeasible
+    from admm_tune.settings import Constraint
+
+    constraints = (Constraint("latency_p95_ms", 0.25), Constraint("model_size_kb", 100.0))
+    trials = pd.DataFrame({"number": [0, 1, 2, 3], "state": ["complete", "complete", "complete", "fail"],
+                           "feasible": [True, False, False, False],
+                           "metric:latency_p95_ms": [0.1, 0.31, 0.2, None], "metric:model_size_kb": [5, 50, 460, None]})
+    assert list(why_infeasible(trials, constraints)) == [
+        "", "latency_p95_ms 0.31 ms > 0.25 ms", "model_size_kb 460 kB > 100 kB", ""]  # a failure has its reason
+    section = _infeasible_section(trials, constraints)
+    assert "Infeasible candidates (2 of 4 evaluations)" in section
+    assert "<td>1</td><td>1</td><td>latency_p95_ms &gt; 0.25 ms</td>" in section
