@@ -97,3 +97,18 @@ def test_every_python_block_of_the_runnable_docs_runs(page, scratch):
             exec(compile(tiny(code), f"docs/{page} python block {i}", "exec"), {"__name__": "__main__"})
         except Exception as exc:
             raise AssertionError(f"docs/{page} python block {i} failed: {exc!r}\n{code}") from exc
+
+
+def test_every_figure_of_the_benchmarks_table_is_in_its_results_file():
+    section = README[README.index("## Benchmarks"):README.index("## Layout")]
+    rows = [r for r in section.splitlines() if r.startswith("| `")]
+    files = {f.name for f in (ROOT / "benchmarks" / "results").glob("*.md")}
+    linked = set()
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        file = re.search(r"\(benchmarks/results/([\w.]+)\)", cells[3]).group(1)
+        linked.add(file)
+        text = (ROOT / "benchmarks" / "results" / file).read_text()
+        for figure in re.findall(r"\d[\d,]*\.\d+|\d+/\d+", cells[2]):
+            assert figure in text, f"{file}: {figure} (quoted in the README) is not in the file"
+    assert linked == files  # every results file is in the table
