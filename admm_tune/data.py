@@ -42,7 +42,7 @@ import scipy.sparse
 from . import _fields as F
 from .errors import ProblemError
 from .serving import rows as serving
-from .serving.rows import DATE_PARTS, MISSING
+from .serving.rows import DATE_PARTS, MISSING, words
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
@@ -76,8 +76,9 @@ class Dataset:
     categorical : list of str
         Columns that get the fixed front (imputer + one-hot).
     text : list of str
-        Free-text columns (:func:`text_columns`): lowercased strings, missing
-        as ``""``; the front turns each into TF-IDF features of its words.
+        Free-text columns (:func:`text_columns`): their lowercased words joined
+        by spaces (:func:`as_text`), missing as ``""``; the front turns each
+        into TF-IDF features of its words.
     dates : dict
         Datetime column of the raw table → the parts it was expanded into.
     task_reason : str
@@ -393,15 +394,16 @@ def text_columns(X: pd.DataFrame, categorical: list[str], given: Any, path: str)
 
 
 def as_text(X: pd.DataFrame, text: list[str]) -> pd.DataFrame:
-    """Text columns as lowercased strings, missing values as ``""`` (no words), as the serving contract
-    prepares them (:mod:`admm_tune.serving.rows`): the graph's tokenizer changes no case (ONNX Runtime's
-    ``StringNormalizer`` needs a system locale), so lowering is done before it, in Python, by both."""
+    """Text columns as their lowercased words joined by spaces (:func:`~admm_tune.serving.rows.words`), missing
+    values as ``""`` (no words), as the serving contract prepares them (:mod:`admm_tune.serving.rows`): ONNX
+    Runtime's tokenizer changes no case (its ``StringNormalizer`` needs a system locale) and reads ``\\w`` as
+    ASCII, so the words are found in Python, by both, and the graph only splits on spaces."""
     if not text:
         return X
     X = X.copy()
     for column in text:
         values = X[column]
-        X[column] = values.astype(object).where(values.notna(), "").astype(str).str.lower()
+        X[column] = [words(v) for v in values.astype(object).where(values.notna(), "").astype(str)]
     return X
 
 

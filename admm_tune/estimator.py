@@ -83,7 +83,8 @@ class _AutoPipeline(BaseEstimator):
             search, and to the refit; estimators whose ``fit`` takes no weights (k-NN, LDA, QDA, ARD) are left
             out of the space (``result_.problem.notes``).  Reaches ``fit`` from ``cross_val_score(...,
             params={"sample_weight": w})`` and ``GridSearchCV.fit(..., sample_weight=w)`` as scikit-learn
-            routes it (with metadata routing enabled: ``set_fit_request(sample_weight=True)``).
+            routes it (with metadata routing enabled: ``set_fit_request(sample_weight=True)``, and
+            ``set_score_request(sample_weight=True)`` for scikit-learn's outer scores, which then get the weights too).
 
         Returns
         -------

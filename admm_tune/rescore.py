@@ -91,8 +91,8 @@ def rescore(pool: Any, trials: pd.DataFrame, cv: int, seconds: float | None, fix
         return {**record, "note": "not re-scored: the CV splits are the problem's own (groups or a splitter), "
                                   "there are no fresh ones to draw"}
     if done < MIN_EVALUATIONS:
-        return {**record, "note": f"not re-scored: {done} evaluations (at least {MIN_EVALUATIONS}), too few for "
-                                  "the best CV estimate to be much biased"}
+        return {**record, "note": f"not re-scored: {done} evaluations, fewer than the {MIN_EVALUATIONS} it needs: "
+                                  "the best of so few CV estimates is little biased"}
     if len(entries) < 2:
         return {**record, "note": "not re-scored: one feasible candidate, nothing to compare"}
     fold_s = entries.get("metric:fit_time_s", pd.Series(0.0)).fillna(0.0) + \

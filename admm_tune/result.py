@@ -356,7 +356,8 @@ class Result:
         b = self.best
         lines = [f"problem      {self.problem.name}", f"chosen       trial {b.trial}: {self.described()}"]
         if not b.feasible:
-            lines.append(f"INFEASIBLE   no candidate met every constraint (least violation {b.violation:.3g})")
+            lines.append("INFEASIBLE   no candidate met every constraint: the one that missed them least is chosen "
+                         "(NOT MET below)")
         lines += [f"{key:<12} {text}" for key, text in self.story()]
         test = self.test_scores
         if test:

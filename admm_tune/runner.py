@@ -130,9 +130,10 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     if resume:
         changed = changes(Journal.open(storage, study_name).attrs.get("fingerprint", {}), meaning)
         if changed:  # refused before the journal is touched
+            where = run_path if run_path is not None else "RUN_DIR"
             raise ProblemError("resume", f"the problem changed since the run started: {'; '.join(changed)}; its "
                                          "trials would mix two problems.  Resume with the problem as it was, or "
-                                         "start a new run of this one (admm-tune resume RUN_DIR --fork)")
+                                         f"start a new run of this one (admm-tune resume {where} --fork)")
         journal = Journal.reopen(storage, study_name, problem.space)
         history = [(_candidate(attrs), obs) for attrs, obs in journal.history()]
         retry = []

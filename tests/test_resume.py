@@ -190,7 +190,7 @@ def test_the_command_line_refuses_a_changed_problem_with_exit_2_and_forks_a_new_
                          timeout=300)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "objective (was scoring balanced_accuracy, cv 3, now scoring neg_log_loss, cv 3)" in out.stderr
-    assert "--fork" in out.stderr
+    assert f"admm-tune resume {run} --fork" in out.stderr  # a command to paste
     out = subprocess.run([*cli, "resume", str(run), "--fork", "--no-progress"], capture_output=True, text=True,
                          cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr

@@ -16,10 +16,15 @@ from admm_tune import ProblemError
 from admm_tune.data import load_dataset
 from admm_tune.problem import load_problem
 from admm_tune.serving import prepare
+from admm_tune.serving.rows import words
 
 GOOD = ["great", "excellent", "lovely", "perfect", "works well", "a delight"]
 BAD = ["terrible", "broken", "useless", "awful", "returned it", "a waste"]
 THINGS = ["the product", "this item", "my order", "the box", "the seller", "delivery", "the colour", "it"]
+
+
+GOOD += ["café crème", "très bien"]  # words with non-ASCII letters carry the label too
+BAD += ["déçu", "naïve junk"]
 
 
 def reviews(n: int = 300, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -41,7 +46,7 @@ def test_sentences_are_text_and_identifiers_or_long_categories_are_not():
                                                    "very likely to come back"], len(X))
     data = load_dataset({"X": X, "y": y})
     assert data.text == ["Review text"] and set(data.categorical) == {"order id", "shop", "answer"}
-    assert data.X["Review text"].iloc[0] == "" and data.X["Review text"].iloc[1] == X["Review text"][1].lower()
+    assert data.X["Review text"].iloc[0] == "" and data.X["Review text"].iloc[1] == words(X["Review text"][1])
     assert [c["kind"] for c in data.schema["columns"]] == ["text", "category", "number", "category", "category"]
     assert load_dataset({"X": X, "y": y, "text": []}).text == []  # the user's say wins
     assert load_dataset({"X": X, "y": y, "text": ["answer"]}).text == ["answer"]
@@ -52,9 +57,9 @@ def test_sentences_are_text_and_identifiers_or_long_categories_are_not():
 def test_the_serving_preparation_of_text_is_the_training_one():
     X, y = reviews(60)
     data = load_dataset({"X": X, "y": y})
-    prepared = prepare([{"Review text": v} for v in (None, float("nan"), pd.NA, "", "Très BIEN", 12, True)],
-                       data.schema)["Review text"]
-    assert list(prepared) == ["", "", "", "", "très bien", "12", "true"]
+    prepared = prepare([{"Review text": v} for v in (None, float("nan"), pd.NA, "", "Très BIEN", 12, True,
+                                                    "won't-stop a_b 0/10 ΣΊΣΥΦΟΣ")], data.schema)["Review text"]
+    assert list(prepared) == ["", "", "", "", "très bien", "12", "true", "won stop a_b 10 σίσυφος"]
     assert list(prepare([{}], data.schema)["Review text"]) == [""]  # a missing key: no words
     pd.testing.assert_frame_equal(data.prepare(X), data.X)
 
@@ -86,7 +91,8 @@ def test_backends_that_cannot_tokenize_are_left_out_for_text_data():
 
 DRIFT = [("missing (None)", None), ("missing (key)", ...), ("empty", ""), ("only unseen words", "zebra quokka"),
          ("upper case", "THE PRODUCT WAS GREAT"), ("a number", 42), ("accents", "Très déçu: a waste"),
-         ("punctuation only", "?!..."), ("long", "great " * 500)]
+         ("punctuation only", "?!..."), ("long", "great " * 500), ("apostrophes", "won't work, it's half-baked"),
+         ("non-ASCII words", "ΣΊΣΥΦΟΣ ǅemal café naïve was lovely"), ("underscores, digits", "a_b 0/10 1-star")]
 
 
 @pytest.mark.slow

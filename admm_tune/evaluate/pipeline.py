@@ -67,8 +67,8 @@ def front(data: Dataset) -> BaseEstimator:
         parts.append(("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
                       list(data.categorical)))
     for i, column in enumerate(data.text):  # a scalar column: the vectorizer takes one string per row
-        parts.append((f"text{i}", TfidfVectorizer(lowercase=False, max_features=TEXT_FEATURES, dtype=np.float32),
-                      column))
+        parts.append((f"text{i}", TfidfVectorizer(lowercase=False, token_pattern=r"\S+", max_features=TEXT_FEATURES,
+                                                  dtype=np.float32), column))
     return ColumnTransformer(parts, sparse_threshold=0.0, verbose_feature_names_out=False)
 
 
