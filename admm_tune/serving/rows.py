@@ -29,9 +29,9 @@ raw columns of the training table and the kind of each:
 ``text``
     free text, as its words: lowercased (Python's ``str.lower``), the runs of
     two or more word characters (scikit-learn's ``TfidfVectorizer`` default
-    ``(?u)\b\w\w+\b``, Unicode letters included) joined by single spaces
+    ``(?u)\\b\\w\\w+\\b``, Unicode letters included) joined by single spaces
     (:func:`words`), which the graph then only splits on spaces: ONNX
-    Runtime's tokenizer changes no case and reads ``\w`` as ASCII only (it
+    Runtime's tokenizer changes no case and reads ``\\w`` as ASCII only (it
     dropped ``café`` and moved ``won't`` by up to 1e-3 in probability when it
     tokenized the raw text); a missing value is ``""`` (no words); a number
     is its string's words.
