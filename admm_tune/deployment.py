@@ -28,7 +28,7 @@ from typing import Any
 from . import _fields as F
 from .data import CLASSIFICATION, REGRESSION
 from .errors import ProblemError
-from .evaluate.backends import BACKENDS, PRECISIONS
+from .evaluate.backends import BACKENDS, PRECISIONS, get_backend
 from .evaluate.timing import TimingSettings
 from .space import Categorical, Forbidden, Int, SearchSpace, read_yaml, resolve_space_file
 
@@ -279,3 +279,28 @@ def _timing_field(key: str, value: Any, path: str) -> Any:
 
 
 __all__ = ["DEPLOY_METRICS", "MISMATCH", "Deployment", "deploy_metrics", "load_deployment", "with_deployment"]
+
+
+def running_text(space: SearchSpace, text: list[str]) -> tuple[SearchSpace, tuple[str, ...]]:
+    """The joint space without the backends that run only standard operators when the data has ``text`` columns:
+    their TF-IDF graph tokenizes with ONNX Runtime's ``Tokenizer`` (``com.microsoft``), which those cannot run.
+
+    Raises
+    ------
+    ProblemError
+        Naming ``restrict.backend`` when no backend left runs it.
+    """
+    if not text:
+        return space, ()
+    names = space.module(BACKEND).names
+    keep = [n for n in names if not get_backend(n).capabilities().standard_ops_only]
+    if not keep:
+        raise ProblemError("restrict.backend", f"keeps only {', '.join(names)}, which run standard ONNX operators "
+                                               f"only; the text column(s) {', '.join(text)} need ONNX Runtime's "
+                                               "Tokenizer")
+    if len(keep) == len(names):
+        return space, ()
+    left = ", ".join(n for n in names if n not in keep)
+    return space.restricted({BACKEND: keep}), (
+        f"backend {left} left out: the text column(s) {', '.join(text)} are tokenized by ONNX Runtime's "
+        "Tokenizer operator, outside the standard operators it runs",)

@@ -21,7 +21,8 @@ import numpy as np
 
 from . import _fields as F
 from .data import CLASSIFICATION, REGRESSION, TASKS, TEXT_FEATURES, Dataset, GroupedSplits, load_dataset
-from .deployment import BACKEND, DEPLOY_METRICS, MISMATCH, Deployment, deploy_metrics, load_deployment, with_deployment
+from .deployment import (DEPLOY_METRICS, MISMATCH, Deployment, deploy_metrics, load_deployment, running_text,
+                         with_deployment)
 from .deployment import MODULES as DEPLOYMENT_MODULES
 from .errors import ProblemError
 from .registry import resolve_class
@@ -222,7 +223,7 @@ def _from_dict(raw: dict[str, Any], base_dir: Path | None) -> Problem:
                                      restrict=raw.get("restrict"))
         space, joint = with_deployment(space, deployment)
         space, narrow = _within_half_precision(space, data)
-        space, strings = _running_text(space, data)
+        space, strings = running_text(space, data.text)
         notes += deployment.notes + joint + narrow + strings
     measurable = None if data is None else {**ML_METRICS, **(deploy_metrics(data.task) if deployment else {})}
     constraints = tuple(_constraint(c, f"constraints[{i}]", measurable)
@@ -424,33 +425,6 @@ def _text_notes(data: Dataset) -> tuple[str, ...]:
         notes.append(f"data.{column}: read as free text ({values.nunique()} distinct values, {words:.1f} words on "
                      f"average): TF-IDF of its {TEXT_FEATURES} most frequent words, lowercased")
     return tuple(notes)
-
-
-def _running_text(space: SearchSpace, data: Dataset) -> tuple[SearchSpace, tuple[str, ...]]:
-    """The joint space without the backends that run only standard operators when the data has text columns:
-    their TF-IDF graph tokenizes with ONNX Runtime's ``Tokenizer`` (``com.microsoft``), which those cannot run.
-
-    Raises
-    ------
-    ProblemError
-        Naming ``restrict.backend`` when no backend left runs it.
-    """
-    if not data.text:
-        return space, ()
-    from .evaluate.backends import get_backend
-
-    names = space.module(BACKEND).names
-    keep = [n for n in names if not get_backend(n).capabilities().standard_ops_only]
-    if not keep:
-        raise ProblemError("restrict.backend", f"keeps only {', '.join(names)}, which run standard ONNX operators "
-                                               f"only; the text column(s) {', '.join(data.text)} need ONNX "
-                                               "Runtime's Tokenizer")
-    if len(keep) == len(names):
-        return space, ()
-    left = ", ".join(n for n in names if n not in keep)
-    return space.restricted({BACKEND: keep}), (
-        f"backend {left} left out: the text column(s) {', '.join(data.text)} are tokenized by ONNX Runtime's "
-        "Tokenizer operator, outside the standard operators it runs",)
 
 
 def _check_classes(space: SearchSpace) -> None:

@@ -36,6 +36,7 @@ class Progress:
         self.start = time.monotonic()
         self._iteration = iteration
         self._best = "best -"
+        self._left: tuple[float, float] | None = None  # (seconds left, when the run said so)
         self._bar = None
         if enabled:
             from tqdm.auto import tqdm
@@ -51,12 +52,15 @@ class Progress:
         self._iteration = number
         self._show()
 
-    def update(self, done: int, best_loss: float | None, feasible: bool) -> None:
-        """Redraw after ``done`` evaluations (counting a resumed run's earlier ones)."""
+    def update(self, done: int, best_loss: float | None, feasible: bool, seconds_left: float | None = None) -> None:
+        """Redraw after ``done`` evaluations (counting a resumed run's earlier ones); ``seconds_left``: the run's
+        own estimate of the time left (the pace of its latest candidates, from its cost model), else the share of
+        the budget done says it."""
         if self._bar is None:
             return
         if best_loss is not None:
             self._best = f"best loss {best_loss:.4g}" + ("" if feasible else " infeasible")
+        self._left = None if seconds_left is None else (seconds_left, time.monotonic())
         self._bar.n = done
         self._show()
 
@@ -81,9 +85,15 @@ class Progress:
         self._bar.set_description_str(self._text(self._bar.n), refresh=False)
 
     def _text(self, done: int) -> str:
-        elapsed = time.monotonic() - self.start
+        now = time.monotonic()
+        elapsed = now - self.start
         fraction = self._fraction(done, elapsed)
-        left = f" | ~{_clock(elapsed / fraction - elapsed)} left" if 0 < fraction < 1 else ""
+        if not 0 < fraction < 1:
+            left = ""
+        elif self._left is not None:  # the run's estimate, counted down since it was given
+            left = f" | ~{_clock(self._left[0] - (now - self._left[1]))} left"
+        else:
+            left = f" | ~{_clock(elapsed / fraction - elapsed)} left"
         return f"iter {self._iteration} | {self._best}{left}"
 
     def _fraction(self, done: int, elapsed: float) -> float:

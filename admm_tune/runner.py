@@ -8,7 +8,7 @@ import re
 import secrets
 import time
 import warnings
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import partial
@@ -239,6 +239,10 @@ DAEMONIC = ("admm_tune: this is a daemonic process (a multiprocessing.Pool worke
             "isolation; for those, fit from joblib (loky) or concurrent.futures.ProcessPoolExecutor workers")
 """The one line a run inside a daemonic process warns with."""
 
+PACE = 8
+"""Latest candidates whose seconds (the cost model's prediction when submitted, the measured ones when done) set the
+pace of the progress line's time-left estimate."""
+
 FINISH_S = 3.0
 """Seconds a time-budgeted run keeps at its very end for the result and its files (the HTML report: ~2 s)."""
 
@@ -349,20 +353,39 @@ class _JournaledExecutor:
         self.leader: tuple[float, bool, float, float] | None = None
         self.leader_obs: Observation | None = None
         self.failures: list[str] | None = [] if not done else None  # reasons of a new run's first failures
+        self.pace: deque[float] = deque(maxlen=PACE)  # seconds of the latest candidates, predicted or measured
         for obs in done:  # a resumed run's evaluations: the progress line starts from them
             self._count(obs)
 
     def search_time_left(self) -> float:
         """Seconds the search may still start candidates in (the final step's expected cost kept back; before any
         result, the most that may be kept: :data:`FINAL_SHARE` of the budget)."""
+        return self.clock.search_left(self._reserve())
+
+    def _reserve(self) -> float:
+        """The final steps' expected seconds (refit, deployment, re-scoring) for the best so far; inf before any."""
+        if self.leader_obs is None:
+            return math.inf
         cv = getattr(self.problem.objective, "cv", 1)
-        reserve = math.inf  # nothing done yet: the most the final step may be kept (a first candidate on a tall
-        if self.leader_obs is not None:  # table must leave it time, whatever that candidate costs)
-            reserve = final_cost(self.leader_obs, cv, self.deployments, self.rows)
-            if self.problem.data is not None and self.done >= MIN_EVALUATIONS:  # the re-scoring of the finalists
-                m = self.leader_obs.metrics
-                reserve += expected_seconds(m.get("fit_time_s", 0.0), m.get("score_time_s", 0.0), cv)
-        return self.clock.search_left(reserve)
+        reserve = final_cost(self.leader_obs, cv, self.deployments, self.rows)
+        if self.problem.data is not None and self.done >= MIN_EVALUATIONS:  # the re-scoring of the finalists
+            m = self.leader_obs.metrics
+            reserve += expected_seconds(m.get("fit_time_s", 0.0), m.get("score_time_s", 0.0), cv)
+        return reserve
+
+    def seconds_left(self) -> float | None:
+        """The run's expected seconds left, for the progress line: the evaluations left at the pace of the last
+        :data:`PACE` candidates (the cost model's prediction for those still running, the measured seconds of those
+        done), over the workers, plus the final steps; capped by a time budget.  None before any pace is known."""
+        if not self.pace:
+            return None
+        total = self.problem.budget.evaluations
+        left = self.clock.end - time.monotonic() if self.clock.seconds is not None else math.inf
+        if total is not None:
+            reserve = self._reserve()
+            left = min(left, max(0, total - self.done) * sum(self.pace) / len(self.pace) / self.capacity
+                       + (reserve if math.isfinite(reserve) else 0.0))
+        return left if math.isfinite(left) else None
 
     def submit(self, candidate: Candidate) -> None:
         """Journal the trial as running and start it, limited to the time the search has left."""
@@ -372,6 +395,8 @@ class _JournaledExecutor:
             left = max(0.5, self.search_time_left())
             seconds = left if seconds is None else min(seconds, left)
         self.started[self.pool.submit(candidate.config, seconds, candidate.incumbent)] = (candidate, trial)
+        if candidate.predicted_s is not None:
+            self.pace.append(candidate.predicted_s)
 
     def next(self) -> tuple[Candidate, Observation]:
         """Wait for the next finished trial; journal it and update the progress line."""
@@ -381,8 +406,9 @@ class _JournaledExecutor:
         if obs.ok and missing:
             obs = Observation.failed(f"error: the constrained metric {missing[0]!r} was not measured", obs.duration_s)
         self.journal.finish(trial, obs, self._count(obs))
+        self.pace.append(obs.duration_s)
         self.bar.update(self.done, self.leader[3] if self.leader else None,
-                        self.leader is not None and not self.leader[1])
+                        self.leader is not None and not self.leader[1], self.seconds_left())
         self._fail_fast(obs)
         return candidate, obs
 

@@ -88,3 +88,48 @@ def test_the_deployed_graph_is_scored_on_the_test_split_too(tmp_path):
     assert set(scores) == {"pipeline", "deployed"} and scores["pipeline"] > 0.85
     assert abs(scores["deployed"] - scores["pipeline"]) <= 0.02  # the graph agrees with the pipeline
     assert "deployed" in result.summary().split("test score")[1].splitlines()[0]
+
+
+def test_the_progress_line_counts_down_the_runs_own_estimate_of_the_time_left():
+    stream = io.StringIO()
+    bar = Progress(50, None, stream=stream)
+    bar._bar.mininterval = 0  # redraw at every update
+    bar.update(16, 0.03, True, seconds_left=21.0)  # the run's pace says 21 s, whatever the share done says
+    bar.close()
+    text = stream.getvalue()
+    assert "16/50 evals" in text and any(f"~0:{n} left" in text for n in (20, 21))  # not ~0:00 (elapsed / share)
+
+
+def test_the_time_left_follows_the_pace_of_the_latest_candidates_not_of_the_first_ones(quadratic_problem):
+    """Slow first evaluations, then fast ones: the estimate from the latest candidates' seconds (the cost model's
+    for those running) falls with them, where elapsed / share done (the old estimate) stayed high."""
+    import time
+    from dataclasses import replace
+
+    from admm_tune.runner import PACE
+
+    seen: list[tuple[int, float | None, float]] = []  # (done, the run's estimate, elapsed / share done - elapsed)
+    calls = {"n": 0}
+    objective = quadratic_problem.objective
+
+    def slow_then_fast(config):
+        calls["n"] += 1
+        time.sleep(0.4 if calls["n"] <= 4 else 0.01)
+        return objective(config)
+
+    original = Progress.update
+    start = time.monotonic()
+
+    def spy(self, done, best, feasible, seconds_left=None):
+        elapsed = time.monotonic() - start
+        seen.append((done, seconds_left, elapsed / (done / 30) - elapsed))
+        return original(self, done, best, feasible, seconds_left)
+
+    Progress.update = spy
+    try:
+        admm_tune.fit(replace(quadratic_problem, objective=slow_then_fast), budget=30, seed=0, storage="memory",
+                      backend="processes", progress=False)
+    finally:
+        Progress.update = original
+    late = [(left, old) for done, left, old in seen if done >= 4 + PACE + 2 and done < 28]
+    assert late and all(left is not None and left < old / 3 for left, old in late)
