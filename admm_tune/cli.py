@@ -133,7 +133,7 @@ def _command(args: argparse.Namespace) -> int:
         print(f"report       {result.run_dir / 'report.html'}")
     if len(result.trace):
         cols = ["iteration", "structure", "new_evaluations", "rho", "primal_residual", "violation", "best_loss"]
-        print("\nADMM trace")
+        print("\nADMM trace (best_loss: the search's best so far, on its own folds; the choice is told above)")
         print(result.trace[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0
 
