@@ -32,7 +32,7 @@ from .portfolio import warm_start
 from .problem import Budget, Problem, load_problem, parse_budget
 from .progress import Progress
 from .rescore import MIN_EVALUATIONS, expected_seconds, rescore
-from .result import JOURNAL_POINTER, Result, open_run
+from .result import JOURNAL_POINTER, Result, best_of, open_run
 
 
 def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
@@ -191,7 +191,7 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
             if _chosen_text(race):
                 bar.chosen(_chosen_text(race))
             config = json.loads(trials.set_index("number").loc[race["chosen"], "config"]) \
-                if race["chosen"] is not None else best.config
+                if race["chosen"] is not None else best_of(trials).config  # the result's rule: the least miss
             final, why = pool.final(config, clock.final_seconds(problem.isolation.seconds))
             final = final or Final(None, f"none: the refit on all training rows failed ({why})")
             if final.race is not None:
@@ -428,7 +428,7 @@ class _JournaledExecutor:
 
     def _count(self, obs: Observation) -> float:
         """Count a finished evaluation towards the progress line; return its constraint violation."""
-        violation = self.terms.violation(self.terms.violations(obs.metrics)) if obs.ok else math.inf
+        violation = self.terms.miss(obs.metrics) if obs.ok else math.inf
         if obs.ok:  # one stopped early never leads one done in full
             entry = (-round(min(obs.fidelity, 1.0), 9), violation > 0, violation, float(obs.loss))
             if self.leader is None or entry < self.leader:

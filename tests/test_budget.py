@@ -157,3 +157,17 @@ def test_a_refit_graph_that_disagrees_falls_back_to_the_search_graph_once_it_agr
     assert final.deployed.verification.startswith("agrees") and "latency_p95_ms" in final.deployed.metrics
     assert final.source.startswith("the first CV fold's pipeline, whose graph the search verified: the refit "
                                    f"pipeline's graph disagreed with it ({disagreeing})")
+
+
+def test_with_an_impossible_constraint_the_candidate_that_missed_least_is_chosen_and_refit(tmp_path):
+    # Every candidate breaks fit_time_s <= 1e-9 by orders of magnitude: capped, their violations all tied, and the
+    # choice fell to the loss; the result (and its refit pipeline) is the one that missed least.
+    problem = {"name": "impossible", "data": "sklearn:iris", "objective": {"cv": 3}, "seed": 0,
+               "restrict": {"estimator": ["logistic_regression", "knn", "gaussian_nb", "decision_tree"]},
+               "constraints": [{"metric": "fit_time_s", "max": 1e-9}], "budget": {"evaluations": 6}}
+    result = admm_tune.fit(problem, run_dir=tmp_path, progress=False)
+    done = result.trials[result.trials["state"] == "complete"]
+    assert not result.feasible and result.best.trial == int(done.loc[done["metric:fit_time_s"].idxmin(), "number"])
+    assert result.pipeline[-1].__class__.__name__ == {
+        "logistic_regression": "LogisticRegression", "knn": "KNeighborsClassifier", "gaussian_nb": "GaussianNB",
+        "decision_tree": "DecisionTreeClassifier"}[result.best.config["estimator"]]

@@ -56,6 +56,16 @@ class ConstraintTerms:
             out[i] = MAX_VIOLATION if not math.isfinite(v) else min(v, MAX_VIOLATION)
         return out
 
+    def miss(self, metrics: Mapping[str, float]) -> float:
+        """The worst normalised violation, uncapped (inf when a constrained metric is missing), 0 when every
+        constraint holds: what a run journals, so that among infeasible candidates the one that missed least is
+        chosen (capped, every far miss ties at :data:`MAX_VIOLATION`)."""
+        worst = 0.0
+        for c in self.constraints:
+            v = c.violation(metrics.get(c.metric, math.nan))
+            worst = max(worst, v if not math.isnan(v) else math.inf)
+        return worst
+
     @staticmethod
     def violation(metrics_violations: np.ndarray) -> float:
         """Worst violation, 0 when every constraint holds."""
