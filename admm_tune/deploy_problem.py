@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from . import _fields as F
-from .deployment import BACKEND, GROUP, PRECISION, load_deployment
+from .deployment import BACKEND, GROUP, PRECISION, TREE_KNOBS, load_deployment
 from .errors import ProblemError
 from .evaluate.backends import get_backend
 from .evaluate.onnx_model import (CALIBRATIONS, DEPLOY_PRECISIONS, HINT_PRECISIONS, METRICS, NNCF_PRECISIONS,
@@ -63,7 +63,7 @@ KIND = "deploy"
 FIELDS = ("kind", "name", "description", "model", "data", "objective", "metric", "deployment", "restrict",
           "constraints", "budget", "optimizer", "seed", "isolation")
 
-NOT_KNOBS = ("tree_lowering",)
+NOT_KNOBS = TREE_KNOBS
 """Backend knobs of the ML deployment space that mean nothing for a trained network's graph."""
 
 LIBRARY_DEFAULT_THREADS = ("intra_op_num_threads", "inference_num_threads")

@@ -34,6 +34,8 @@ from .space import Categorical, Forbidden, Int, SearchSpace, read_yaml, resolve_
 
 BACKEND, PRECISION = "backend", "precision"
 MODULES = (BACKEND, PRECISION)
+TREE_KNOBS = ("tree_lowering",)
+"""Knobs that act on tree ensembles only: not told for a graph without them (summary, report, the race's names)."""
 GROUP = "deployment"
 """Module group of the deployment modules (see :class:`~admm_tune.space.Module`)."""
 

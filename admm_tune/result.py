@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from .deployment import BACKEND, DEPLOY_METRICS, PRECISION, Deployment
+from .deployment import BACKEND, DEPLOY_METRICS, PRECISION, TREE_KNOBS, Deployment
 from .errors import ProblemError, RunError
 from .journal import Journal
 from .problem import Problem, restore_problem
@@ -448,9 +448,6 @@ class Result:
 def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
-
-TREE_KNOBS = ("tree_lowering",)
-"""Knobs that act on tree ensembles only: left out of :attr:`Result.deployment` for a graph without them."""
 
 LATENCY = "metric:latency_p95_ms"
 """The trials' column that breaks ties between feasible rows of equal loss (the lower, the better)."""

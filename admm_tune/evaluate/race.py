@@ -34,7 +34,7 @@ from typing import Any
 
 import onnx
 
-from ..deployment import BACKEND, PRECISION, Deployment
+from ..deployment import BACKEND, PRECISION, TREE_KNOBS, Deployment
 from ..serving import Model
 from ..space import Config
 from .timing import TimingSettings, batch_rows, measure_call
@@ -65,6 +65,8 @@ class Contender:
     verification: str = ""
     error: str = ""
     rounds: list[dict[str, float]] = field(default_factory=list)
+    trees: bool = True
+    """Whether the graph has tree ensembles: without, ``tree_lowering`` means nothing and is not told."""
 
     @property
     def precision(self) -> str:
@@ -81,7 +83,8 @@ class Contender:
         return max(values) / min(values) - 1.0 if values and min(values) > 0 else 0.0
 
     def describe(self) -> str:
-        knobs = ", ".join(f"{k}={v}" for k, v in Deployment.knobs(self.config).items())
+        knobs = ", ".join(f"{k}={v}" for k, v in Deployment.knobs(self.config).items()
+                          if self.trees or k not in TREE_KNOBS)
         return f"{self.config[BACKEND]} {self.precision}" + (f" ({knobs})" if knobs else " (default knobs)")
 
     def record(self, chosen: bool) -> dict[str, Any]:
@@ -102,14 +105,17 @@ def contenders(space: Any, config: Config, model: onnx.ModelProto) -> list[Conte
     for backend in space.module(BACKEND).names:
         for precision in space.module(PRECISION).names:
             out.append(Contender(space.complete({**choice, BACKEND: backend, PRECISION: precision}, ml), "default"))
-    if any(n.op_type in TREE_OPERATORS for n in model.graph.node):
+    trees = any(n.op_type in TREE_OPERATORS for n in model.graph.node)
+    for c in out:
+        c.trees = trees
+    if trees:
         for backend in space.module(BACKEND).names:
             key = f"{BACKEND}.{backend}.tree_lowering"
             algo = next(a for a in space.module(BACKEND).algorithms if a.name == backend)
             lowering = next((p for p in algo.params if p.name == "tree_lowering"), None)
             for strategy in getattr(lowering, "choices", ()):
                 default = space.complete({**choice, BACKEND: backend, PRECISION: "fp32"}, ml)
-                out.append(Contender({**default, key: strategy}, f"tree_lowering={strategy}"))
+                out.append(Contender({**default, key: strategy}, f"tree_lowering={strategy}", trees=True))
     kept: dict[tuple[Any, ...], Contender] = {}
     for c in out:
         key = (c.config[BACKEND], c.precision, tuple(sorted(Deployment.knobs(c.config).items())))
