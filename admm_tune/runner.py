@@ -6,9 +6,10 @@ import json
 import math
 import re
 import secrets
+import statistics
 import time
 import warnings
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import partial
@@ -239,10 +240,6 @@ DAEMONIC = ("admm_tune: this is a daemonic process (a multiprocessing.Pool worke
             "isolation; for those, fit from joblib (loky) or concurrent.futures.ProcessPoolExecutor workers")
 """The one line a run inside a daemonic process warns with."""
 
-PACE = 8
-"""Latest candidates whose seconds (the cost model's prediction when submitted, the measured ones when done) set the
-pace of the progress line's time-left estimate."""
-
 FINISH_S = 3.0
 """Seconds a time-budgeted run keeps at its very end for the result and its files (the HTML report: ~2 s)."""
 
@@ -353,7 +350,7 @@ class _JournaledExecutor:
         self.leader: tuple[float, bool, float, float] | None = None
         self.leader_obs: Observation | None = None
         self.failures: list[str] | None = [] if not done else None  # reasons of a new run's first failures
-        self.pace: deque[float] = deque(maxlen=PACE)  # seconds of the latest candidates, predicted or measured
+        self.seconds: dict[tuple[str, ...], list[float]] = {}  # structure → its evaluations' seconds
         for obs in done:  # a resumed run's evaluations: the progress line starts from them
             self._count(obs)
 
@@ -374,17 +371,16 @@ class _JournaledExecutor:
         return reserve
 
     def seconds_left(self) -> float | None:
-        """The run's expected seconds left, for the progress line: the evaluations left at the pace of the last
-        :data:`PACE` candidates (the cost model's prediction for those still running, the measured seconds of those
-        done), over the workers, plus the final steps; capped by a time budget.  None before any pace is known."""
-        if not self.pace:
+        """The run's expected seconds left, for the progress line: the evaluations left at the mean of the
+        structures' seconds per evaluation (each structure's median so far: the search spreads its pulls over the
+        structures, and one slow structure explored first does not set the pace of the rest), over the workers,
+        plus the final steps; capped by a time budget.  None before any evaluation is done."""
+        if not self.seconds:
             return None
         total = self.problem.budget.evaluations
         left = self.clock.end - time.monotonic() if self.clock.seconds is not None else math.inf
         if total is not None:
-            reserve = self._reserve()
-            left = min(left, max(0, total - self.done) * sum(self.pace) / len(self.pace) / self.capacity
-                       + (reserve if math.isfinite(reserve) else 0.0))
+            left = min(left, evaluations_left_s(self.seconds, total - self.done, self.capacity, self._reserve()))
         return left if math.isfinite(left) else None
 
     def submit(self, candidate: Candidate) -> None:
@@ -395,8 +391,6 @@ class _JournaledExecutor:
             left = max(0.5, self.search_time_left())
             seconds = left if seconds is None else min(seconds, left)
         self.started[self.pool.submit(candidate.config, seconds, candidate.incumbent)] = (candidate, trial)
-        if candidate.predicted_s is not None:
-            self.pace.append(candidate.predicted_s)
 
     def next(self) -> tuple[Candidate, Observation]:
         """Wait for the next finished trial; journal it and update the progress line."""
@@ -406,7 +400,7 @@ class _JournaledExecutor:
         if obs.ok and missing:
             obs = Observation.failed(f"error: the constrained metric {missing[0]!r} was not measured", obs.duration_s)
         self.journal.finish(trial, obs, self._count(obs))
-        self.pace.append(obs.duration_s)
+        self.seconds.setdefault(self.problem.space.structure_of(candidate.config), []).append(obs.duration_s)
         self.bar.update(self.done, self.leader[3] if self.leader else None,
                         self.leader is not None and not self.leader[1], self.seconds_left())
         self._fail_fast(obs)
@@ -435,6 +429,16 @@ class _JournaledExecutor:
                 self.leader, self.leader_obs = entry, obs
         self.done += 1
         return violation
+
+
+def evaluations_left_s(seconds: Mapping[Any, Sequence[float]], evaluations: int, workers: int,
+                       reserve: float) -> float:
+    """Expected seconds of ``evaluations`` more evaluations on ``workers``, then the final steps (``reserve``; inf:
+    not known yet, counted 0): each at the mean over the structures of their median seconds so far (``seconds``:
+    structure → its evaluations' seconds), so that a slow structure explored first counts once, not once per
+    evaluation of it."""
+    pace = sum(statistics.median(s) for s in seconds.values()) / len(seconds)
+    return max(0, evaluations) * pace / workers + (reserve if math.isfinite(reserve) else 0.0)
 
 
 def _finalize(result: Result, final: Final, batch: int, run_path: Path | None) -> None:

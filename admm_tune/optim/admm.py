@@ -815,7 +815,6 @@ class ADMM:
 
     def _submit(self, candidate: Candidate) -> None:
         candidate.incumbent = self._incumbent()
-        candidate.predicted_s = self.cost.predict(candidate.config)
         self._seen.add(_key(candidate.config))
         self._running[id(candidate)] = candidate
         self._started += 1

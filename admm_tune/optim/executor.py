@@ -28,9 +28,6 @@ class Candidate:
     incumbent: tuple[float, ...] = ()
     """The step losses (``Observation.step_losses``) of the best candidate (see ``best_record``) when this one started:
     an evaluator that scores in the same steps may stop this one once it is clearly worse.  Empty: evaluate in full."""
-    predicted_s: float | None = None
-    """The optimiser's cost model's seconds for this candidate's full evaluation (None: nothing of its structure
-    observed yet), set when it is submitted: what an executor may tell of the time left."""
 
 
 @runtime_checkable
