@@ -318,7 +318,7 @@ def _weights(given: Any, X: pd.DataFrame, path: str, by_column: bool = True
         row = int(bad.argmax())
         raise ProblemError(path, f"weights must be finite and >= 0; row {row} has {weights[row]:g}")
     if not weights.any():
-        raise ProblemError(path, "every weight is 0: no row would count")
+        raise ProblemError(path, "every weight is zero: no row would count")
     return X, weights
 
 

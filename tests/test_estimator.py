@@ -56,7 +56,16 @@ WINNERS = {"classification": ["logistic_regression", "linear_svc", "ridge", "svc
 search); the slow ones of the default spaces (forests, boosting, MLP) offer the same methods and only add fit time."""
 
 
-@parametrize_with_checks(_each(range(1)))
+SEARCH_NOT_REPEAT_EQUIVALENT = {
+    name: "a weight of 2 is not the row twice for a search: the search's CV splits the rows, so a repeated row can "
+          "sit in both a training and a validation fold (and folds differ in size), its scores and so its choice "
+          "differ, as for scikit-learn's own CV-tuned estimators; each fold and the refit fit the estimator with the "
+          "rows' weights (tests/test_sample_weight.py)"
+    for name in ("check_sample_weight_equivalence_on_dense_data", "check_sample_weight_equivalence_on_sparse_data")}
+"""scikit-learn's checks a search cannot pass, and why (both expected to fail: xfail, not skipped)."""
+
+
+@parametrize_with_checks(_each(range(1)), expected_failed_checks=lambda estimator: SEARCH_NOT_REPEAT_EQUIVALENT)
 def test_scikit_learn_conformance(estimator, check):
     # Every check of scikit-learn's suite runs over the default spaces (array-API checks skip themselves unless
     # SCIPY_ARRAY_API is set), the training-score checks (check_classifiers_train, check_regressors_train: accuracy

@@ -85,7 +85,7 @@ def test_estimators_whose_fit_takes_no_weights_are_left_out_and_named():
 @pytest.mark.parametrize(("weights", "reason"), [
     (lambda n: -np.ones(n), "finite and >= 0; row 0 has -1"),
     (lambda n: np.r_[np.nan, np.ones(n - 1)], "finite and >= 0; row 0 has nan"),
-    (lambda n: np.zeros(n), "every weight is 0"),
+    (lambda n: np.zeros(n), "every weight is zero"),
     (lambda n: np.ones(n - 1), "expected one weight per row"),
     (lambda n: np.array(["a"] * n), "expected numbers"),
     (lambda n: "no such column", "column 'no such column' is not in the data"),
