@@ -127,7 +127,7 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     optimiser = ADMM(problem.space, problem.constraints, problem.optimizer, problem.budget, problem.seed,
                      initial=warm_start(problem))
     retry_of: dict[str, int] = {}
-    meaning = fingerprint(problem)
+    meaning = fingerprint(problem) if storage != MEMORY else {}  # a run kept in memory is never resumed
     if resume:
         changed = changes(Journal.open(storage, study_name).attrs.get("fingerprint", {}), meaning)
         if changed:  # refused before the journal is touched
@@ -148,7 +148,8 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         journal = Journal(storage, study_name, problem.space)
         journal.set_attr("problem", _jsonable(problem.source or {"name": problem.name}))
         journal.set_attr("seed", problem.seed)
-        journal.set_attr("fingerprint", meaning)
+        if meaning:
+            journal.set_attr("fingerprint", meaning)
         journal.set_attr("budget", _jsonable(problem.budget.__dict__))
         if problem_file is not None:
             journal.set_attr("problem_file", str(problem_file))
@@ -189,8 +190,9 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
             race = rescore(pool, trials, cv, clock.final_seconds(None, keep=refit_s),
                            fixed_splits=problem.objective.splitter is not None)
             journal.set_attr("race", race)
-            if _chosen_text(race):
-                bar.chosen(_chosen_text(race))
+            said = _chosen_text(race)
+            if said:
+                bar.chosen(said)
             config = json.loads(trials.set_index("number").loc[race["chosen"], "config"]) \
                 if race["chosen"] is not None else best_of(trials).config  # the result's rule: the least miss
             final, why = pool.final(config, clock.final_seconds(problem.isolation.seconds))
