@@ -38,6 +38,7 @@ def _problem(delay: dict, above: int, budget: float) -> dict:
                 {"name": "logistic_regression", "class": "sklearn.linear_model.LogisticRegression"}]}]}}
 
 
+@pytest.mark.serial
 def test_a_candidate_slower_than_the_budget_is_stopped_within_it(tmp_path):
     problem = _problem({"type": "float", "low": 30.0, "high": 90.0, "default": 60.0}, 0, 10.0)
     start = time.monotonic()
@@ -52,6 +53,7 @@ def test_a_candidate_slower_than_the_budget_is_stopped_within_it(tmp_path):
     assert time.monotonic() - start <= bound(10.0)
 
 
+@pytest.mark.serial
 def test_a_refit_that_cannot_finish_falls_back_to_the_verified_fold_pipeline(tmp_path):
     # CV training folds have 100 rows and fit at once; the refit on all 150 rows would sleep 600 s
     problem = _problem({"type": "float", "low": 600.0, "high": 601.0}, 100, 10.0)

@@ -201,6 +201,7 @@ BOUND_FACTOR = 2.0
 k-NN (about 10x) does not (tests/reference.py)."""
 
 
+@pytest.mark.serial
 def test_latency_constrained_fit_is_feasible_and_remeasures_within_the_bound(tmp_path):
     timing = TimingSettings(**FAST_TIMING)
     fast, slow = (reference_p95_ms(kind, 64, timing) for kind in ("fast", "slow"))

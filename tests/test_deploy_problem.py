@@ -212,6 +212,7 @@ def _ort_defaults(path: Path):
     return OrtSession(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]), path.stat().st_size)
 
 
+@pytest.mark.serial
 def test_a_latency_search_under_an_accuracy_bound_beats_ort_defaults(tmp_path, eval_arrays):
     raw = yaml.safe_load(PROBLEM.read_text())
     raw["model"], raw["data"]["path"] = str(PROBLEM.parent / raw["model"]), str(PROBLEM.parent / raw["data"]["path"])

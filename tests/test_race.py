@@ -56,6 +56,7 @@ def raced():
     return evaluator, searched, evaluator.final(searched)
 
 
+@pytest.mark.serial
 def test_the_race_keeps_the_faster_of_real_deployments(raced):
     evaluator, searched, final = raced
     record = final.race["contenders"]

@@ -219,6 +219,7 @@ print(json.dumps(measure_call(lambda: model.predict(record), 1, TimingSettings(*
 """
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_the_reported_latency_is_what_a_fresh_process_serving_raw_records_measures(tmp_path, backend):
     """The run's ``latency_*`` time the service's call (``load_model.py``'s ``predict`` on one raw record), not the

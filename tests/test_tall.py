@@ -185,6 +185,7 @@ def test_a_table_the_workers_cannot_hold_is_refused_naming_its_size_and_the_limi
     _check_memory(problem, 1)  # a small table passes
 
 
+@pytest.mark.serial
 def test_a_tall_table_under_a_short_budget_gets_a_model_and_says_how_it_was_fitted(tmp_path):
     """200,000 rows, 10 s: the first candidate's first rung (12,500 rows) gives a result early, the refit fits the
     rows the time allows and says so, and the run keeps its budget rule."""
