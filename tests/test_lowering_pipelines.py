@@ -316,7 +316,7 @@ def test_a_strategy_that_cannot_hold_the_fitted_forest_falls_back_inside_the_sam
     from sklearn.ensemble import ExtraTreesClassifier
 
     from admm_tune.evaluate.graph import trees
-    from admm_tune.evaluate.graph.lower import APPLIED_KEY, FALLBACK
+    from admm_tune.evaluate.graph.lowering import APPLIED_KEY, FALLBACK
 
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.normal(size=(1000, 20)), columns=[f"c{i}" for i in range(20)])

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import onnx
 
 from ...machine import cores
-from ..graph import NATIVE, TREE_LOWERINGS
+from ..graph.strategies import NATIVE, TREE_LOWERINGS
 from .base import BackendError, Capabilities, Knob, check_request, lowered
 
 LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",

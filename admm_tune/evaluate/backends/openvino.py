@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     import onnx
 
 from ...machine import cores
-from ..graph import STRATEGIES, encode_strings, string_codes
+from .. import graph
+from ..graph.strategies import STRATEGIES
 from .base import BackendError, Capabilities, Knob, check_request, lowered
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
@@ -72,7 +73,7 @@ class OvSession:
         for name, value in feeds.items():
             if self.bound.get(name) is value:
                 continue  # bound already: the tensor shares this array's memory, whatever it holds now
-            array = encode_strings(value, self.codes[name]) if name in self.codes else np.ascontiguousarray(value)
+            array = graph.encode_strings(value, self.codes[name]) if name in self.codes else np.ascontiguousarray(value)
             if not array.flags.writeable:  # OpenVINO shares only writeable memory
                 array = array.copy()
             self.request.set_tensor(name, ov.Tensor(array, shared_memory=True))
@@ -145,7 +146,7 @@ class OpenVinoBackend:
             compiled = open_session(data, self.settings(knobs, precision), _core())
         except Exception as exc:  # OpenVINO raises RuntimeError/Exception with multi-line text
             raise BackendError("openvino: " + " ".join(str(exc).split())[:400]) from None
-        return OvSession(compiled, len(data), string_codes(model))
+        return OvSession(compiled, len(data), graph.string_codes(model))
 
 
 def open_session(model: bytes | str, settings: Mapping[str, Any], core: Any = None) -> Any:

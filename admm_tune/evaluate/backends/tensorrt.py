@@ -17,8 +17,8 @@ import subprocess
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..graph import STRATEGIES
-from ..graph.tensorrt import for_tensorrt, tensorrt_unsupported
+from .. import graph
+from ..graph.strategies import STRATEGIES
 from .base import BackendError, Capabilities, Knob, check_request, lowered
 from .onnxruntime import OrtSession, infer, open_session
 
@@ -70,7 +70,7 @@ class TensorRtBackend:
     def prepare(self, model: onnx.ModelProto, knobs: Mapping[str, Any]) -> onnx.ModelProto:
         """The graph this backend compiles: lowered to standard operators (TensorRT's parser needs them),
         ``Reciprocal`` as ``Div`` (:func:`~admm_tune.evaluate.graph.tensorrt.for_tensorrt`)."""
-        return for_tensorrt(lowered(model, knobs.get("tree_lowering", "gemm")))
+        return graph.for_tensorrt(lowered(model, knobs.get("tree_lowering", "gemm")))
 
     def settings(self, knobs: Mapping[str, Any], precision: str = "fp32") -> dict[str, Any]:
         """An ONNX Runtime session on the TensorRT provider, as data (see :func:`.onnxruntime.open_session`)."""
@@ -90,7 +90,7 @@ class TensorRtBackend:
             raise BackendError(f"tensorrt is unavailable: {reason}")
         check_request(self, knobs, precision)
         model = self.prepare(model, knobs)
-        unsupported = tensorrt_unsupported(model)
+        unsupported = graph.tensorrt_unsupported(model)
         if unsupported:
             raise BackendError(f"tensorrt's ONNX parser does not support {', '.join(unsupported)}")
         data = model.SerializeToString()

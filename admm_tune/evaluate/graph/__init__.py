@@ -9,12 +9,29 @@ into the thresholds of the trees behind it; :func:`prepared` is what the
 backends compile.
 """
 
-from ._builder import CapacityError, LoweringError
-from .passes import drop_dead_nodes, fold_scalers_into_trees, merge_linear_chains, zero_safe_l2_norms
-from .lower import ML_DOMAIN, NATIVE, TREE_LOWERINGS, encode_strings, lower, ml_operators, prepared, string_codes
-from .tensorrt import tensorrt_unsupported
-from .trees import STRATEGIES
+from __future__ import annotations
 
-__all__ = ["ML_DOMAIN", "NATIVE", "STRATEGIES", "TREE_LOWERINGS", "CapacityError", "LoweringError", "drop_dead_nodes",
-           "encode_strings", "fold_scalers_into_trees", "lower", "merge_linear_chains", "ml_operators", "prepared",
-           "string_codes", "tensorrt_unsupported", "zero_safe_l2_norms"]
+import importlib
+from typing import Any
+
+from .strategies import NATIVE, STRATEGIES, TREE_LOWERINGS
+
+_HOMES = {"CapacityError": "_builder", "LoweringError": "_builder", "ML_DOMAIN": "lowering",
+          "drop_dead_nodes": "passes", "encode_strings": "lowering", "fold_scalers_into_trees": "passes",
+          "for_tensorrt": "tensorrt", "lower": "lowering", "merge_linear_chains": "passes", "ml_operators": "lowering",
+          "prepared": "lowering", "string_codes": "lowering", "tensorrt_unsupported": "tensorrt",
+          "zero_safe_l2_norms": "passes"}
+"""Where each rewrite lives: imported at first use (PEP 562), since they import ONNX (0.6 s) and a backend's knobs,
+a problem's validation and ``admm-tune validate`` need only the names of :mod:`.strategies`."""
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    home = importlib.import_module(f".{_HOMES[name]}", __name__)
+    # bound here, so that later lookups of this module's names skip this function
+    globals().update({n: getattr(home, n) for n, m in _HOMES.items() if m == _HOMES[name]})
+    return globals()[name]
+
+
+__all__ = ["NATIVE", "STRATEGIES", "TREE_LOWERINGS", *sorted(_HOMES)]

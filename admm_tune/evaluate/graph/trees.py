@@ -49,9 +49,7 @@ import numpy as np
 import onnx
 
 from ._builder import FLOAT, INT64, Builder, CapacityError, LoweringError
-
-STRATEGIES = ("gemm", "traversal", "perfect")
-"""Standard-operator forms of a tree ensemble (``native`` keeps the ai.onnx.ml operator)."""
+from .strategies import STRATEGIES
 
 PERFECT_LIMIT = 1 << 20
 """Largest number of leaf slots (trees x 2^depth) the ``perfect`` strategy builds."""

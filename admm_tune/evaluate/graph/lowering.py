@@ -19,13 +19,10 @@ from onnx import helper, shape_inference
 from ._builder import FLOAT, INT64, ML_DOMAIN, STRING, Builder, CapacityError, LoweringError, attributes
 from .ml_ops import RULES
 from .passes import fold_scalers_into_trees, merge_linear_chains
-from .trees import STRATEGIES, tree_classifier, tree_regressor
+from .strategies import NATIVE, TREE_LOWERINGS
+from .trees import tree_classifier, tree_regressor
 
 TREES = {"TreeEnsembleClassifier": tree_classifier, "TreeEnsembleRegressor": tree_regressor}
-NATIVE = "native"
-"""``tree_lowering`` value that keeps tree ensembles as ai.onnx.ml operators (ONNX Runtime only)."""
-TREE_LOWERINGS = (NATIVE, *STRATEGIES)
-"""Every value of the ``tree_lowering`` deployment choice."""
 CODES_KEY = "admm_tune.string_codes"
 """Metadata key of a lowered graph whose string inputs became integer codes: ``{input: vocabulary}``."""
 PASS_THROUGH = {"Identity", "Gather", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Transpose", "Concat"}
