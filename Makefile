@@ -19,10 +19,12 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/admm-tune run problems/breast_cancer.yaml --budget 50 --seed 0
 
-# Two test processes (pytest-xdist; a file's tests stay in one, so its module fixtures are built once), then the
-# tests that compare timings taken at different moments, alone: another test's load would be in one timing only.
+# Three test processes (pytest-xdist: the suite mostly waits on child processes, time budgets and time-outs, so
+# three keep two cores busy), each given whole files (module fixtures built once), those with the most slow tests
+# first (tests/conftest.py); then the tests that compare timings taken at different moments, alone: another test's
+# load would be in one timing only.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -n 3 --dist loadfile -m "not serial"
 	$(BIN)/python -m pytest -m serial
 
 bench: $(STAMP)

@@ -55,15 +55,26 @@ def test_the_readme_has_python_and_command_line_snippets():
     assert all(tiny(code) != code for code in snippets("python") if re.search(r"evaluations|budget=|max_evals", code))
 
 
+WRITTEN = {"report.html": "report.html", '"served"': "served/model.onnx"}
+"""What a snippet that names it (key) must have written (value), relative to where it ran."""
+
+
 @pytest.mark.slow
-def test_every_python_snippet_runs(scratch):
-    for i, code in enumerate(snippets("python")):
-        namespace: dict = {"__name__": "__main__"}  # each snippet runs as written: alone, with its own imports
-        try:
-            exec(compile(tiny(code), f"README.md python snippet {i}", "exec"), namespace)
-        except Exception as exc:  # say which snippet
-            raise AssertionError(f"README python snippet {i} failed: {exc!r}\n{code}") from exc
-    assert (scratch / "report.html").is_file() and (scratch / "served" / "model.onnx").is_file()
+@pytest.mark.parametrize("i", range(len(snippets("python"))))
+def test_every_python_snippet_runs(scratch, i):
+    """Each snippet runs as written: alone, in a fresh namespace, with its own imports (one test each, so that
+    the suite's processes share them out)."""
+    code = snippets("python")[i]
+    try:
+        exec(compile(tiny(code), f"README.md python snippet {i}", "exec"), {"__name__": "__main__"})
+    except Exception as exc:  # say which snippet
+        raise AssertionError(f"README python snippet {i} failed: {exc!r}\n{code}") from exc
+    for named, path in WRITTEN.items():
+        assert named not in code or (scratch / path).is_file(), path
+
+
+def test_the_readme_writes_what_its_snippets_check():
+    assert all(any(named in code for code in snippets("python")) for named in WRITTEN)
 
 
 @pytest.mark.slow
@@ -87,16 +98,23 @@ RUNNABLE_DOCS = ["estimators.md"]
 """Pages of docs/ whose python blocks run as written (the others show paths and addresses of the reader's own)."""
 
 
+def blocks(page: str) -> list[str]:
+    """The python blocks of ``docs/<page>``, in order."""
+    return re.findall(r"```python\n(.*?)```", (ROOT / "docs" / page).read_text(), re.S)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("page", RUNNABLE_DOCS)
-def test_every_python_block_of_the_runnable_docs_runs(page, scratch):
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / page).read_text(), re.S)
-    assert blocks
-    for i, code in enumerate(blocks):
-        try:
-            exec(compile(tiny(code), f"docs/{page} python block {i}", "exec"), {"__name__": "__main__"})
-        except Exception as exc:
-            raise AssertionError(f"docs/{page} python block {i} failed: {exc!r}\n{code}") from exc
+@pytest.mark.parametrize("page, i", [(page, i) for page in RUNNABLE_DOCS for i in range(len(blocks(page)))])
+def test_every_python_block_of_the_runnable_docs_runs(page, i, scratch):
+    code = blocks(page)[i]
+    try:
+        exec(compile(tiny(code), f"docs/{page} python block {i}", "exec"), {"__name__": "__main__"})
+    except Exception as exc:
+        raise AssertionError(f"docs/{page} python block {i} failed: {exc!r}\n{code}") from exc
+
+
+def test_every_runnable_page_has_python_blocks():
+    assert all(blocks(page) for page in RUNNABLE_DOCS)
 
 
 def test_every_figure_of_the_benchmarks_table_is_in_its_results_file():
