@@ -16,9 +16,8 @@ from .deployment import BACKEND, DEPLOY_METRICS, PRECISION, TREE_KNOBS, Deployme
 from .errors import ProblemError, RunError
 from .journal import Journal
 from .problem import Problem, restore_problem
-from .settings import unit
+from .settings import TIE_BREAK, best_key, unit
 from .space import Config, describe
-
 
 JOURNAL_POINTER = "journal.json"
 """A run directory's record of a journal kept elsewhere: ``{"storage": URL, "study_name": name}``."""
@@ -449,29 +448,23 @@ def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
-LATENCY = "metric:latency_p95_ms"
-"""The trials' column that breaks ties between feasible rows of equal loss (the lower, the better)."""
+def _best_key(row: pd.Series) -> tuple[float, bool, float, float, float]:
+    """:func:`~admm_tune.settings.best_key` of a trials row."""
+    fidelity = row.get("fidelity", 1.0)
+    violation = 0.0 if bool(row["feasible"]) else float(row["violation"]) if pd.notna(row["violation"]) else math.inf
+    tie = row.get(f"metric:{TIE_BREAK}")
+    return best_key(float(row["loss"]), violation, 1.0 if pd.isna(fidelity) else float(fidelity),
+                    float(tie) if tie is not None and pd.notna(tie) else None)
 
 
 def best_of(trials: pd.DataFrame, chosen: int | None = None) -> Best:
-    """The completed trial numbered ``chosen``, else the best feasible row by loss (equal losses: by p95 latency),
-    else the least violating.
-
-    Only rows evaluated at the highest fidelity reached compete (``fidelity`` 1 unless none is; a loss on fewer
-    folds or rows is not comparable).
-    """
+    """The completed trial numbered ``chosen``, else the one with the lowest :func:`~admm_tune.settings.best_key`
+    (the rule the optimiser and the progress line follow)."""
     done = trials[trials["state"] == "complete"]
-    if "fidelity" in done and len(done):
-        fidelity = done["fidelity"].fillna(1.0).round(9)
-        done = done[fidelity >= min(1.0, fidelity.max())]
-    feasible = done[done["feasible"].astype(bool)]
     if chosen is not None and (done["number"] == chosen).any():
         row = done[done["number"] == chosen].iloc[0]
-    elif len(feasible):  # among equal losses (deployments of one pipeline) the fastest
-        order = ["loss", LATENCY] if LATENCY in feasible else ["loss"]
-        row = feasible.sort_values(order, kind="stable").iloc[0]
     else:
-        row = done.sort_values(["violation", "loss"]).iloc[0]
+        row = done.loc[min(done.index, key=lambda i: _best_key(done.loc[i]))]
     config = json.loads(row["config"])
     metrics = {k[len("metric:"):]: float(v) for k, v in row.items() if k.startswith("metric:") and pd.notna(v)}
     violation = float(row["violation"]) if pd.notna(row["violation"]) else float("inf")

@@ -34,6 +34,7 @@ from .problem import Budget, Problem, load_problem, parse_budget
 from .progress import Progress
 from .rescore import MIN_EVALUATIONS, expected_seconds, rescore
 from .result import JOURNAL_POINTER, Result, best_of, open_run
+from .settings import TIE_BREAK, best_key
 
 
 def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
@@ -348,8 +349,7 @@ class _JournaledExecutor:
         self.capacity = pool.capacity
         self.started: dict[int, tuple[Candidate, Any]] = {}  # ticket → (candidate, journal trial)
         self.done = 0
-        # (-fidelity, infeasible, violation, loss) of the best so far: the best at the highest fidelity reached
-        self.leader: tuple[float, bool, float, float] | None = None
+        self.leader: tuple[float, bool, float, float, float] | None = None  # the best so far's best_key
         self.leader_obs: Observation | None = None
         self.failures: list[str] | None = [] if not done else None  # reasons of a new run's first failures
         self.seconds: dict[tuple[str, ...], list[float]] = {}  # structure → its evaluations' seconds
@@ -403,7 +403,7 @@ class _JournaledExecutor:
             obs = Observation.failed(f"error: the constrained metric {missing[0]!r} was not measured", obs.duration_s)
         self.journal.finish(trial, obs, self._count(obs))
         self.seconds.setdefault(self.problem.space.structure_of(candidate.config), []).append(obs.duration_s)
-        self.bar.update(self.done, self.leader[3] if self.leader else None,
+        self.bar.update(self.done, self.leader_obs.loss if self.leader_obs else None,
                         self.leader is not None and not self.leader[1], self.seconds_left())
         self._fail_fast(obs)
         return candidate, obs
@@ -425,8 +425,8 @@ class _JournaledExecutor:
     def _count(self, obs: Observation) -> float:
         """Count a finished evaluation towards the progress line; return its constraint violation."""
         violation = self.terms.miss(obs.metrics) if obs.ok else math.inf
-        if obs.ok:  # one stopped early never leads one done in full
-            entry = (-round(min(obs.fidelity, 1.0), 9), violation > 0, violation, float(obs.loss))
+        if obs.ok:
+            entry = best_key(float(obs.loss), violation, obs.fidelity, obs.metrics.get(TIE_BREAK))
             if self.leader is None or entry < self.leader:
                 self.leader, self.leader_obs = entry, obs
         self.done += 1

@@ -19,6 +19,23 @@ def unit(metric: str) -> str:
     return next((f" {name}" for end, name in UNITS if metric.endswith(end)), "")
 
 
+TIE_BREAK = "latency_p95_ms"
+"""The metric that orders evaluations of equal loss (deployments of one pipeline): the fastest first."""
+
+
+def best_key(loss: float, violation: float, fidelity: float = 1.0, tie_break: float | None = None
+             ) -> tuple[float, bool, float, float, float]:
+    """Sort key of a run's one "best" rule, lowest first: the optimiser's incumbent, the progress line's leader
+    and the result's choice all take the evaluation with the lowest key.
+
+    Evaluations at the highest fidelity come first (a loss on fewer folds or rows is not comparable with one in
+    full); then the feasible ones (``violation`` 0) by ``loss`` and, among equal losses, by ``tie_break`` (the
+    evaluation's :data:`TIE_BREAK`; None or NaN: last); then the others by violation, then loss.
+    """
+    tie = math.inf if tie_break is None or math.isnan(tie_break) else float(tie_break)
+    return -round(min(fidelity, 1.0), 9), violation > 0, float(violation), float(loss), tie
+
+
 THETA_SOLVERS = ("gp", "tpe", "random")
 """Solvers of the continuous sub-problem (see :mod:`admm_tune.optim.bayes`)."""
 

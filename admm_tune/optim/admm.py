@@ -74,14 +74,14 @@ from typing import Any
 import numpy as np
 
 from ..observation import Observation
-from ..settings import Budget, Constraint, OptimizerSettings
+from ..settings import TIE_BREAK, Budget, Constraint, OptimizerSettings, best_key
 from ..space import Config, Float, Forbidden, Int, SearchSpace
 from .allocation import behind, projected
 from .bandit import NoAllowedDraw, ThompsonBandit, reward
-from .cost import CostModel
-from .credit import UNTRIED, ValueStats, arm, optimistic, value_stats
 from .bayes import ThetaTask, make_solver
 from .constraints import ConstraintTerms
+from .cost import CostModel
+from .credit import UNTRIED, ValueStats, arm, optimistic, value_stats
 from .executor import Candidate, EvaluateFn, Executor, SerialExecutor
 from .feasibility import ChoiceModel, directed_moves, restoration_point
 
@@ -990,16 +990,11 @@ class ADMM:
 
 
 def best_record(records: Sequence[Record]) -> Record | None:
-    """Best feasible record by loss, else the least-violating completed one; only those evaluated at the highest
-    fidelity reached compete (in full, unless none is: a loss on fewer folds or rows is not comparable)."""
+    """The completed record with the lowest :func:`~admm_tune.settings.best_key` (None when none completed)."""
     done = [r for r in records if r.observation.ok]
-    top = max((round(r.observation.fidelity, 9) for r in done), default=1.0)
-    records = [r for r in records if r.full or round(r.observation.fidelity, 9) >= top] if done else records
-    feasible = [r for r in records if r.feasible]
-    if feasible:
-        return min(feasible, key=lambda r: r.observation.loss)
-    done = [r for r in records if r.observation.ok]
-    return min(done, key=lambda r: (r.violation, r.observation.loss)) if done else None
+    return min(done, key=lambda r: best_key(r.observation.loss, 0.0 if r.feasible else r.violation or math.inf,
+                                            r.observation.fidelity, r.observation.metrics.get(TIE_BREAK)),
+               default=None)
 
 
 def _tunable(algorithm: Any) -> bool:
