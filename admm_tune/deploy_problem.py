@@ -54,8 +54,10 @@ from .evaluate.onnx_model import (CALIBRATIONS, DEPLOY_PRECISIONS, HINT_PRECISIO
                                   OnnxModelEvaluator, Scorer, check_data, fixed_batch, load_model, load_scorer,
                                   read_arrays, runs_on, split_rows)
 from .evaluate.race import REFERENCE, faster
-from .settings import unit
 from .machine import cores
+from .problem_base import (Problem, check_contradictions, constraint_list, parse_budget, parse_constraint,
+                           parse_isolation, parse_optimizer)
+from .settings import unit
 from .space import Algorithm, Categorical, Forbidden, Int, Module, SearchSpace, describe
 
 KIND = "deploy"
@@ -113,8 +115,6 @@ def deploy_problem(model: Any, data: Any, *, objective: str = "latency_p50_ms", 
     ProblemError
         Naming the field (a model input the data does not fit names that input).
     """
-    from .problem import load_problem
-
     data = {"path": str(data)} if isinstance(data, (str, Path)) else dict(F.mapping(data, "data"))
     data.setdefault("calibration", calibration)
     raw = {"kind": KIND, "name": name, "model": model, "data": data, "objective": objective,
@@ -124,7 +124,7 @@ def deploy_problem(model: Any, data: Any, *, objective: str = "latency_p50_ms", 
         raw["restrict"] = restrict
     if metric is not None:
         raw["metric"] = metric
-    return load_problem(raw)
+    return from_dict(raw, None)
 
 
 def from_dict(raw: Mapping[str, Any], base_dir: Path | None) -> Any:
@@ -135,9 +135,6 @@ def from_dict(raw: Mapping[str, Any], base_dir: Path | None) -> Any:
     ProblemError
         Naming the first malformed field.
     """
-    from .problem import (Limits, Problem, _check_contradictions, _constraint, _isolation_field, _optimizer,
-                          constraint_list, parse_budget)
-
     F.only_keys(raw, FIELDS, "")
     name = F.string(raw.get("name", "deploy"), "name")
     seed = None if raw.get("seed") is None else F.integer(raw["seed"], "seed", minimum=0)
@@ -159,21 +156,21 @@ def from_dict(raw: Mapping[str, Any], base_dir: Path | None) -> Any:
         raise ProblemError("deployment.batch_size", f"the model fixes its batch dimension to {fixed}; "
                                                     f"got batch_size {batch}")
     measurable = METRICS
-    constraints = tuple(_constraint(c, f"constraints[{i}]", measurable)
+    constraints = tuple(parse_constraint(c, f"constraints[{i}]", measurable)
                         for i, c in enumerate(constraint_list(raw.get("constraints"))))
-    _check_contradictions(constraints)
+    check_contradictions(constraints)
     bounds = [c.bound for c in constraints if c.metric == "accuracy_drop" and c.sense == "max"]
     max_drop = min(bounds) if bounds else None
     space, notes = deploy_space(deployment.space, restrict.get(PRECISION), max_drop=max_drop,
                                 concurrency=objective == "throughput_rps" and fixed_batch(model) is None)
     budget = parse_budget(raw.get("budget", {"evaluations": 30}), "budget")
-    optimizer = _optimizer(raw.get("optimizer", {}) or {}, "optimizer")
+    optimizer = parse_optimizer(raw.get("optimizer", {}) or {}, "optimizer")
     given = raw.get("optimizer") or {}
     if "initial_pulls" not in given:  # every backend x precision tried once at its defaults
         optimizer = replace(optimizer, initial_pulls=max(optimizer.initial_pulls, len(structures(space))))
     if "initial_share" not in given:  # the pairs differ far more than their knobs: up to half the budget for them
         optimizer = replace(optimizer, initial_share=0.5)
-    isolation = F.settings(raw.get("isolation", {}) or {}, Limits(), "isolation", _isolation_field)
+    isolation = parse_isolation(raw.get("isolation"))
     scorer = None if raw.get("metric") is None else load_scorer(raw["metric"], base_dir, "metric")
     evaluator = OnnxModelEvaluator(model, data, objective, batch, deployment.timing, scorer, max_drop)
     rows = f"{len(data.split.calibration)} calibration rows, {len(data.split.held_out)} held-out rows"

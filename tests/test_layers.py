@@ -17,6 +17,8 @@ FORBIDDEN = {
     "result.py": ("admm_tune.optim", "admm_tune.evaluate", "admm_tune.runner", "admm_tune.cli"),
     "space.py": ("admm_tune.optim", "admm_tune.evaluate", "admm_tune.problem", "admm_tune.journal", "sklearn"),
     "problem.py": ("admm_tune.optim", "admm_tune.evaluate", "admm_tune.parallel", "admm_tune.runner", "admm_tune.cli"),
+    "problem_base.py": ("admm_tune.optim", "admm_tune.evaluate", "admm_tune.parallel", "admm_tune.runner",
+                        "admm_tune.cli", "admm_tune.problem", "admm_tune.deploy_problem"),
     # The problem loader checks deployment spaces against the backends' capabilities (a leaf layer) and
     # reads timing settings; it never touches the evaluators.
     "deployment.py": ("admm_tune.optim", "admm_tune.evaluate.pipeline", "admm_tune.evaluate.deploy",
@@ -123,3 +125,13 @@ def test_importing_the_package_imports_no_machine_learning_library():
     assert out.stdout.strip() == "[]", out.stdout
     assert sorted(admm_tune.__all__) == sorted(admm_tune._LAZY)  # every public name is importable on use
     assert all(getattr(admm_tune, name) is not None for name in admm_tune.__all__)
+
+
+def test_no_two_modules_import_each_other():
+    """Lazy imports (in functions) included, ``if TYPE_CHECKING:`` ones left out (they never run)."""
+    edges = {file: {found for name in imports(file, runtime_only=True) if name.startswith("admm_tune")
+                    if (found := module_file(name)) is not None and found != file}
+             for file in PACKAGE.rglob("*.py")}
+    pairs = sorted({tuple(sorted(str(f.relative_to(PACKAGE)) for f in (a, b)))
+                    for a, targets in edges.items() for b in targets if a in edges.get(b, set())})
+    assert not pairs, pairs
