@@ -452,9 +452,8 @@ def _best_key(row: pd.Series) -> tuple[float, bool, float, float, float]:
     """:func:`~admm_tune.settings.best_key` of a trials row."""
     fidelity = row.get("fidelity", 1.0)
     violation = 0.0 if bool(row["feasible"]) else float(row["violation"]) if pd.notna(row["violation"]) else math.inf
-    tie = row.get(f"metric:{TIE_BREAK}")
     return best_key(float(row["loss"]), violation, 1.0 if pd.isna(fidelity) else float(fidelity),
-                    float(tie) if tie is not None and pd.notna(tie) else None)
+                    row.get(f"metric:{TIE_BREAK}"))
 
 
 def best_of(trials: pd.DataFrame, chosen: int | None = None) -> Best:

@@ -30,9 +30,13 @@ def best_key(loss: float, violation: float, fidelity: float = 1.0, tie_break: fl
 
     Evaluations at the highest fidelity come first (a loss on fewer folds or rows is not comparable with one in
     full); then the feasible ones (``violation`` 0) by ``loss`` and, among equal losses, by ``tie_break`` (the
-    evaluation's :data:`TIE_BREAK`; None or NaN: last); then the others by violation, then loss.
+    evaluation's :data:`TIE_BREAK`; missing: last); then the others by violation, then loss.
     """
-    tie = math.inf if tie_break is None or math.isnan(tie_break) else float(tie_break)
+    try:
+        tie = float(tie_break)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # None, or a missing value of pandas (pd.NA)
+        tie = math.nan
+    tie = math.inf if math.isnan(tie) else tie
     return -round(min(fidelity, 1.0), 9), violation > 0, float(violation), float(loss), tie
 
 

@@ -93,6 +93,10 @@ class Record:
     candidate: Candidate
     observation: Observation
     violations: np.ndarray
+    """Normalised violations per constraint, capped at :data:`~.constraints.MAX_VIOLATION` (the penalties')."""
+    miss: float | None = None
+    """The worst violation uncapped (:meth:`~.constraints.ConstraintTerms.miss`, what the journal keeps): among
+    infeasible records the one that missed least is best; None: the capped :attr:`violation`."""
 
     @property
     def config(self) -> Config:
@@ -255,8 +259,7 @@ class ADMM:
             Evaluations that were in flight when the run died; :meth:`run`
             starts them first.
         """
-        self.records = [Record(c, o, self.terms.violations(o.metrics) if o.ok else np.full(len(self.terms), np.inf))
-                        for c, o in history]
+        self.records = [self._record(c, o) for c, o in history]
         for record in self.records:
             self._ban(record)
             self._observe_cost(record)
@@ -820,12 +823,16 @@ class ADMM:
         self._started += 1
         self._executor.submit(candidate)
 
+    def _record(self, candidate: Candidate, obs: Observation) -> Record:
+        if not obs.ok:
+            return Record(candidate, obs, np.full(len(self.terms), np.inf), math.inf)
+        return Record(candidate, obs, self.terms.violations(obs.metrics), self.terms.miss(obs.metrics))
+
     def _receive(self) -> Record:
         """Wait for the next finished evaluation and record it."""
         candidate, obs = self._executor.next()
         del self._running[id(candidate)]
-        viol = self.terms.violations(obs.metrics) if obs.ok else np.full(len(self.terms), np.inf)
-        record = Record(candidate, obs, viol)
+        record = self._record(candidate, obs)
         self.records.append(record)
         self._observe_cost(record)
         self._ban(record)
@@ -992,9 +999,16 @@ class ADMM:
 def best_record(records: Sequence[Record]) -> Record | None:
     """The completed record with the lowest :func:`~admm_tune.settings.best_key` (None when none completed)."""
     done = [r for r in records if r.observation.ok]
-    return min(done, key=lambda r: best_key(r.observation.loss, 0.0 if r.feasible else r.violation or math.inf,
-                                            r.observation.fidelity, r.observation.metrics.get(TIE_BREAK)),
-               default=None)
+    return min(done, key=lambda r: best_key(r.observation.loss, _miss(r), r.observation.fidelity,
+                                            r.observation.metrics.get(TIE_BREAK)), default=None)
+
+
+def _miss(record: Record) -> float:
+    """The record's worst violation for :func:`best_record`: 0 when feasible, else uncapped where known."""
+    if record.feasible:
+        return 0.0
+    miss = record.miss if record.miss is not None else record.violation
+    return miss if miss > 0 else math.inf  # a NaN violation (nothing measured) counts as the worst
 
 
 def _tunable(algorithm: Any) -> bool:

@@ -34,4 +34,8 @@ def __getattr__(name: str) -> Any:
     return globals()[name]
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
+
+
 __all__ = ["NATIVE", "STRATEGIES", "TREE_LOWERINGS", *sorted(_HOMES)]

@@ -1,5 +1,5 @@
 """The forms a tree ensemble can take in a deployed graph: names only, so that backends declare their knobs
-without importing ONNX (the rewrites themselves are in :mod:`.trees` and :mod:`.lower`)."""
+without importing ONNX (the rewrites themselves are in :mod:`.trees` and :mod:`.lowering`)."""
 
 from __future__ import annotations
 
