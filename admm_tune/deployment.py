@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from . import _fields as F
-from .data import CLASSIFICATION, REGRESSION
 from .errors import ProblemError
 from .evaluate.backends import BACKENDS, PRECISIONS, get_backend
 from .evaluate.timing import TimingSettings
+from .metrics import DEPLOYMENT, measured
 from .space import Categorical, Forbidden, Int, SearchSpace, read_yaml, resolve_space_file
 
 BACKEND, PRECISION = "backend", "precision"
@@ -39,37 +39,13 @@ TREE_KNOBS = ("tree_lowering",)
 GROUP = "deployment"
 """Module group of the deployment modules (see :class:`~admm_tune.space.Module`)."""
 
-DEPLOY_METRICS = {
-    "latency_p50_ms": "median latency of one service call at the batch size, end to end: load_model.py's predict "
-                      "on raw records (ms)",
-    "latency_p95_ms": "95th percentile latency of one service call, end to end from raw records (ms)",
-    "latency_p99_ms": "99th percentile latency of one service call, end to end from raw records (ms)",
-    "latency_mean_ms": "mean latency of one service call, end to end from raw records (ms)",
-    "throughput_rps": "rows per second of service calls at the batch size, end to end (use with min)",
-    "graph_latency_p50_ms": "median latency of the graph call alone, without the data preparation (ms; diagnosis)",
-    "graph_latency_p95_ms": "95th percentile latency of the graph call alone (ms; diagnosis)",
-    "graph_latency_p99_ms": "99th percentile latency of the graph call alone (ms; diagnosis)",
-    "graph_latency_mean_ms": "mean latency of the graph call alone (ms; diagnosis)",
-    "graph_throughput_rps": "rows per second of graph calls alone (diagnosis)",
-    "model_size_kb": "size of the deployed ONNX graph (kB)",
-    "compile_time_s": "session creation / compilation time (s)",
-    "accuracy_drop": "accuracy (R² for regression) of the Python pipeline minus that of the deployed graph "
-                     "on held-out rows",
-    "label_agreement": "share of held-out rows whose deployed label equals the Python pipeline's",
-    "max_proba_diff": "largest absolute difference of deployed vs Python probabilities (classifiers that have "
-                      "them: constraining it rules out the others)",
-    "max_output_diff": "regression: largest difference of deployed vs Python predictions, in target sd",
-    "output_mismatch": "verification figure: <= 1 when the deployed outputs agree within tolerance",
-}
-"""Metrics measured for every deployed candidate, usable in constraints."""
-
-ONLY_FOR = {"label_agreement": CLASSIFICATION, "max_proba_diff": CLASSIFICATION, "max_output_diff": REGRESSION}
-"""Deployment metrics measured for one task only (``max_proba_diff`` only for classifiers with probabilities)."""
+DEPLOY_METRICS = measured(DEPLOYMENT)
+"""Metrics measured for every deployed candidate, usable in constraints (:mod:`admm_tune.metrics`)."""
 
 
 def deploy_metrics(task: str) -> dict[str, str]:
     """The deployment metrics measured for a task."""
-    return {k: v for k, v in DEPLOY_METRICS.items() if ONLY_FOR.get(k, task) == task}
+    return measured(DEPLOYMENT, task)
 
 
 MISMATCH = "output_mismatch"

@@ -23,18 +23,15 @@ from .data import CLASSIFICATION, REGRESSION, TASKS, TEXT_FEATURES, Dataset, Gro
 from .deployment import MISMATCH, deploy_metrics, load_deployment, running_text, with_deployment
 from .deployment import MODULES as DEPLOYMENT_MODULES
 from .errors import ProblemError
+from .metrics import ML, measured
 from .problem_base import (Limits, Objective, ObjectiveFn, Problem, check_contradictions, constraint_list,
                            parse_budget, parse_constraint, parse_isolation, parse_optimizer)
 from .registry import resolve_class
 from .settings import Budget, Constraint, OptimizerSettings
 from .space import SearchSpace, read_yaml
 
-ML_METRICS = {
-    "fit_time_s": "mean wall time to fit the pipeline on one CV training fold (s)",
-    "score_time_s": "mean wall time to score one CV validation fold (s)",
-    "cv_score_std": "standard deviation of the CV score across folds",
-}
-"""Metrics the ML evaluator measures for every candidate, usable in constraints."""
+ML_METRICS = measured(ML)
+"""Metrics the ML evaluator measures for every candidate, usable in constraints (:mod:`admm_tune.metrics`)."""
 
 DEFAULT_SCORING = {CLASSIFICATION: "balanced_accuracy", REGRESSION: "r2"}
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import _fields as F
 from .deployment import DEPLOY_METRICS
 from .errors import ProblemError
+from .metrics import bound_sense
 from .settings import THETA_SOLVERS, Budget, Constraint, OptimizerSettings
 from .space import Config
 
@@ -139,7 +140,9 @@ def _isolation_field(key: str, value: Any, path: str) -> Any:
 
 
 def constraint_list(spec: Any) -> list[Any]:
-    """The list form of ``constraints``: ``{metric: bound}`` means ``max`` bounds (``min`` for ``throughput_rps``).
+    """The list form of ``constraints``: ``{metric: bound}`` means ``max`` bounds, ``min`` ones for the metrics
+    where higher is better (``throughput_rps``, ``accuracy``, ``label_agreement``;
+    :func:`~admm_tune.metrics.bound_sense`).
 
     Examples
     --------
@@ -147,7 +150,7 @@ def constraint_list(spec: Any) -> list[Any]:
     [{'metric': 'latency_p95_ms', 'max': 1.0}]
     """
     if isinstance(spec, Mapping):
-        return [{"metric": k, "min" if k.endswith("throughput_rps") else "max": v} for k, v in spec.items()]
+        return [{"metric": k, bound_sense(k): v} for k, v in spec.items()]
     return F.sequence(spec or [], "constraints")
 
 

@@ -61,6 +61,7 @@ import onnx
 
 from .._fields import join
 from ..errors import ProblemError
+from ..metrics import BY_NAME, DEPLOY, measured
 from ..observation import COMPLETE, Observation
 from ..space import Config
 from .backends import BackendError, get_backend
@@ -94,22 +95,12 @@ Scorer = Callable[[np.ndarray, np.ndarray], float]
 ``truth`` is the labels (``[n]``) when the data has them, else the fp32
 model's first output on the same rows."""
 
-OBJECTIVES = {"latency_p50_ms": "min", "latency_p95_ms": "min", "throughput_rps": "max"}
+OBJECTIVES = {name: "max" if BY_NAME[name].higher_is_better else "min"
+              for name in ("latency_p50_ms", "latency_p95_ms", "throughput_rps")}
 """Objectives of a deploy problem and their sense."""
 
-METRICS = {
-    "latency_p50_ms": "median latency of one call at the batch size (ms)",
-    "latency_p95_ms": "95th percentile latency of one call (ms)",
-    "latency_p99_ms": "99th percentile latency of one call (ms)",
-    "latency_mean_ms": "mean latency of one call (ms)",
-    "throughput_rps": "rows per second at the batch and requests in flight the knobs set (else the problem's batch)",
-    "model_size_kb": "size of the compiled ONNX graph (kB)",
-    "compile_time_s": "session creation / compilation time (s)",
-    "compress_time_s": "time to quantise or convert the graph (s; 0 for fp32 and runtime hints)",
-    "accuracy": "the preserved metric (top-1 accuracy, or agreement with fp32) on the held-out rows",
-    "accuracy_drop": "the fp32 model's metric minus the deployed one's, on the held-out rows",
-}
-"""Metrics measured for every candidate of a deploy problem, usable in constraints."""
+METRICS = measured(DEPLOY)
+"""Metrics measured for every candidate of a deploy problem, usable in constraints (:mod:`admm_tune.metrics`)."""
 
 
 class ModelError(ProblemError):
