@@ -7,8 +7,8 @@ raises :class:`~admm_tune.errors.ProblemError` naming that path.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from collections.abc import Iterable, Mapping
+from dataclasses import fields, replace
 from typing import Any
 
 from .errors import ProblemError
@@ -101,8 +101,35 @@ def boolean(value: Any, path: str) -> bool:
     return value
 
 
-def settings(raw: Any, defaults: Any, path: str, read: Callable[[str, Any, str], Any]) -> Any:
-    """A copy of the dataclass ``defaults`` with the fields ``raw`` gives, each read by ``read(key, value, path)``."""
+def settings(raw: Any, defaults: Any, path: str) -> Any:
+    """A copy of the dataclass ``defaults`` with the fields ``raw`` gives, each checked against the constraint its
+    class declares beside the field (``_parameter_constraints``, see :func:`constrained`)."""
     raw = mapping(raw, path)
-    only_keys(raw, defaults.__dataclass_fields__, path)
-    return replace(defaults, **{key: read(key, value, join(path, key)) for key, value in raw.items()})
+    only_keys(raw, [f.name for f in fields(defaults)], path)  # fields(): ClassVars left out
+    rules = type(defaults)._parameter_constraints
+    return replace(defaults, **{key: constrained(value, join(path, key), rules[key]) for key, value in raw.items()})
+
+
+def constrained(value: Any, path: str, rule: Mapping[str, Any]) -> Any:
+    """``value`` checked against a declared constraint (plain data, as scikit-learn's ``_parameter_constraints``):
+    ``type`` (``bool``, ``int``, ``float``, ``str``), ``minimum`` (``exclusive``), ``maximum`` (with ``why``),
+    ``choices``, and ``none`` (None allowed).
+
+    Raises
+    ------
+    ProblemError
+        Naming ``path`` and what was expected.
+    """
+    if value is None and rule.get("none"):
+        return None
+    kind = rule["type"]
+    if kind is str:
+        return string(value, path, choices=rule.get("choices"))
+    if kind is bool:
+        return boolean(value, path)
+    if kind is int:
+        return integer(value, path, minimum=rule.get("minimum"))
+    out = number(value, path, minimum=rule.get("minimum"), exclusive=rule.get("exclusive", False))
+    if "maximum" in rule and out > rule["maximum"]:
+        raise ProblemError(path, f"must be <= {rule['maximum']:g}{rule.get('why', '')}, got {value!r}")
+    return out

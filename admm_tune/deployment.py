@@ -244,16 +244,10 @@ def _fit_to_machine(space: SearchSpace, path: str) -> tuple[SearchSpace, tuple[s
 
 
 def _timing(raw: Any, path: str) -> TimingSettings:
-    settings = F.settings(raw, TimingSettings(), path, _timing_field)
+    settings = F.settings(raw, TimingSettings(), path)
     if settings.max_runs < settings.min_runs:
         raise ProblemError(F.join(path, "max_runs"), "must be >= min_runs")
     return settings
-
-
-def _timing_field(key: str, value: Any, path: str) -> Any:
-    if key == "seconds":
-        return F.number(value, path, minimum=0, exclusive=True)
-    return F.integer(value, path, minimum=0 if key == "warmup" else 1)
 
 
 __all__ = ["DEPLOY_METRICS", "MISMATCH", "Deployment", "deploy_metrics", "load_deployment", "with_deployment"]

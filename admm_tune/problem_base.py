@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import _fields as F
 from .deployment import DEPLOY_METRICS
 from .errors import ProblemError
 from .metrics import bound_sense
-from .settings import THETA_SOLVERS, Budget, Constraint, OptimizerSettings
+from .settings import Budget, Constraint, OptimizerSettings
 from .space import Config
 
 if TYPE_CHECKING:
@@ -39,6 +39,11 @@ class Limits:
         covers the libraries a worker loads (about 0.8 GiB with ONNX Runtime
         and OpenVINO), so give a few GiB.
     """
+
+    _parameter_constraints: ClassVar[dict[str, dict[str, Any]]] = {
+        "seconds": {"type": float, "minimum": 0, "exclusive": True, "none": True},
+        "memory_mb": {"type": int, "minimum": 256, "none": True}}
+    """What each field accepts (None: no limit)."""
 
     seconds: float | None = 600.0
     memory_mb: int | None = None
@@ -128,15 +133,7 @@ def parse_isolation(raw: Any, path: str = "isolation") -> Limits:
     ProblemError
         Naming the malformed key.
     """
-    return F.settings(raw or {}, Limits(), path, _isolation_field)
-
-
-def _isolation_field(key: str, value: Any, path: str) -> Any:
-    if value is None:
-        return None
-    if key == "seconds":
-        return F.number(value, path, minimum=0, exclusive=True)
-    return F.integer(value, path, minimum=256)
+    return F.settings(raw or {}, Limits(), path)
 
 
 def constraint_list(spec: Any) -> list[Any]:
@@ -227,28 +224,9 @@ def parse_budget(raw: Any, path: str = "budget") -> Budget:
 
 
 def parse_optimizer(raw: Any, path: str) -> OptimizerSettings:
-    settings = F.settings(raw, OptimizerSettings(), path, _optimizer_field)
+    settings = F.settings(raw, OptimizerSettings(), path)
     if settings.inner_max < settings.inner_budget:
         raise ProblemError(F.join(path, "inner_max"), "must be >= inner_budget")
     if settings.rho_max < settings.rho:
         raise ProblemError(F.join(path, "rho_max"), "must be >= rho")
     return settings
-
-
-def _optimizer_field(key: str, value: Any, path: str) -> Any:
-    if key == "theta_solver":
-        return F.string(value, path, choices=THETA_SOLVERS)
-    if key in ("warm_start", "early_stop"):
-        return F.boolean(value, path)
-    if key in ("inner_budget", "inner_max", "z_pulls", "initial_pulls", "shared_algorithms"):
-        return F.integer(value, path, minimum=1)
-    if key == "inner_growth":
-        return F.integer(value, path, minimum=0)
-    if key == "rho_growth":
-        return F.number(value, path, minimum=1)
-    if key == "initial_share":
-        share = F.number(value, path, minimum=0, exclusive=True)
-        if share > 1:
-            raise ProblemError(path, f"must be <= 1 (a share of the evaluation budget), got {value!r}")
-        return share
-    return F.number(value, path, minimum=0, exclusive=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 UNITS = (("_ms", "ms"), ("_kb", "kB"), ("_rps", "rows/s"), ("_mb", "MiB"), ("_s", "s"))
 """Metric names end in their unit (``latency_p95_ms``, ``model_size_kb``, ``fit_time_s``): suffix → unit."""
@@ -126,6 +127,20 @@ class OptimizerSettings:
         evaluated one so far (unconstrained problems only; see
         ``docs/optimiser.md``, "Cheap evaluations first").
     """
+
+    _parameter_constraints: ClassVar[dict[str, dict[str, Any]]] = {
+        "theta_solver": {"type": str, "choices": THETA_SOLVERS},
+        **{k: {"type": float, "minimum": 0, "exclusive": True} for k in ("rho", "rho_max")},
+        "rho_growth": {"type": float, "minimum": 1},
+        **{k: {"type": int, "minimum": 1} for k in ("inner_budget", "inner_max", "z_pulls", "initial_pulls",
+                                                     "shared_algorithms")},
+        "inner_growth": {"type": int, "minimum": 0},
+        "initial_share": {"type": float, "minimum": 0, "exclusive": True, "maximum": 1,
+                          "why": " (a share of the evaluation budget)"},
+        **{k: {"type": bool} for k in ("warm_start", "early_stop")},
+    }
+    """What each field accepts (read by the problem loader); ``inner_max >= inner_budget`` and ``rho_max >= rho``
+    are checked there."""
 
     theta_solver: str = "gp"
     rho: float = 1.0

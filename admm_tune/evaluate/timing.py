@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -46,6 +47,11 @@ class TimingSettings:
     seconds : float
         Time budget of the timed runs (stops early once ``min_runs`` are done).
     """
+
+    _parameter_constraints: ClassVar[dict[str, dict[str, Any]]] = {
+        "warmup": {"type": int, "minimum": 0}, "min_runs": {"type": int, "minimum": 1},
+        "max_runs": {"type": int, "minimum": 1}, "seconds": {"type": float, "minimum": 0, "exclusive": True}}
+    """What each field accepts (read by the problem loader)."""
 
     warmup: int = 10
     min_runs: int = 30
