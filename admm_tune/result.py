@@ -463,7 +463,7 @@ def best_of(trials: pd.DataFrame, chosen: int | None = None) -> Best:
     if chosen is not None and (done["number"] == chosen).any():
         row = done[done["number"] == chosen].iloc[0]
     else:
-        row = done.loc[min(done.index, key=lambda i: _best_key(done.loc[i]))]
+        row = min((row for _, row in done.iterrows()), key=_best_key)
     config = json.loads(row["config"])
     metrics = {k[len("metric:"):]: float(v) for k, v in row.items() if k.startswith("metric:") and pd.notna(v)}
     violation = float(row["violation"]) if pd.notna(row["violation"]) else float("inf")
