@@ -127,6 +127,17 @@ def test_importing_the_package_imports_no_machine_learning_library():
     assert all(getattr(admm_tune, name) is not None for name in admm_tune.__all__)
 
 
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["run", "--help"]])
+def test_the_command_lines_version_and_help_import_no_machine_learning_library(argv):
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom admm_tune.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & set(%r)))" % (argv, HEAVY))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-300:]
+
+
 def test_no_two_modules_import_each_other():
     """Lazy imports (in functions) included, ``if TYPE_CHECKING:`` ones left out (they never run)."""
     edges = {file: {found for name in imports(file, runtime_only=True) if name.startswith("admm_tune")
