@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +65,12 @@ def distort(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return moved + NOISE * torch.randn(moved.shape, generator=generator)
 
 
-def to_onnx(model: nn.Sequential) -> onnx.ModelProto:
-    """The trained network as an ONNX graph (opset 17): ``input`` ``[N, 1, 32, 32]`` → ``logits`` ``[N, 10]``."""
+def to_onnx(model: nn.Sequential, name: str = "digits_wide_cnn") -> onnx.ModelProto:
+    """The trained network as an ONNX graph (opset 17): ``input`` ``[N, 1, 32, 32]`` → ``logits`` ``[N, 10]``.
+
+    Writes the layers these networks use: ``Conv2d`` (3×3, padding 1), ``MaxPool2d`` (2), ``ReLU``, ``Flatten`` and
+    ``Linear`` (as ``Gemm``).
+    """
     weights = {k.replace(".", "_"): v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
     inits = [numpy_helper.from_array(v, k) for k, v in weights.items()]
     nodes, x = [], "input"
@@ -84,7 +89,7 @@ def to_onnx(model: nn.Sequential) -> onnx.ModelProto:
             nodes.append(helper.make_node("Gemm", [x, f"{i}_weight", f"{i}_bias"], [out], transB=1))
         x = out
     nodes[-1].output[0] = "logits"
-    graph = helper.make_graph(nodes, "digits_wide_cnn",
+    graph = helper.make_graph(nodes, name,
                               [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, SIZE, SIZE])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
     onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="admm_tune")
@@ -93,8 +98,10 @@ def to_onnx(model: nn.Sequential) -> onnx.ModelProto:
     return onnx_model
 
 
-def main(out: Path) -> dict[str, float]:
-    """Train; write ``digits_wide_cnn.onnx``, ``digits_wide_cnn_eval.npz`` and ``digits_wide_cnn.json`` into ``out``."""
+def main(out: Path, name: str = "digits_wide_cnn", make: Callable[[], nn.Sequential] = network,
+         script: str = "examples/train_digits_wide_cnn.py") -> dict[str, float]:
+    """Train the network ``make()`` builds; write ``{name}.onnx``, ``{name}.json`` and the held-out rows
+    ``digits_wide_cnn_eval.npz`` (the same for every network trained here) into ``out``."""
     torch.manual_seed(SEED)
     torch.set_num_threads(1)  # the same sums in the same order: the same weights on any machine with this build
     digits = load_digits()
@@ -104,7 +111,7 @@ def main(out: Path) -> dict[str, float]:
     order = np.random.default_rng(SEED).permutation(len(x))  # the small CNN's split
     train_rows, held_out = torch.tensor(order[:N_TRAIN]), torch.tensor(order[N_TRAIN:])
     generator = torch.Generator().manual_seed(SEED)
-    model = network()
+    model = make()
     optimiser = torch.optim.Adam(model.parameters(), lr=LR)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, EPOCHS)
     for _ in range(EPOCHS):
@@ -123,15 +130,15 @@ def main(out: Path) -> dict[str, float]:
         acc = {"train_accuracy": float((model(train_x).argmax(1) == y[train_rows]).float().mean()),
                "held_out_accuracy": float((model(held_x).argmax(1) == y[held_out]).float().mean())}
     out.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(to_onnx(model), out / "digits_wide_cnn.onnx")
+    onnx.save_model(to_onnx(model, name), out / f"{name}.onnx")
     np.savez_compressed(out / "digits_wide_cnn_eval.npz", input=held_x.numpy().astype(np.float32),
                         labels=y[held_out].numpy())
     facts = {**acc, "parameters": sum(p.numel() for p in model.parameters()), "train_rows": N_TRAIN,
              "held_out_rows": int(len(held_out)), "seed": SEED, "epochs": EPOCHS, "torch": torch.__version__,
-             "script": "examples/train_digits_wide_cnn.py",
+             "script": script,
              "note": "train_accuracy on the training images distorted once more (seed 2); held_out_accuracy on the "
                      "distorted held-out images of digits_wide_cnn_eval.npz (never trained on)"}
-    (out / "digits_wide_cnn.json").write_text(json.dumps(facts, indent=2) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(facts, indent=2) + "\n")
     return acc
 
 

