@@ -130,7 +130,18 @@ class OnnxRuntimeBackend:
         return open_session, infer
 
     def compile(self, model: onnx.ModelProto, knobs: Mapping[str, Any], precision: str = "fp32") -> OrtSession:
-        """An inference session with the knobs applied."""
+        """An inference session with the knobs applied.
+
+        Raises
+        ------
+        BackendError
+            Where this device's execution provider is not in this onnxruntime build (ONNX Runtime itself would
+            fall back to the CPU with a warning, and a CPU timing would pass for the device's), or for a knob or
+            precision the backend does not take, or when ONNX Runtime cannot load the graph.
+        """
+        ok, reason = self.available()
+        if not ok:
+            raise BackendError(f"{self.name} is unavailable: {reason}")
         check_request(self, knobs, precision)
         data = self.prepare(model, knobs).SerializeToString()
         try:

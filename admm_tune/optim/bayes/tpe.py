@@ -6,7 +6,7 @@ import numpy as np
 import optuna
 from optuna.distributions import FloatDistribution
 
-from .base import ThetaSolver, ThetaTask
+from .base import ThetaSolver, ThetaTask, first_valid
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -25,7 +25,7 @@ class TPESolver(ThetaSolver):
         self.n_tries = n_tries
 
     def propose(self, task: ThetaTask, n: int, rng: np.random.Generator) -> np.ndarray:
-        """Ask TPE for ``n`` valid points."""
+        """Ask TPE for ``n`` valid points; where ``n_tries`` asks per point find too few, uniform draws fill in."""
         d = task.dim
         names = [f"x{i}" for i in range(d)]
         dists = {name: FloatDistribution(0.0, 1.0) for name in names}
@@ -48,4 +48,6 @@ class TPESolver(ThetaSolver):
                 chosen.append(x)  # left running: TPE's constant liar spreads the batch
             else:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        if len(chosen) < n:  # TPE keeps sampling where the good points are, which the task may refuse: fill uniformly
+            chosen += first_valid(task, rng.random((256, d)), n - len(chosen), chosen)
         return np.array(chosen).reshape(-1, d)
