@@ -2,7 +2,7 @@
 
 Public API: :func:`fit`, :func:`resume`, :class:`Problem`, :func:`load_problem`,
 :class:`Result`, :class:`SearchSpace`, :class:`ProblemError`,
-:func:`backends` (which inference backends run on this machine),
+:func:`list_backends` (which inference backends run on this machine), :func:`deploy_problem`,
 :class:`AutoPipelineClassifier` and :class:`AutoPipelineRegressor`
 (scikit-learn estimators), and what a :class:`Problem` is built from
 (:class:`Dataset`, :class:`Deployment`, :class:`Limits`, :class:`Budget`,
@@ -28,21 +28,23 @@ _LAZY = {
     "Dataset": "data", "Deployment": "deployment",
     "InfeasibleWarning": "errors", "ProblemError": "errors", "RunError": "errors",
     "Limits": "problem", "Objective": "problem", "Problem": "problem", "load_problem": "problem",
-    "backends": "evaluate.backends", "fit": "runner", "resume": "runner",
+    "list_backends": "evaluate.backends", "deploy_problem": "deploy_problem", "fit": "runner",
+    "resume": "runner",
 }
 """Public name → the module (under admm_tune) that defines it."""
 
 __all__ = ["AutoPipelineClassifier", "AutoPipelineRegressor", "Best", "Budget", "Categorical", "Constraint",
            "Dataset", "Deployment", "Float", "InfeasibleWarning", "Int", "Limits", "Objective", "OptimizerSettings",
-           "Problem", "ProblemError", "Result", "RunError", "SearchSpace", "backends", "fit", "load_problem",
-           "resume"]
+           "Problem", "ProblemError", "Result", "RunError", "SearchSpace", "deploy_problem", "fit",
+           "list_backends", "load_problem", "resume"]
 
 if TYPE_CHECKING:
     from .data import Dataset
+    from .deploy_problem import deploy_problem
     from .deployment import Deployment
     from .errors import InfeasibleWarning, ProblemError, RunError
     from .estimator import AutoPipelineClassifier, AutoPipelineRegressor
-    from .evaluate.backends import backends
+    from .evaluate.backends import list_backends
     from .problem import Limits, Objective, Problem, load_problem
     from .result import Best, Result
     from .runner import fit, resume

@@ -79,9 +79,9 @@ def _command(args: argparse.Namespace) -> int:
     """Run the parsed command; return the exit code (the libraries a command needs are imported here, so that
     ``--version`` and ``--help`` answer at once)."""
     if args.command == "backends":
-        from .evaluate.backends import backends
+        from .evaluate.backends import list_backends
 
-        print(backends_text(backends()))
+        print(backends_text(list_backends()))
         return 0
     if args.command == "report":
         from .result import Result

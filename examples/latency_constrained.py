@@ -14,7 +14,7 @@ from admm_tune import AutoPipelineClassifier
 if __name__ == "__main__":
     evaluations = int(sys.argv[1]) if len(sys.argv) > 1 else 30
     bound = float(sys.argv[2]) if len(sys.argv) > 2 else 0.05
-    print(admm_tune.backends()[["backend", "available", "reason"]].to_string(index=False))
+    print(admm_tune.list_backends()[["backend", "available", "reason"]].to_string(index=False))
 
     X, y = load_digits(return_X_y=True)
     model = AutoPipelineClassifier(deployment="cpu", constraints={"latency_p95_ms": bound, "model_size_kb": 200},

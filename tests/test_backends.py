@@ -30,7 +30,7 @@ def model_and_rows():
 
 
 def test_backends_table_says_what_runs_here_and_why_not():
-    table = admm_tune.backends()
+    table = admm_tune.list_backends()
     assert list(table["backend"]) == list(BACKENDS)
     assert table.set_index("backend").loc["onnxruntime", "available"]
     assert table.set_index("backend").loc["openvino", "available"]

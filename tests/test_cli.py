@@ -72,7 +72,7 @@ def test_help_is_plain_text_and_the_python_backends_table_prints_every_reason_wh
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "``" not in capsys.readouterr().out
-    table = admm_tune.backends()
+    table = admm_tune.list_backends()
     printed = repr(table)
     assert all(str(reason) in printed for reason in table["reason"])  # pandas would cut them at 50 characters
     assert isinstance(table, pd.DataFrame) and isinstance(table[table["available"]], pd.DataFrame)

@@ -1,7 +1,7 @@
 """Inference backends behind one protocol (:class:`~.base.Backend`).
 
 :data:`BACKENDS` holds every backend admm_tune knows; :func:`get_backend`
-returns one by name and :func:`backends` tells which run on this machine and
+returns one by name and :func:`list_backends` tells which run on this machine and
 why the others do not.
 """
 
@@ -34,7 +34,7 @@ def get_backend(name: str) -> Backend:
 
 
 class BackendTable(pd.DataFrame):
-    """The table :func:`backends` returns: a DataFrame that prints its reasons whole (pandas cuts cells at 50
+    """The table :func:`list_backends` returns: a DataFrame that prints its reasons whole (pandas cuts cells at 50
     characters by default)."""
 
     @property
@@ -45,7 +45,7 @@ class BackendTable(pd.DataFrame):
         return self.to_string(max_colwidth=None)
 
 
-def backends() -> pd.DataFrame:
+def list_backends() -> pd.DataFrame:
     """One row per backend: whether it runs here, why (not), devices and precisions; printed whole."""
     rows = []
     for name, backend in BACKENDS.items():
@@ -58,5 +58,5 @@ def backends() -> pd.DataFrame:
     return BackendTable(rows)
 
 
-__all__ = ["BACKENDS", "PRECISIONS", "Backend", "BackendError", "Capabilities", "Knob", "Session", "backends",
-           "get_backend"]
+__all__ = ["BACKENDS", "PRECISIONS", "Backend", "BackendError", "Capabilities", "Knob", "Session", "get_backend",
+           "list_backends"]
