@@ -19,6 +19,15 @@ Three tables, written to ``benchmarks/results/lowering.csv`` / ``lowering.md``:
    :class:`~admm_tune.evaluate.backends.openvino.OvSession`; ONNX Runtime
    ``run`` and the I/O binding of
    :class:`~admm_tune.evaluate.backends.onnxruntime.OrtSession`.
+4. **Families at scale on OpenVINO**: every estimator of the default
+   classification and regression spaces, behind a standard scaler, fitted on
+   4,000 rows of a generated 5,000 x 60 table (3 classes; a regression
+   target), forests with 100 trees of unbounded depth (a decision tree
+   unbounded too; the other estimators at the space's defaults), compiled by
+   OpenVINO with each ``tree_lowering`` it may be given and checked on the
+   1,000 other rows against scikit-learn by the deployment's fp32 rule
+   (``TOLERANCES["fp32"]``): the strategy that really ran (a fallback when the
+   forest rules the asked one out), the rows off, p50 at batch 1.
 
 Usage::
 
@@ -44,14 +53,24 @@ from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
 from _results import save  # beside this script
+from admm_tune.data import load_dataset
 from admm_tune.evaluate.backends import BackendError, get_backend
-from admm_tune.evaluate.export import export, feeds
+from admm_tune.evaluate.deploy import TOLERANCES
+from admm_tune.evaluate.export import export, feeds, restore
 from admm_tune.evaluate.graph import NATIVE, STRATEGIES, fold_scalers_into_trees
+from admm_tune.evaluate.graph.lowering import APPLIED_KEY
+from admm_tune.evaluate.pipeline import build_pipeline
 from admm_tune.evaluate.timing import TimingSettings, batch_rows, measure
+from admm_tune.space import SearchSpace
 
 SETTINGS = TimingSettings(warmup=20, min_runs=50, max_runs=2000, seconds=0.5)
 BATCHES = (1, 1024)
 NO_TREES = ("SVC (rbf)", "one-hot + logistic")
+FAMILY_ROWS, FAMILY_COLUMNS, FAMILY_FIT_ROWS = 5000, 60, 4000
+UNBOUNDED = {"random_forest": {"n_estimators": 100, "max_depth": None},
+             "extra_trees": {"n_estimators": 100, "max_depth": None}, "decision_tree": {"max_depth": None}}
+"""Forests of 100 trees of unbounded depth and an unbounded tree, the largest the lowering is asked to hold; the
+boosted ensembles keep the space's shallow trees (their depth is what they are searched on)."""
 ONE_THREAD = {"onnxruntime": {"intra_op_num_threads": 1, "inter_op_num_threads": 1},
               "openvino": {"inference_num_threads": 1, "num_streams": 1, "performance_hint": "LATENCY"}}
 
@@ -161,6 +180,70 @@ def calling_paths() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _final(pipeline, fitted: bool):
+    """The pipeline's estimator (a regressor's, inside its target scaling)."""
+    step = pipeline.steps[-1][1]
+    return getattr(step, "regressor_" if fitted else "regressor", step)
+
+
+def families() -> pd.DataFrame:
+    from sklearn.datasets import make_classification, make_regression
+
+    tables = {"classification": make_classification(FAMILY_ROWS, FAMILY_COLUMNS, n_informative=20, n_classes=3,
+                                                     random_state=0),
+              "regression": make_regression(FAMILY_ROWS, FAMILY_COLUMNS, n_informative=20, noise=5.0, random_state=0)}
+    rows = []
+    for space_name, (X, y) in tables.items():
+        frame = pd.DataFrame(X, columns=[f"c{i}" for i in range(FAMILY_COLUMNS)])
+        data = load_dataset({"X": frame, "y": y}, seed=0, task=space_name)
+        fit, check = slice(0, FAMILY_FIT_ROWS), slice(FAMILY_FIT_ROWS, None)
+        space = SearchSpace.load(space_name)
+        for algo in space.module("estimator").algorithms:
+            row = {"space": space_name, "estimator": algo.name}
+            if not algo.exportable:
+                rows.append({**row, "note": "not exportable"})
+                continue
+            pipeline = build_pipeline(space.complete({"scaler": "standard", "transformer": "none",
+                                                      "estimator": algo.name}), space, data, 0)
+            _final(pipeline, fitted=False).set_params(**UNBOUNDED.get(algo.name, {}))
+            start = time.perf_counter()
+            pipeline.fit(frame.iloc[fit], y[fit])
+            row["fit_s"] = time.perf_counter() - start
+            model = export(pipeline, frame.iloc[:5])
+            fitted = _final(pipeline, fitted=True)
+            trees = [e for e in np.ravel(getattr(fitted, "estimators_", [fitted])) if hasattr(e, "tree_")]
+            row["max_tree_depth"] = max((e.tree_.max_depth for e in trees), default=None)
+            held = frame.iloc[check]
+            expected = pipeline.predict(held)
+            proba = pipeline.predict_proba(held) if hasattr(pipeline, "predict_proba") else None
+            for strategy in STRATEGIES:
+                start = time.perf_counter()
+                try:
+                    session = get_backend("openvino").compile(model, {**ONE_THREAD["openvino"],
+                                                                      "tree_lowering": strategy})
+                except BackendError as exc:
+                    rows.append({**row, "strategy": strategy, "note": str(exc)[:120]})
+                    continue
+                compile_s = time.perf_counter() - start
+                graph = get_backend("openvino").prepare(model, {"tree_lowering": strategy})
+                applied = next((p.value.split(" ")[0] for p in graph.metadata_props if p.key == APPLIED_KEY),
+                               strategy)
+                out = session.run(feeds(model, held))
+                tolerance = TOLERANCES["fp32"].outputs
+                if space_name == "regression":
+                    off = np.abs(restore(model, out[0]).ravel() - expected) / float(np.std(y)) > tolerance
+                else:  # labels, and the probabilities where the pipeline has them
+                    off = np.asarray(out[0]).ravel() != expected
+                    if proba is not None:
+                        off |= np.abs(np.asarray(out[1]).reshape(proba.shape) - proba).max(axis=1) > tolerance
+                timed = measure(session, feeds(model, held.iloc[:1]), SETTINGS)
+                rows.append({**row, "strategy": strategy, "applied": applied, "rows_off": int(off.sum()),
+                             "checked": len(held), "deployed": bool(off.mean() <= TOLERANCES["fp32"].labels),
+                             "compile_s": compile_s,
+                             "p50_ms": timed.latency_p50_ms})
+    return pd.DataFrame(rows)
+
+
 def table(frame: pd.DataFrame, columns: list[str]) -> list[str]:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for _, row in frame.iterrows():
@@ -171,8 +254,8 @@ def table(frame: pd.DataFrame, columns: list[str]) -> list[str]:
 
 def markdown(frame: pd.DataFrame) -> list[str]:
     """The lines of ``lowering.md`` from the rows of ``lowering.csv`` (its three tables, told apart by ``part``)."""
-    s, p, c = (frame[frame["part"] == part].dropna(axis=1, how="all").drop(columns="part")
-               for part in ("strategies", "passes", "calling paths"))
+    s, p, c, f = (frame[frame["part"] == part].dropna(axis=1, how="all").drop(columns="part")
+                  for part in ("strategies", "passes", "calling paths", "families"))
     s, p = s.astype({"batch": int}), p.astype({"batch": int, "nodes": int})  # CSV floats where the rows had ints
     timed = s.dropna(subset=["p50_ms"])
     best = timed.loc[timed.groupby(["model", "batch"])["p50_ms"].idxmin()]
@@ -215,15 +298,45 @@ def markdown(frame: pd.DataFrame) -> list[str]:
     lines += ["## Passes (ONNX Runtime, native kernels, all its own optimisations on)", "",
               *table(p, ["pass", "graph", "nodes", "batch", "p50_ms", "p95_ms"]),
               "", "## Calling paths (30-feature MatMul + Softmax, batch 1, one thread; us)", "",
-              *table(c, ["call", "p50_us", "p95_us"]), ""]
+              *table(c, ["call", "p50_us", "p95_us"]), "", *families_section(f)]
     return lines
+
+
+def families_section(f: pd.DataFrame) -> list[str]:
+    """The fourth table of ``lowering.md``: every estimator of the default spaces at scale on OpenVINO."""
+    f = f.assign(**{c: f[c] if c in f else "" for c in ("applied", "note")})  # absent: no row had one
+    f = f.astype({"deployed": "boolean"}).fillna({"applied": "", "note": ""})
+    f["depth"] = f["max_tree_depth"].map(lambda d: "" if pd.isna(d) else f"{int(d)}")
+    f["off"] = [("" if pd.isna(o) else f"{int(o)}/{int(n)}") for o, n in zip(f["rows_off"], f["checked"])]
+    exportable = f[f["note"] != "not exportable"]
+    per_estimator = exportable.groupby(["space", "estimator"])["deployed"].agg(lambda d: bool(d.fillna(False).all()))
+    fell_back = exportable[(exportable["applied"] != "") & (exportable["applied"] != exportable["strategy"])]
+    return ["## Families at scale on OpenVINO", "",
+            f"Every estimator of the default spaces behind a standard scaler, fitted on {FAMILY_FIT_ROWS:,} rows of "
+            f"a generated {FAMILY_ROWS:,} x {FAMILY_COLUMNS} table (3 classes; a regression target); random forest "
+            "and extra trees with 100 trees of unbounded depth, the decision tree unbounded; checked on the other "
+            f"{FAMILY_ROWS - FAMILY_FIT_ROWS:,} rows against scikit-learn with the deployment's fp32 rule (rows "
+            f"off: label differs or a probability by more than {TOLERANCES['fp32'].outputs:g}; regression: a value "
+            f"by more than {TOLERANCES['fp32'].outputs:g} target sd; deployed when at most "
+            f"{TOLERANCES['fp32'].labels:.0%} are off); one thread; `applied`: the strategy that really ran.", "",
+            f"- {int(per_estimator.sum())} of {len(per_estimator)} exportable estimators deployed with every strategy "
+            "asked of them" + ("" if per_estimator.all() else ", not: " + ", ".join(
+                f"{sp}.{e}" for (sp, e), ok in per_estimator.items() if not ok)) + "; "
+            f"{len(fell_back)} requests fell back to another strategy inside the same compile"
+            + (" (" + ", ".join(sorted({f"{r.estimator} {r.strategy}" for r in fell_back.itertuples()})) + ")"
+               if len(fell_back) else "") + "; not exportable: "
+            + (", ".join(f"{r.space}.{r.estimator}" for r in f[f["note"] == "not exportable"].itertuples()) or "none")
+            + ".", "",
+            *table(exportable, ["space", "estimator", "depth", "strategy", "applied", "off", "deployed", "fit_s",
+                                "compile_s", "p50_ms"]), ""]
 
 
 def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        s, p, c = strategies(), passes(), calling_paths()
-    frame = pd.concat([s.assign(part="strategies"), p.assign(part="passes"), c.assign(part="calling paths")])
+        s, p, c, f = strategies(), passes(), calling_paths(), families()
+    frame = pd.concat([s.assign(part="strategies"), p.assign(part="passes"), c.assign(part="calling paths"),
+                       f.assign(part="families")])
     save("lowering", frame, markdown(frame))
 
 

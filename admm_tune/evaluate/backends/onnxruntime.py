@@ -37,9 +37,8 @@ class OrtSession:
 
     Numeric inputs go through one reused I/O binding (inputs bound in
     place, rebound only when another array comes; outputs allocated by ONNX
-    Runtime): 2.9 us a call at batch 1 on a 30-feature MatMul + Softmax
-    graph, one thread, where ``run`` took 3.7 us
-    (``benchmarks/results/lowering.md``).  Graphs with string inputs
+    Runtime), faster than ``run`` per call ("Calling paths" in
+    ``benchmarks/results/lowering.md``).  Graphs with string inputs
     or outputs use ``run`` (copying string outputs out of a binding crashed
     ONNX Runtime 1.32).
     """

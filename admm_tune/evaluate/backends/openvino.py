@@ -50,10 +50,9 @@ class OvSession:
 
     Called the fastest documented way: one infer request, reused; each
     input bound as a tensor sharing the caller's array (rebound only when
-    another array comes), then a synchronous ``infer()`` without arguments.
-    On a 30-feature MatMul + Softmax graph at batch 1, one thread, this took
-    11.6 us a call where ``infer(dict)`` with copies took 49.5 us and
-    ``share_inputs/share_outputs`` 17.9 us (``benchmarks/results/lowering.md``).
+    another array comes), then a synchronous ``infer()`` without arguments:
+    the fastest of the calls ``benchmarks/results/lowering.md`` times (the
+    "Calling paths" table).
     Outputs are copied out of the request's buffers, which the next call
     overwrites.
     """
