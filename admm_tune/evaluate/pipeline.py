@@ -36,6 +36,7 @@ from ..observation import COMPLETE, Observation
 from ..problem import Objective
 from ..registry import resolve_class
 from ..space import Config, Float, SearchSpace, param_key
+from . import fixes
 from .rungs import nested_order, predicted_seconds, rung_sizes
 
 
@@ -104,7 +105,12 @@ def build_pipeline(config: Mapping[str, Any], space: SearchSpace, data: Dataset,
     1e7 ± 3 as one at 0 ± 1, and the exported graph predicts the
     standardised value, which float32 holds at any scale; the mean and scale
     are restored in float64 outside it (:func:`~.export.restore`).
+
+    Weighted ``HistGradientBoosting*`` fits bin their features with
+    scikit-learn's pending fix (:mod:`.fixes`): the same model, from one
+    sort per feature instead of one per bin edge.
     """
+    fixes.apply()
     steps: list[tuple[str, BaseEstimator]] = [("front", front(data))]
     for module_name, _, algo in space.active(config):
         if algo.estimator is None:
