@@ -297,10 +297,16 @@ class Pool(ABC):
     grace_s : float
         How long past its time limit a candidate may stay silent before its
         worker is killed (:data:`GRACE_S`; a time budget shortens it).
+    isolates : frozenset of str
+        What a candidate cannot do to the others or to the run here, each
+        recorded as its own failure: ``timeout`` (it overruns its time
+        limit), ``crash`` (it kills its process), ``memory`` (it exceeds
+        ``Limits.memory_mb``).  ``admm_tune.testing.pools`` checks each.
     """
 
     limits: Limits
     grace_s: float
+    isolates: frozenset[str] = frozenset()
 
     @property
     @abstractmethod
@@ -365,6 +371,8 @@ class WorkerPool(Pool):
     n_workers : int
     limits : Limits
     """
+
+    isolates = frozenset({"timeout", "crash", "memory"})
 
     def __init__(self, evaluator: Any, n_workers: int = 1, limits: Limits = Limits()) -> None:
         self.payload = cloudpickle.dumps(evaluator)
@@ -515,6 +523,7 @@ class InProcessPool(Pool):
         ``seconds`` is enforced; ``memory_mb`` cannot be, in the caller's own process.
     """
 
+
     def __init__(self, evaluator: Any, limits: Limits = Limits()) -> None:
         self.evaluator = cloudpickle.loads(cloudpickle.dumps(evaluator))
         self.limits = limits
@@ -522,6 +531,7 @@ class InProcessPool(Pool):
         self.finished: list[tuple[int, Observation]] = []
         self.tickets = 0
         self.timed = threading.current_thread() is threading.main_thread()  # signals reach the main thread only
+        self.isolates = frozenset({"timeout"}) if self.timed else frozenset()
 
     @property
     def capacity(self) -> int:
@@ -594,6 +604,8 @@ class DaskPool(Pool):
         Candidates evaluated at once (-1: one per thread of the cluster).
     limits : Limits
     """
+
+    isolates = frozenset({"timeout", "crash"})  # memory: the workers' own memory_limit, not Limits
 
     def __init__(self, evaluator: Any, scheduler: Any = None, n_workers: int = 1, limits: Limits = Limits()) -> None:
         import dask

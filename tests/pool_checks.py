@@ -1,4 +1,4 @@
-"""Checks shared by the tests of the process pool and of the Dask pool."""
+"""Candidates shared by the tests of the pools (the pools' contract is admm_tune/testing/pools.py)."""
 
 from __future__ import annotations
 
@@ -16,20 +16,6 @@ def sleepy(config):
         return 1.0
     time.sleep(config.get("s", 0.05))
     return 1.0
-
-
-def results_come_as_they_finish(pool, release) -> None:
-    """The slow candidate runs until the test releases it, after the other two came back: no sleep races a
-    sleep, and a pool that returned results in order, or queued the third behind the slow one, would hand
-    back the slow one first (after its 60 s) and fail."""
-    slow = pool.submit({"until": str(release)})
-    fast = pool.submit({"s": 0.1})
-    order = [pool.next()[0]]
-    third = pool.submit({"s": 0.1})  # the freed worker takes it while the slow one runs
-    order.append(pool.next()[0])
-    release.touch()
-    order.append(pool.next()[0])
-    assert order == [fast, third, slow]
 
 
 def _ended(log: Path) -> int:

@@ -1,4 +1,4 @@
-"""Every registered θ-solver and every backend passes its conformance suite (``admm_tune/testing``).
+"""Every θ-solver, backend and worker pool passes its conformance suite (``admm_tune/testing``).
 
 The suites are the contract; these tests only enumerate the implementations, so that one added to
 :data:`~admm_tune.optim.bayes.SOLVERS` or :data:`~admm_tune.evaluate.backends.BACKENDS` is checked without a new
@@ -13,7 +13,8 @@ import pytest
 
 from admm_tune.evaluate.backends import BACKENDS
 from admm_tune.optim.bayes import SOLVERS
-from admm_tune.testing import backends, theta_solvers
+from admm_tune.parallel import InProcessPool, WorkerPool
+from admm_tune.testing import backends, pools, theta_solvers
 
 
 @pytest.mark.parametrize("check", theta_solvers.CHECKS, ids=lambda c: c.__name__)
@@ -65,3 +66,33 @@ class _Fallback:
 def test_the_backend_suite_fails_a_backend_that_falls_back_where_it_cannot_run():
     with pytest.raises(AssertionError, match="yet compile"):
         backends.check_refuses_to_compile_where_it_cannot_run(_Fallback())
+
+
+POOLS = {"WorkerPool": lambda evaluator, limits: WorkerPool(evaluator, 2, limits),
+         "InProcessPool": lambda evaluator, limits: InProcessPool(evaluator, limits)}
+"""The pools this machine runs without a cluster; the Dask pool runs the suite in tests/test_distributed.py."""
+
+
+@pytest.mark.parametrize("check", pools.CHECKS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("name", sorted(POOLS))
+def test_every_pool_keeps_the_contract(name, check):
+    check(POOLS[name])
+
+
+def test_each_pool_declares_what_it_isolates():
+    with WorkerPool(lambda config: 1.0, 1) as worker:
+        assert worker.isolates == {"timeout", "crash", "memory"}
+    assert InProcessPool(lambda config: 1.0).isolates == {"timeout"}  # the main thread: an interval timer
+
+
+class _Swapping(InProcessPool):
+    """A pool that hands back each observation under another config's ticket (the last one's for the first)."""
+
+    def next(self):
+        ticket, obs = self.finished.pop(0)
+        return self.tickets - 1 - ticket, obs
+
+
+def test_the_pool_suite_fails_a_pool_that_mixes_up_its_tickets():
+    with pytest.raises(AssertionError, match="ticket"):
+        pools.check_every_config_comes_back_once(lambda evaluator, limits: _Swapping(evaluator, limits))

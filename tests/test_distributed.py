@@ -13,12 +13,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from pool_checks import results_come_as_they_finish, sleepy
+from pool_checks import sleepy
 
 import admm_tune
 from admm_tune import Problem, SearchSpace
 from admm_tune.evaluate.function import FunctionEvaluator
 from admm_tune.parallel import DaskPool, Limits
+from admm_tune.testing import pools
 from admm_tune.problem import Budget
 
 distributed = pytest.importorskip("distributed")
@@ -46,9 +47,15 @@ def test_a_small_fit_runs_end_to_end_on_a_local_cluster(client, tmp_path):
     assert len(client.scheduler_info()["workers"]) == 2
 
 
-def test_the_dask_pool_returns_results_as_they_finish(client, tmp_path):
-    assert DaskPool(FunctionEvaluator(sleepy), client, n_workers=-1).capacity == 2  # every worker thread
-    results_come_as_they_finish(DaskPool(FunctionEvaluator(sleepy), client, n_workers=2), tmp_path / "release")
+def test_the_dask_pool_takes_every_worker_thread(client):
+    assert DaskPool(FunctionEvaluator(sleepy), client, n_workers=-1).capacity == 2
+
+
+@pytest.mark.parametrize("check", pools.CHECKS, ids=lambda c: c.__name__)
+def test_the_dask_pool_keeps_the_pool_contract(client, check):
+    """admm_tune/testing/pools.py, as every pool (its time-out and crash checks included; memory is the Dask
+    workers' own limit, which the pool does not declare)."""
+    check(lambda evaluator, limits: DaskPool(evaluator, client, n_workers=2, limits=limits))
 
 
 def test_pools_of_the_same_evaluator_do_not_share_its_data(client):

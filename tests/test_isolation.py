@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import threading
 import time
 from functools import partial
 
-import numpy as np
 import pytest
-from pool_checks import meanwhile, results_come_as_they_finish, sleepy
+from pool_checks import meanwhile, sleepy
 
 import admm_tune
 from admm_tune import Problem, ProblemError, RunError, SearchSpace, load_problem
@@ -19,25 +17,11 @@ from admm_tune.evaluate.function import FunctionEvaluator
 from admm_tune.observation import Observation
 from admm_tune.parallel import Limits, WorkerPool
 from admm_tune.problem import Budget, OptimizerSettings
+from admm_tune.testing.pools import candidate
 
 SPACE = SearchSpace.from_dict({"modules": [{"name": "m", "algorithms": [
     {"name": "ok", "params": {"x": {"type": "float", "low": 0, "high": 1}}},
     {"name": "raises"}, {"name": "exits"}, {"name": "segfault"}, {"name": "hangs"}, {"name": "hogs"}]}]})
-
-
-def misbehaving(config):
-    kind = config["m"]
-    if kind == "raises":
-        raise ValueError("bad candidate")
-    if kind == "exits":
-        os._exit(3)
-    if kind == "segfault":
-        ctypes.string_at(0)
-    if kind == "hangs":
-        time.sleep(60)
-    if kind == "hogs":
-        return float(np.ones(4 << 30, dtype=np.uint8).sum())  # 4 GiB
-    return (config["m.ok.x"] - 0.3) ** 2
 
 
 EXPECTED = {"raises": "error: ValueError: bad candidate", "exits": "crash: exit code 3", "segfault": "crash: SIGSEGV",
@@ -46,7 +30,7 @@ EXPECTED = {"raises": "error: ValueError: bad candidate", "exits": "crash: exit 
 
 def test_each_failure_is_recorded_with_its_reason_and_the_run_goes_on(tmp_path):
     # Six initial draws (a quarter of 24 evaluations) try every structure once.
-    problem = Problem(SPACE, misbehaving, budget=Budget(evaluations=24), optimizer=OptimizerSettings(initial_pulls=6),
+    problem = Problem(SPACE, candidate, budget=Budget(evaluations=24), optimizer=OptimizerSettings(initial_pulls=6),
                       isolation=Limits(seconds=1.0, memory_mb=2048))
     result = admm_tune.fit(problem, seed=0, run_dir=tmp_path, progress=False)
     trials = result.trials
@@ -106,11 +90,6 @@ def test_workers_keep_their_caches_and_configs_with_one_affinity_meet_the_same_w
     assert first[0].metrics["pid"] != first[1].metrics["pid"]  # two workers ran the batch
 
 
-def test_the_pool_returns_results_as_they_finish_and_fills_a_freed_worker_at_once(tmp_path):
-    with WorkerPool(FunctionEvaluator(sleepy), 2) as pool:
-        results_come_as_they_finish(pool, tmp_path / "release")
-
-
 def test_with_two_workers_the_search_goes_on_while_a_slow_candidate_runs(tmp_path):
     space = SearchSpace.from_dict({"modules": [{"name": "m", "algorithms": [
         {"name": "slow", "params": {"s": {"type": "float", "low": 3.0, "high": 3.5}}},
@@ -157,7 +136,7 @@ def test_ctrl_c_while_a_pool_is_open_is_raised_by_the_pool_wherever_it_was_press
 
 def test_a_run_whose_every_candidate_crashes_ends_with_the_reasons(tmp_path):
     space = SearchSpace.from_dict({"modules": [{"name": "m", "algorithms": [{"name": "exits"}, {"name": "segfault"}]}]})
-    problem = Problem(space, misbehaving, budget=Budget(evaluations=4))
+    problem = Problem(space, candidate, budget=Budget(evaluations=4))
     with pytest.raises(RunError, match=r"every one of the 2 candidates failed: .*crash: (exit code 3|SIGSEGV)"):
         admm_tune.fit(problem, run_dir=tmp_path, progress=False)
 
@@ -200,14 +179,3 @@ def test_a_fit_inside_a_multiprocessing_pool_worker_runs_its_candidates_in_proce
     for score, said in json.loads(out.stdout.strip().splitlines()[-1]):
         assert score > 0.9
         assert len(said) == 1 and "multiprocessing.Pool worker" in said[0] and "joblib" in said[0]
-
-
-def test_the_in_process_pool_keeps_time_limits():
-    from pool_checks import sleepy
-
-    from admm_tune.evaluate.function import FunctionEvaluator
-    from admm_tune.parallel import InProcessPool, Limits
-
-    pool = InProcessPool(FunctionEvaluator(sleepy), Limits(seconds=0.3))
-    slow, fast = pool.evaluate([{"s": 5.0}, {"s": 0.0}])
-    assert slow.reason.startswith("timeout: over the 0.3 s limit") and fast.ok
