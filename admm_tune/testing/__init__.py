@@ -8,7 +8,9 @@ is held to the same contract by running one function:
 - :mod:`.theta_solvers`: :func:`~.theta_solvers.check_theta_solver` for a
   :class:`~admm_tune.optim.bayes.base.ThetaSolver` factory;
 - :mod:`.backends`: :func:`~.backends.check_backend` for a
-  :class:`~admm_tune.evaluate.backends.base.Backend`.
+  :class:`~admm_tune.evaluate.backends.base.Backend`;
+- :mod:`.pools`: :func:`~.pools.check_pool` for a factory of
+  :class:`~admm_tune.parallel.Pool`.
 
 Each module lists its checks (``CHECKS``), so that a test suite can
 parametrise over them; ``tests/test_conformance.py`` runs every check on
