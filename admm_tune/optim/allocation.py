@@ -3,8 +3,8 @@
 Following the best merit alone, the z-step gives every θ-step to the
 structure tuned most: a structure tuned once reaches less than one tuned for
 many iterations, so it never gets the θ-steps that would show what it can do
-(issue 14: on an imbalanced set one structure took 79 of 106 iterations and
-every other estimator stayed near its defaults).  Rising bandits (Li et al.,
+(one structure then takes most iterations, and every other estimator stays
+near its defaults).  Rising bandits (Li et al.,
 "Efficient Automatic CASH via Rising Bandits", AAAI 2020) name the cause: an
 arm's reward rises with the tuning it gets, so comparing arms tuned unequally
 judges the tuning, not the arm.
@@ -15,8 +15,8 @@ rising bandits extrapolate an arm's curve), and the best ``top`` share the
 θ-steps in successive halving's geometric proportions by rank, ``1/2, 1/4,
 1/8, …`` normalised (:func:`shares`), shares of what the θ-steps spend of
 the budget: evaluations, or seconds under a time budget, so an algorithm ten
-times as slow gets a tenth of the θ-steps for its share (issue 14 item 2,
-improvement per second).  The next θ-step goes to the algorithm furthest
+times as slow gets a tenth of the θ-steps for its share (improvement per
+second).  The next θ-step goes to the algorithm furthest
 behind its share once that step is paid for (:func:`behind`).  The leader keeps about half of
 all θ-steps, the runner-up a quarter, and so on; each count grows with the
 budget, and an algorithm that rises in rank as it is tuned gets more.

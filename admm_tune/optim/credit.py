@@ -1,8 +1,8 @@
 """How the z-step judges an algorithm: by the best value it reached, with optimism while it is untuned.
 
 A structure evaluated at its defaults only says little about what its tuned
-parameters reach (issue 14: the bandit locked onto the algorithm whose
-default was best).  So each algorithm of a module is judged by the *best*
+parameters reach (judged by it, the bandit locks onto the algorithm whose
+default is best).  So each algorithm of a module is judged by the *best*
 merit any evaluation with it reached, and while few θ-steps have tuned it,
 that judgement is raised towards 1 (to 1 while untuned; the optimism halves
 with each θ-step).  The arm is then set to ``Beta(1 + m·r, 1 + m·(1 − r))``
@@ -11,8 +11,8 @@ never becomes certain and others keep a chance).
 
 A value never evaluated is held where an untuned value evaluated once is,
 :data:`UNTRIED` = ``Beta(2, 1)``: judged 1 on one evaluation's evidence
-(before, it kept the flat ``Beta(1, 1)``, below every algorithm tried once
-at its defaults).  The same holds for the categorical values, which are
+(the flat ``Beta(1, 1)`` would rank it below every algorithm tried once at
+its defaults).  The same holds for the categorical values, which are
 otherwise credited by each evaluation (Bernoulli): one never evaluated is
 as promising as one whose single evaluation was a success.
 """
