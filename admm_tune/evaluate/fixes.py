@@ -21,6 +21,7 @@ it changes nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 
 import numpy as np
 
@@ -62,7 +63,7 @@ def weighted_thresholds(col_data: np.ndarray, max_bins: int, sample_weight: np.n
     unique = np.unique(edges)
     if unique.shape[0] != edges.shape[0]:
         edges = unique
-    from sklearn.ensemble._hist_gradient_boosting.common import ALMOST_INF
+    from sklearn.ensemble._hist_gradient_boosting.common import ALMOST_INF  # private: only where apply() installed it
 
     np.clip(edges, a_min=None, a_max=ALMOST_INF, out=edges)
     return edges
@@ -89,12 +90,18 @@ def _find() -> Callable[..., np.ndarray]:
     return binning._find_binning_thresholds
 
 
-def apply() -> bool:
-    """Install :func:`weighted_thresholds` where scikit-learn lacks the fix; whether it did (idempotent)."""
+@cache
+def _affected() -> bool:
+    """Whether this scikit-learn is one of :data:`AFFECTED` (read once: every ``build_pipeline`` asks)."""
     import sklearn
 
     version = tuple(int(p) for p in sklearn.__version__.split(".")[:2] if p.isdigit())
-    if not AFFECTED[0] <= version < AFFECTED[1]:
+    return AFFECTED[0] <= version < AFFECTED[1]
+
+
+def apply() -> bool:
+    """Install :func:`weighted_thresholds` where scikit-learn lacks the fix; whether it did (idempotent)."""
+    if not _affected():
         return False
     from sklearn.ensemble._hist_gradient_boosting import binning
 
