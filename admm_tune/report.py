@@ -189,10 +189,11 @@ def why_infeasible(trials: pd.DataFrame, constraints: Any) -> pd.Series:
         if row["state"] != "complete" or bool(row["feasible"]):
             return ""
         out = []
+        stopped = isinstance(row.get("stopped"), str)  # stopped early: what it did not measure broke nothing
         for c in constraints:
             value = row.get(f"metric:{c.metric}")
             value = float(value) if value is not None and pd.notna(value) else math.nan
-            if c.violation(value) > 0:
+            if c.violation(value) > 0 and not (stopped and math.isnan(value)):
                 sign = ">" if c.sense == "max" else "<"
                 out.append(f"{c.metric} not measured" if math.isnan(value) else
                            f"{c.metric} {value:.4g}{unit(c.metric)} {sign} {c.bound:g}{unit(c.metric)}")
@@ -221,7 +222,7 @@ def _trials_section(trials: pd.DataFrame, constraints: Any = ()) -> str:
     trials = trials.assign(**{"infeasible because": why_infeasible(trials, constraints)})
     cols = [c for c in ["number", "state", "step", "iteration", "structure", "loss", "feasible", "metric:cv_score",
                         "metric:fit_time_s", LATENCY, "metric:model_size_kb", "backend", "precision", "reused_fit",
-                        "infeasible because", "reason"] if c in trials]
+                        "infeasible because", "stopped", "reason"] if c in trials]
     table = trials[cols].rename(columns=lambda c: c.removeprefix("metric:")).to_html(
         index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0)
     return f"<h2>Trials ({len(trials)})</h2><div class='scroll'>{table}</div>"

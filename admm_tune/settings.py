@@ -124,8 +124,9 @@ class OptimizerSettings:
     early_stop : bool
         An evaluator that scores in steps (cross-validation folds) may stop a
         candidate after a step when it is clearly worse than the best fully
-        evaluated one so far (unconstrained problems only; see
-        ``docs/optimiser.md``, "Cheap evaluations first").
+        evaluated one so far (under constraints: the best feasible one, and
+        the stopped candidate is not deployed; see ``docs/optimiser.md``,
+        "Cheap evaluations first").
     """
 
     _parameter_constraints: ClassVar[dict[str, dict[str, Any]]] = {

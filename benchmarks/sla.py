@@ -231,7 +231,7 @@ def python_for(method: str) -> str:
 
 def single_thread() -> dict[str, str]:
     return {**os.environ, **{k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
-            "PYTHONPATH": str(HERE)}
+            "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)])}  # admm_tune of this checkout
 
 
 def child(mode: str, spec: dict, timeout: float) -> dict:

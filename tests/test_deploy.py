@@ -16,8 +16,10 @@ from reference import p95_ms, reference_p95_ms
 
 import admm_tune
 from admm_tune import ProblemError, load_problem
+from admm_tune.deployment import DEPLOY_METRICS
 from admm_tune.evaluate.backends import get_backend
 from admm_tune.evaluate.deploy import DeploymentEvaluator
+from admm_tune.evaluate.pipeline import STOPPED_WORSE
 from admm_tune.evaluate.timing import TimingSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,6 +145,22 @@ def test_deployment_only_moves_reuse_the_fit(evaluator):
         assert np.isfinite(first.metrics[key]), key
 
 
+def test_a_candidate_clearly_worse_than_the_incumbent_is_not_deployed():
+    problem = load_problem(deployed())
+    ev = DeploymentEvaluator(problem.space, problem.data, problem.objective, problem.deployment, 0)
+    incumbent = ev(config(problem))  # logistic regression: CV loss 0.028, fold losses 0.032, 0.039, 0.011
+    assert len(incumbent.step_losses) == 3 and incumbent.fidelity == 1.0 and "latency_p95_ms" in incumbent.metrics
+    bad_config = config(problem, estimator="gaussian_nb")  # first fold 0.079: 3.2 fold spreads worse
+    bad = ev(bad_config, incumbent.step_losses)
+    assert bad.ok and bad.fidelity < 1.0 and bad.attrs["stopped"] == STOPPED_WORSE
+    assert ev.ml.n_fits == 3 + bad.attrs["folds_done"]
+    assert not set(DEPLOY_METRICS) & set(bad.metrics)  # nothing of the deployment was measured
+    close = ev(config(problem, transformer="pca"), incumbent.step_losses)  # as good: every fold, deployed
+    assert close.fidelity == 1.0 and "latency_p95_ms" in close.metrics and "stopped" not in close.attrs
+    again = ev(bad_config)  # a stopped evaluation is not cached: without an incumbent, in full and deployed
+    assert again.fidelity == 1.0 and "latency_p95_ms" in again.metrics
+
+
 def test_int8_shrinks_the_graph_and_reports_the_accuracy_drop(evaluator):
     problem, ev = evaluator
     fp32 = ev(config(problem, transformer="pca"))
@@ -232,7 +250,7 @@ def test_latency_constrained_fit_is_feasible_and_remeasures_within_the_bound(tmp
     model = onnx.load(result.onnx_path)
     session = get_backend(spec["backend"]).compile(model, spec["knobs"], spec["precision"])
     chosen, fast_now = p95_ms(model, session, 64, TimingSettings()), reference_p95_ms("fast", 64, TimingSettings())
-    assert chosen <= BOUND_FACTOR * fast_now * P95_TOLERANCE, (chosen, fast_now)
+    assert chosen <= BOUND_FACTOR * fast_now * P95_TOLERANCE, (chosen, fast_now, spec, result.summary())
     out = subprocess.run([sys.executable, "load_model.py"], cwd=tmp_path, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and "array(" in out.stdout, out.stderr

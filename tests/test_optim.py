@@ -350,3 +350,33 @@ def test_the_gaussian_process_is_scikit_learns_without_scikit_learn():
     Xq = rng.random((200, 3))
     for a, b in zip(same.predict(Xq, return_std=True), theirs.predict(Xq, return_std=True)):
         np.testing.assert_allclose(a, b, atol=1e-8)
+
+
+def test_with_constraints_a_candidate_is_stopped_only_against_a_feasible_best_and_its_violations_are_imputed():
+    # The evaluator stops a candidate worse than the incumbent it was handed before measuring g (as a deployment
+    # evaluator skips the deployment of a candidate clearly worse than the best feasible one).
+    def evaluate(batch):
+        out = []
+        for c in batch:
+            loss, metrics = quadratic(c.config)
+            if c.incumbent and loss > max(c.incumbent):
+                out.append(Observation("complete", loss, {}, attrs={"fidelity": 1 / 3, "step_losses": [loss]}))
+            else:
+                out.append(Observation("complete", loss, metrics, attrs={"step_losses": [loss] * 3}))
+        return out
+
+    opt = ADMM(SearchSpace.from_dict(QUADRATIC_SPACE), [Constraint("g", 2.0, "max")], OptimizerSettings(),
+               Budget(evaluations=40), seed=0)
+    opt.run(evaluate)
+    stopped = [r for r in opt.records if not r.measured]
+    assert stopped and all(r.observation.fidelity < 1 for r in stopped)
+    for i, r in enumerate(opt.records):  # an incumbent handed is the step losses of a feasible, full record
+        if r.candidate.incumbent:
+            assert any(q.feasible and q.full and tuple(q.observation.step_losses) == r.candidate.incumbent
+                       for q in opt.records[:i])
+    measured = np.array([r.violations for r in opt.records if r.measured])
+    for r in stopped:  # never feasible; violations within what was measured, not the cap of a missing metric
+        assert not r.feasible and r.miss == float("inf")
+        assert measured.min() <= r.violations[0] <= measured.max() < 10.0
+    best = opt.best()
+    assert best.feasible and best.full and best.measured

@@ -63,7 +63,7 @@ from ..space import Config, SearchSpace
 from . import loader
 from .backends import BackendError, Session, get_backend
 from .export import ExportError, columns, export, feeds, for_precision, is_standard, restore, target_scaling
-from .pipeline import Final, MLEvaluator
+from .pipeline import STOPPED_WORSE, Final, MLEvaluator
 from .race import Contender, contenders, race_settings
 from .race import race as run_race
 from .scoring import score_outputs
@@ -81,6 +81,10 @@ class Tolerance:
 
 
 TOLERANCES = {"fp32": Tolerance(0.01, 1e-3), "reduced": Tolerance(0.05, 0.1)}
+
+SCORED_ATTRS = ("fidelity", "folds_done", "rows", "step_losses", "first_result_s", "stopped")
+"""What a deployment's observation keeps of its ML part's (:meth:`MLEvaluator._observation`): how much of the
+cross-validation was done, its step losses (what a later candidate may be stopped against) and why it stopped."""
 
 DEPLOY_SHARE = 0.5
 """Under a time limit, a candidate's ML scoring, or the final refit, may take this share of it (on a tall table it
@@ -149,8 +153,16 @@ class DeploymentEvaluator:
         """The ML part's key: configs that only differ in deployment go to the worker holding its fit."""
         return MLEvaluator.key(Deployment.split(config)[0])
 
-    def __call__(self, config: Config) -> Observation:
-        """Evaluate one full config; failures become failed observations with their reason."""
+    def __call__(self, config: Config, incumbent: Sequence[float] = ()) -> Observation:
+        """Evaluate one full config; failures become failed observations with their reason.
+
+        ``incumbent``: the step losses of the best feasible evaluation (see
+        :meth:`MLEvaluator.__call__`). A config whose cross-validation is
+        stopped as clearly worse than it cannot become the best whatever its
+        deployment measures, so its deployment is not measured: the
+        observation has the ML part's loss and fidelity, no deployment metric,
+        and ``attrs["stopped"]`` says why.
+        """
         key = MLEvaluator.key(config)
         if key in self.cache:
             return self.cache[key].replayed()
@@ -159,11 +171,15 @@ class DeploymentEvaluator:
         ml_key = MLEvaluator.key(ml_config)
         reused = ml_key in self.ml.cache
         left = signal.getitimer(signal.ITIMER_REAL)[0]  # the worker's limit: half of it is the deployment's
-        ml_obs = self.ml(ml_config, seconds=DEPLOY_SHARE * left if left else None)
+        ml_obs = self.ml(ml_config, incumbent, seconds=DEPLOY_SHARE * left if left else None)
         attrs = {"cache_hit": False, "reused_fit": reused, "backend": config[BACKEND], "precision": config[PRECISION]}
+        scored = {k: v for k, v in ml_obs.attrs.items() if k in SCORED_ATTRS}
         if not ml_obs.ok:
             obs = Observation.failed(ml_obs.reason, time.perf_counter() - start, **attrs,
                                      **{k: v for k, v in ml_obs.attrs.items() if k == "structural"})
+        elif ml_obs.attrs.get("stopped") == STOPPED_WORSE:
+            return Observation(COMPLETE, ml_obs.loss, dict(ml_obs.metrics), duration_s=time.perf_counter() - start,
+                               attrs={**scored, **attrs, "stopped": STOPPED_WORSE})
         else:
             holdout = self.ml.holdouts[ml_key]
             try:
@@ -183,7 +199,7 @@ class DeploymentEvaluator:
             else:
                 obs = Observation(COMPLETE, ml_obs.loss, {**ml_obs.metrics, **done.metrics},
                                   duration_s=time.perf_counter() - start,
-                                  attrs={**attrs, "verification": done.verification,
+                                  attrs={**scored, **attrs, "verification": done.verification,
                                          "onnx_ops": "standard" if is_standard(model) else "ml"})
         self.cache[key] = obs
         return obs

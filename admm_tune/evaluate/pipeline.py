@@ -214,6 +214,10 @@ def clearly_worse(losses: Sequence[float], incumbent: Sequence[float], folds: in
     return gap > STOP_SPREADS * float(np.std(incumbent, ddof=1))
 
 
+STOPPED_WORSE = "clearly worse than the incumbent"
+"""``Observation.attrs["stopped"]`` of an evaluation stopped by :func:`clearly_worse`: it cannot become the best, so
+nothing more of it (its other folds, its deployment) is worth measuring."""
+
 REFIT_SHARE = 0.8
 """Under a time limit, a final refit is predicted to take at most this share of the time left (the rest: the
 prediction's error); else it fits fewer rows (:meth:`MLEvaluator.climb_refit`)."""
@@ -393,7 +397,10 @@ class MLEvaluator:
                     break
             steps += losses
             obs = self._keep(key, scores, fits, steps, n, len(train), start)
-            if len(scores) < cv or last:
+            if len(scores) < cv:
+                obs.attrs["stopped"] = STOPPED_WORSE
+                break
+            if last:
                 break
             done_rows.append(n)
             done_seconds.append(time.perf_counter() - began)

@@ -27,7 +27,7 @@ One iteration:
 Under constraints (``docs/optimiser.md``, "Constraints across blocks"): the
 initial draws spread the small modules' values (every backend and precision
 is measured first); an additive model of each constraint over the module
-choices, fitted to every evaluation, directs a z-step pull to the block that
+choices, fitted to every evaluation whose constraints were measured, directs a z-step pull to the block that
 fixes a constraint the θ-steps of one structure kept breaking and screens
 out pulls it predicts far infeasible; and the θ-step's first point, while
 the iterate breaks a constraint, is a step onto the bound.  When δ cycles
@@ -97,6 +97,10 @@ class Record:
     miss: float | None = None
     """The worst violation uncapped (:meth:`~.constraints.ConstraintTerms.miss`, what the journal keeps): among
     infeasible records the one that missed least is best; None: the capped :attr:`violation`."""
+    measured: bool = True
+    """Whether :attr:`violations` were measured. False for an evaluation stopped early as clearly worse than the
+    best feasible one before its constrained metrics were measured (a deployment's): its violations are the
+    structure's typical ones (:meth:`ADMM._imputed_violations`), for the models to read, and it is never feasible."""
 
     @property
     def config(self) -> Config:
@@ -105,8 +109,8 @@ class Record:
 
     @property
     def feasible(self) -> bool:
-        """Completed and every constraint holds."""
-        return self.observation.ok and bool(np.all(self.violations <= 0.0))
+        """Completed, its constraints measured, and every one holds."""
+        return self.observation.ok and self.measured and bool(np.all(self.violations <= 0.0))
 
     @property
     def full(self) -> bool:
@@ -719,7 +723,7 @@ class ADMM:
 
     def _choice_model(self) -> ChoiceModel | None:
         """Additive model of the violations and the scaled loss over module choices, from every completed record."""
-        done = [r for r in self.records if r.observation.ok and r.observation.loss is not None]
+        done = [r for r in self.records if r.observation.ok and r.measured and r.observation.loss is not None]
         if not len(self.terms) or len(done) < 2:
             return None
         targets = np.array([np.append(r.violations, r.observation.loss / self.state.f_scale) for r in done])
@@ -826,7 +830,18 @@ class ADMM:
     def _record(self, candidate: Candidate, obs: Observation) -> Record:
         if not obs.ok:
             return Record(candidate, obs, np.full(len(self.terms), np.inf), math.inf)
+        if obs.fidelity < 1.0 and any(c.metric not in obs.metrics for c in self.terms.constraints):
+            return Record(candidate, obs, self._imputed_violations(candidate.config), math.inf, measured=False)
         return Record(candidate, obs, self.terms.violations(obs.metrics), self.terms.miss(obs.metrics))
+
+    def _imputed_violations(self, config: Config) -> np.ndarray:
+        """Violations for a record stopped before its constraints were measured: the median of its structure's
+        measured ones, else of every measured record, else 0 (no constraint known broken)."""
+        measured = [r for r in self.records if r.observation.ok and r.measured]
+        zkey = _key(self.space.choice_of(config))
+        same = [r.violations for r in measured if _key(self.space.choice_of(r.config)) == zkey]
+        pool = same or [r.violations for r in measured]
+        return np.median(pool, axis=0) if pool else np.zeros(len(self.terms))
 
     def _receive(self) -> Record:
         """Wait for the next finished evaluation and record it."""
@@ -847,16 +862,21 @@ class ADMM:
         self.first_cost.observe(record.config, float(obs.attrs.get("first_result_s", full)))
 
     def _incumbent(self) -> tuple[float, ...]:
-        """The step losses a new candidate may be stopped against: the best full evaluation's (see ``Candidate``).
+        """The step losses a new candidate may be stopped against: the best evaluation's (see ``Candidate``).
 
-        Only with ``early_stop`` and no constraints (stopping judges the loss
-        alone), and only when the best evaluation reported step losses (an
-        evaluation not done in full: those of the steps it did).
+        Only with ``early_stop``, and only when the best evaluation reported
+        step losses (an evaluation not done in full: those of the steps it
+        did). With constraints, only a feasible best: a candidate clearly
+        worse in loss than a feasible one can never be chosen, whatever its
+        constrained metrics would measure, so they need not be measured
+        (``Record.measured``); stopped against an infeasible best it could.
         """
-        if not self.settings.early_stop or len(self.terms):
+        if not self.settings.early_stop:
             return ()
         best = self.best()
-        return tuple(best.observation.step_losses) if best is not None else ()
+        if best is None or (len(self.terms) and not best.feasible):
+            return ()
+        return tuple(best.observation.step_losses)
 
     def _ban(self, record: Record) -> None:
         """Never propose again the structure of a failure that follows from it (the evaluator says so).
@@ -928,7 +948,7 @@ class ADMM:
         A failure must never look better than a candidate that ran and broke
         a constraint badly, or a structure that always fails would win z⁰.
         """
-        done = [r.violations for r in self.records if r.observation.ok]
+        done = [r.violations for r in self.records if r.observation.ok and r.measured]
         worst = np.max(done, axis=0) if done else np.zeros(len(self.terms))
         return np.maximum(worst, 1.0)
 
