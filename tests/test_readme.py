@@ -94,7 +94,7 @@ def test_every_command_line_runs(scratch):
     assert (scratch / "admm_runs" / "sweep-a" / "results.csv").is_file()
 
 
-RUNNABLE_DOCS = ["estimators.md"]
+RUNNABLE_DOCS = ["estimators.md", "serving.md"]
 """Pages of docs/ whose python blocks run as written (the others show paths and addresses of the reader's own)."""
 
 

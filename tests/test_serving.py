@@ -199,6 +199,42 @@ def test_the_exported_model_and_the_estimator_agree_on_drifted_rows(tmp_path, da
         assert label[0] == result.pipeline.classes_[int(np.argmax(want))], what
 
 
+SCORES = """
+import json, runpy
+model = runpy.run_path("load_model.py", run_name="loader")["load"](".")
+rows = model.spec["example_rows"]
+try:
+    model.predict_proba(rows)
+    refused = ""
+except AttributeError as exc:
+    refused = str(exc)
+print(json.dumps({"refused": refused, "scores": model.decision_function(rows).tolist(),
+                  "labels": model.predict(rows).tolist()}))
+"""
+
+
+@pytest.mark.parametrize("estimator", ["linear_svc", "svc"])
+def test_a_classifier_without_probabilities_serves_decision_scores_and_no_predict_proba(tmp_path, data, estimator):
+    """Without ``objective.probabilities``, an SVC's graph outputs decision scores: the shipped model refuses
+    ``predict_proba`` (as scikit-learn's SVC does) and gives ``decision_function`` as scikit-learn's does."""
+    X, y, _ = data
+    result = admm_tune.fit({"name": "scores", "data": {"X": X, "y": y}, "objective": {"cv": 3},
+                            "restrict": {"estimator": [estimator], "scaler": ["standard"], "transformer": ["none"],
+                                         "backend": ["onnxruntime"], "precision": ["fp32"]},
+                            "deployment": {"timing": {"seconds": 0.02, "min_runs": 5}}, "budget": {"evaluations": 1},
+                            "seed": 0}, run_dir=tmp_path, progress=False)
+    assert json.loads((tmp_path / "deployment.json").read_text())["scores"] == "decision_function"
+    out = subprocess.run([sys.executable, "-c", SCORES], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    served = json.loads(out.stdout)
+    assert "decision scores" in served["refused"]
+    dataset = result.problem.data
+    want = result.pipeline.decision_function(dataset.prepare(dataset.examples[:5]))
+    np.testing.assert_allclose(served["scores"], want, rtol=1e-3, atol=1e-3)
+    assert served["labels"] == result.pipeline.predict(dataset.prepare(dataset.examples[:5])).tolist()
+    assert "model.decision_function(rows)" in (tmp_path / "load_model.py").read_text()
+
+
 def test_the_estimator_imputes_a_missing_number_the_training_rows_never_had():
     X, y = table(200)
     X = X[["amount", "member"]]  # no missing value anywhere

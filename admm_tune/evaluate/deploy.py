@@ -62,7 +62,7 @@ from ..serving import Model
 from ..space import Config, SearchSpace
 from . import loader
 from .backends import BackendError, Session, get_backend
-from .export import ExportError, columns, export, feeds, for_precision, is_standard, restore, target_scaling
+from .export import ExportError, columns, export, feeds, for_precision, is_standard, restore, scores, target_scaling
 from .pipeline import STOPPED_WORSE, Final, MLEvaluator
 from .race import Contender, contenders, race_settings
 from .race import race as run_race
@@ -489,7 +489,8 @@ def serving_spec(data: Any, compiled: onnx.ModelProto, exported: onnx.ModelProto
     if data.task == CLASSIFICATION:
         classes = [v.item() if isinstance(v, np.generic) else v for v in np.unique(data.y)]
     return {"rows": data.schema, "graph_inputs": loader.inputs(compiled, columns(exported), list(data.X.columns)),
-            "task": data.task, "classes": classes, "target": target_scaling(exported)}
+            "task": data.task, "classes": classes, "target": target_scaling(exported),
+            **(scores(exported) if classes is not None else {})}
 
 
 def write_deployment(target: str | Path, deployed: Deployed, config: Config, search_metrics: dict[str, float],
@@ -524,8 +525,7 @@ def write_deployment(target: str | Path, deployed: Deployed, config: Config, sea
             "latency": LATENCY_NOTE, "measured": deployed.metrics, "measured_in_search": search_metrics,
             "example_rows": data.examples[:5]}
     (directory / "deployment.json").write_text(json.dumps(spec, indent=2, default=lambda v: v.item()))
-    (directory / "load_model.py").write_text(loader.loader_source(backend, config[PRECISION],
-                                                                  data.task == CLASSIFICATION))
+    (directory / "load_model.py").write_text(loader.loader_source(backend, config[PRECISION], spec.get("scores")))
     return path
 
 

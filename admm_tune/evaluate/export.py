@@ -111,8 +111,40 @@ def export(pipeline: Any, X_sample: pd.DataFrame | np.ndarray) -> onnx.ModelProt
             set_columns(model, columns)
         if target is not None:
             model.metadata_props.add(key=TARGET_KEY, value=json.dumps(target))
+        if not hasattr(pipeline, "predict_proba") and hasattr(pipeline, "decision_function"):
+            model.metadata_props.add(key=SCORES_KEY, value=json.dumps(
+                {"scores": DECISION_FUNCTION, "decision_column": _decision_column(model, pipeline, X_sample)}))
         return model
     raise ExportError(errors[-1], "graph" if missing else None)
+
+
+SCORES_KEY = "admm_tune.scores"
+"""Metadata entry of a classifier's graph whose second output holds decision scores, not probabilities (a
+classifier without ``predict_proba``, such as an SVC fitted without ``objective.probabilities``):
+``{"scores": "decision_function", "decision_column": c}`` (:func:`scores`)."""
+DECISION_FUNCTION = "decision_function"
+
+
+def scores(model: onnx.ModelProto) -> dict[str, Any]:
+    """What a classifier's graph's second output holds: ``{"scores": "probabilities"}``, or
+    ``{"scores": "decision_function", "decision_column": c}``, where ``c`` (two classes) is the output's column
+    that holds scikit-learn's ``decision_function`` (None: the output is that function's, one column per class)."""
+    value = next((p.value for p in model.metadata_props if p.key == SCORES_KEY), None)
+    return {"scores": "probabilities"} if value is None else json.loads(value)
+
+
+def _decision_column(model: onnx.ModelProto, pipeline: Any, X_sample: Any) -> int | None:
+    """For two classes, the column of the graph's second output that equals ``pipeline.decision_function``: the
+    converters of skl2onnx lay a binary score out as ``[-s, s]`` (linear SVC) or ``[s, -s]`` (SVC). None for more
+    classes (one column per class, as scikit-learn's)."""
+    import onnxruntime
+
+    want = np.asarray(pipeline.decision_function(X_sample), dtype=np.float64)
+    if want.ndim > 1:
+        return None
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    graph = np.asarray(session.run(None, feeds(model, X_sample))[1], dtype=np.float64).reshape(len(want), -1)
+    return int(np.argmin([np.abs(graph[:, c] - want).sum() for c in range(graph.shape[1])]))
 
 
 TARGET_KEY = "admm_tune.target"

@@ -41,6 +41,9 @@ ignored.  `python load_model.py` predicts deployment.json's example rows.
 """
 '''
 
+SCORE_HINTS = {"probabilities": "    model.predict_proba(rows)              # class probabilities\n",
+               "decision_function": "    model.decision_function(rows)          # decision scores (no probabilities)\n"}
+
 MAIN = '''
 
 def load(folder: str | pathlib.Path | None = None) -> Model:
@@ -53,7 +56,9 @@ if __name__ == "__main__":
     examples = model.spec["example_rows"]
     print("predict", repr(model.predict(examples)))
     if model.classes_ is not None and len(model.spec["outputs"]) > 1:
-        print("predict_proba", repr(model.predict_proba(examples)))
+        scores = model.spec.get("scores", "probabilities")
+        method = "decision_function" if scores == "decision_function" else "predict_proba"
+        print(method, repr(getattr(model, method)(examples)))
 '''
 
 
@@ -66,8 +71,9 @@ def _parts(module: ModuleType) -> tuple[list[str], str]:
     return imports, body.split("\n", 1)[1].strip("\n")
 
 
-def loader_source(backend: Any, precision: str, classifier: bool) -> str:
-    """The ``load_model.py`` of a graph deployed on ``backend`` (an admm_tune backend object)."""
+def loader_source(backend: Any, precision: str, scores: str | None) -> str:
+    """The ``load_model.py`` of a graph deployed on ``backend`` (an admm_tune backend object); ``scores``: what a
+    classifier's second output holds (``"probabilities"`` or ``"decision_function"``), None for a regressor."""
     imports: list[str] = []
     bodies = []
     for module in (serving_rows, serving_model):
@@ -79,8 +85,7 @@ def loader_source(backend: Any, precision: str, classifier: bool) -> str:
     package = functions[0].__module__.rsplit(".", 1)[-1]
     bodies.append("\n\n".join(inspect.getsource(f).strip() for f in functions))
     header = HEADER.format(backend=backend.name, precision=precision, package=package, folder_hint="path/to/folder",
-                           proba_hint="    model.predict_proba(rows)              # class probabilities\n"
-                           if classifier else "")
+                           proba_hint=SCORE_HINTS.get(scores, ""))
     return (header + "\nfrom __future__ import annotations\n\n" + "\n".join(imports) + "\n\n\n"
             + "\n\n\n".join(bodies) + "\n" + MAIN)
 

@@ -94,9 +94,35 @@ class Model:
         Raises
         ------
         AttributeError
-            For a regressor (no probabilities).
+            For a regressor, or a classifier whose graph outputs decision scores (``deployment.json``'s
+            ``scores``; see :meth:`decision_function`), as scikit-learn's estimators without probabilities.
         """
         if self.classes_ is None:
             raise AttributeError("a regressor has no predict_proba")
+        if self.spec.get("scores") == "decision_function":
+            raise AttributeError("this classifier has no predict_proba: its graph outputs decision scores (an "
+                                 "estimator without probabilities, as the search was not asked for them: "
+                                 "objective.probabilities); use decision_function")
+        return self._scores(rows)
+
+    def decision_function(self, rows: Any) -> np.ndarray:
+        """Decision scores of raw ``rows`` of a classifier without probabilities, as scikit-learn's
+        ``decision_function``: shape ``(n_rows,)`` for two classes (positive for the second class; the output's
+        column ``deployment.json`` names), else ``(n_rows, n_classes)``.
+
+        Raises
+        ------
+        AttributeError
+            For a regressor, or a classifier whose graph outputs probabilities (see :meth:`predict_proba`).
+        """
+        if self.classes_ is None or self.spec.get("scores") != "decision_function":
+            raise AttributeError("this model has no decision_function: " + (
+                "a regressor" if self.classes_ is None else "its graph outputs probabilities (predict_proba)"))
+        values = self._scores(rows)
+        column = self.spec.get("decision_column")
+        return values if column is None else values[:, column]
+
+    def _scores(self, rows: Any) -> np.ndarray:
+        """The graph's second output for raw ``rows``, one row of scores per row, in float64."""
         outputs = self.outputs(rows)
         return np.asarray(outputs[1], dtype=np.float64).reshape(len(outputs[0].reshape(-1)), -1)
