@@ -230,6 +230,27 @@ TIMED = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_mean_ms"
 """The harness's figures, which the race re-measures (the others, accuracy included, are the search's)."""
 
 
+def race_seconds(problem: Any, leader: Any) -> float:
+    """Expected seconds of a deploy run's final step, for the time left on the progress line and the search's
+    budget: the race's compiles and rounds of up to :data:`RACE_FINALISTS` finalists at the cost of the search's
+    best so far (``leader``, an observation), then the export of the choice (what that evaluation cost)."""
+    compile_s = float(leader.metrics.get("compile_time_s", 0.0))
+    timing = problem.objective.timing.seconds
+    return leader.duration_s + RACE_FINALISTS * (compile_s + RACE_ROUNDS * RACE_SHARE * timing)
+
+
+def chosen_text(race: Mapping[str, Any]) -> str:
+    """The progress line's last words on a deploy run's choice: the search's best figure and the race's choice with
+    its re-measured median (empty when the race did not run)."""
+    won = next((f for f in race.get("finalists", []) if f["trial"] == race.get("chosen") and "remeasured" in f), None)
+    if won is None:
+        return ""
+    metric = race["objective"]
+    pick = next((f for f in race["finalists"] if f["trial"] == race["search_pick"]), won)
+    return (f"search best {pick['search']:.4g}{unit(metric)} | chosen trial {won['trial']}, re-measured "
+            f"{won['remeasured']:.4g}{unit(metric)}")
+
+
 def finalists(trials: pd.DataFrame) -> pd.DataFrame:
     """The trials a deploy run races: feasible and complete, distinct configs, the search's pick first.
 
@@ -335,9 +356,31 @@ def race(pool: Any, trials: pd.DataFrame, problem: Any, seconds: float | None) -
         plain = float(np.median([f[metric] for f in figures[0]]))
         record["reference"] = {"configuration": describe(reference), "remeasured": plain}
         gain = plain / won["remeasured"] if sense > 0 else won["remeasured"] / plain
+        broken = _reference_breaks(trials, problem)
         record["note"] += (f"; ONNX Runtime fp32 at its default knobs, in the same rounds: {plain:.4g}{unit(metric)} "
-                           f"(the choice {faster(gain)})")
+                           f"(the choice {faster(gain)}" + (f"; the fp32 graph broke {broken} in the search, so "
+                                                            "it cannot be chosen)" if broken else ")"))
     return record
+
+
+def _reference_breaks(trials: pd.DataFrame, problem: Problem) -> str:
+    """The constraints on figures other than timings (model size, accuracy) that the fp32 graph broke in the search
+    (on ONNX Runtime if it was tried there, else on another backend: the fp32 graph's size and outputs do not depend
+    on the knobs), with the figure measured; empty if none or never measured."""
+    backend, precision = REFERENCE
+    if not {"backend", "precision"} <= set(trials):
+        return ""
+    done = trials[(trials["state"] == "complete") & (trials["precision"] == precision)]
+    done = done.sort_values("backend", key=lambda b: b != backend, kind="stable")
+    if not len(done):
+        return ""
+    row = done.iloc[0]
+    out = []
+    for c in problem.constraints:
+        value = row.get(f"metric:{c.metric}")
+        if c.metric not in TIMED and value is not None and pd.notna(value) and c.violation(float(value)) > 0:
+            out.append(c.broken_by(float(value)))
+    return "; ".join(out)
 
 
 def _reference(space: SearchSpace, configs: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -108,7 +108,7 @@ class _AutoPipeline(BaseEstimator):
         self.deployment_ = result.deployment
         self.feasible_ = result.feasible
         if not self.feasible_:
-            warnings.warn(f"{type(self).__name__}: no candidate met every requirement; the result misses "
+            warnings.warn(f"{type(self).__name__}: the result does not meet every requirement: "
                           + "; ".join(result.shortfalls()), InfeasibleWarning, stacklevel=2)
         return self
 

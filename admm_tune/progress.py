@@ -26,13 +26,16 @@ class Progress:
     stream : file, default stderr
     iteration, done : int
         ADMM iterations and evaluations already finished (a resumed run's).
+    unit : str
+        The loss's unit (`` ms`` for a deploy run minimising a latency), shown after it.
     """
 
     def __init__(self, evaluations: int | None, seconds: float | None, enabled: bool = True,
-                 stream: TextIO | None = None, iteration: int = 0, done: int = 0) -> None:
+                 stream: TextIO | None = None, iteration: int = 0, done: int = 0, unit: str = "") -> None:
         self.total = evaluations
         self.seconds = seconds
         self.enabled = enabled
+        self.unit = unit
         self.start = time.monotonic()
         self._iteration = iteration
         self._best = "best -"
@@ -59,7 +62,7 @@ class Progress:
         if self._bar is None:
             return
         if best_loss is not None:
-            self._best = f"best loss {best_loss:.4g}" + ("" if feasible else " infeasible")
+            self._best = f"best loss {best_loss:.4g}{self.unit}" + ("" if feasible else " infeasible")
         self._left = None if seconds_left is None else (seconds_left, time.monotonic())
         self._bar.n = done
         self._show()

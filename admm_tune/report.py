@@ -194,9 +194,7 @@ def why_infeasible(trials: pd.DataFrame, constraints: Any) -> pd.Series:
             value = row.get(f"metric:{c.metric}")
             value = float(value) if value is not None and pd.notna(value) else math.nan
             if c.violation(value) > 0 and not (stopped and math.isnan(value)):
-                sign = ">" if c.sense == "max" else "<"
-                out.append(f"{c.metric} not measured" if math.isnan(value) else
-                           f"{c.metric} {value:.4g}{unit(c.metric)} {sign} {c.bound:g}{unit(c.metric)}")
+                out.append(f"{c.metric} not measured" if math.isnan(value) else c.broken_by(value))
         return "; ".join(out)
 
     return trials.apply(broken, axis=1) if len(trials) else pd.Series(dtype=str)

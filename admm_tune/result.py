@@ -16,7 +16,7 @@ from .deployment import BACKEND, DEPLOY_METRICS, PRECISION, TREE_KNOBS, Deployme
 from .errors import ProblemError, RunError
 from .journal import Journal
 from .problem import Problem, restore_problem
-from .settings import TIE_BREAK, best_key, unit
+from .settings import TIE_BREAK, Constraint, best_key, unit
 from .space import Config, describe
 
 JOURNAL_POINTER = "journal.json"
@@ -153,7 +153,8 @@ class Result:
         searched = self.best.config
         config = (self.final or {}).get("config") or searched
         measured = {k: v for k, v in self.best.metrics.items() if k in DEPLOY_METRICS}
-        knobs = {k: v for k, v in Deployment.knobs(config).items()  # tree_lowering means nothing without trees
+        applicable = self.problem.space.applicable(config)  # knobs that take effect with the others' values
+        knobs = {k: v for k, v in Deployment.knobs(applicable).items()  # tree_lowering means nothing without trees
                  if k not in TREE_KNOBS or (self.final or {}).get("trees", True)}
         out = {"backend": config[BACKEND], "precision": config[PRECISION], "knobs": knobs,
                "batch_size": self.problem.deployment.batch_size, "measured": measured, "final": self.final,
@@ -204,8 +205,18 @@ class Result:
 
     @property
     def feasible(self) -> bool:
-        """The best candidate met every constraint and its refit, deployed graph passed verification."""
-        return self.best.feasible and self.verified
+        """The best candidate met every constraint, and its refit, deployed graph passed verification and meets
+        the constraints a deployment measures as deployed (:meth:`deployed_misses`)."""
+        return self.best.feasible and self.verified and not self.deployed_misses()
+
+    def deployed_misses(self) -> list[Constraint]:
+        """The constraints that the exported graph's own figures break (``final["measured"]``, timed after the
+        refit by the deployment race), though the search's figures of the chosen candidate met them."""
+        if self.problem.kind == "deploy":
+            return []
+        deployed = (self.final or {}).get("measured", {})
+        return [c for c in self.problem.constraints if c.metric in deployed and c.violation(deployed[c.metric]) > 0
+                and c.violation(self.best.metrics.get(c.metric, math.nan)) <= 0]
 
     def shortfalls(self) -> list[str]:
         """Why the result is not :attr:`feasible`: each missed constraint, measured, and by how much; empty if none.
@@ -225,6 +236,10 @@ class Result:
                            f"{c}: measured {value:.4g}{u}, missed by {abs(value - c.bound):.3g}{u} ({violation:.0%})"
                            + (f"; end to end from raw rows, of which the graph alone {graph:.4g}{u}"
                               if graph is not None else ""))
+        for c in self.deployed_misses():
+            out.append(f"{c}: {self.final['measured'][c.metric]:.4g}{unit(c.metric)} as deployed (the exported graph "
+                       f"re-timed after the refit), though {self.best.metrics[c.metric]:.4g}{unit(c.metric)} in the "
+                       "search")
         if not self.verified:
             out.append(f"the refit pipeline's deployed graph: {self.final['verification']}")
         return out
@@ -362,27 +377,18 @@ class Result:
         if test:
             lines.append("test score   " + ", ".join(f"{k} {v:.4f}" for k, v in test.items())
                          + f" ({self.problem.objective.name}, {len(self.problem.data.y_test)} held-out rows)")
+        deployed = (self.final or {}).get("measured", {}) if self.problem.kind != "deploy" else {}
         for c in self.problem.constraints:
-            lines.append(f"constraint   {c}: measured {b.metrics.get(c.metric, float('nan')):.4g}{unit(c.metric)}")
+            found = b.metrics.get(c.metric, float("nan"))
+            if c.metric in deployed:  # a deployment's figure: the exported graph's, the search's beside it
+                lines.append(f"constraint   {c}: {deployed[c.metric]:.4g}{unit(c.metric)} as deployed "
+                             f"({found:.4g}{unit(c.metric)} in the search)")
+            else:
+                lines.append(f"constraint   {c}: measured {found:.4g}{unit(c.metric)}")
         lines += [f"NOT MET      {shortfall}" for shortfall in self.shortfalls()]
         deployment = self.deployment
         if deployment is not None:
-            knobs = ", ".join(f"{k}={v}" for k, v in deployment["knobs"].items())
-            m = deployment["measured"]
-            lines.append(f"deployment   {deployment['backend']} {deployment['precision']} ({knobs}), "
-                         f"batch {deployment['batch_size']}: p50 {m.get('latency_p50_ms', float('nan')):.3g} ms, "
-                         f"p95 {m.get('latency_p95_ms', float('nan')):.3g} ms, "
-                         f"{m.get('model_size_kb', float('nan')):.1f} kB")
-            if self.final is not None:
-                f = self.final["measured"]
-                lines.append(f"refit graph  {self.final['verification']}"
-                             + (f"; p95 {f['latency_p95_ms']:.3g} ms end to end" if "latency_p95_ms" in f else "")
-                             + (f" (graph alone {f['graph_latency_p95_ms']:.3g} ms)"
-                                if "graph_latency_p95_ms" in f else ""))
-                if self.final.get("race"):
-                    lines.append(f"deploy race  {self.final['race']['note']}")
-            if self.onnx_path is not None:
-                lines.append(f"model        {self.onnx_path}")
+            lines += self._deployment_lines(deployment)
         if self.race is not None and self.problem.kind == "deploy":
             lines.append(f"final race   {self.race['note']}")
         if self.refit is not None:
@@ -403,11 +409,38 @@ class Result:
         return "\n".join(lines)
 
 
+    def _deployment_lines(self, deployment: dict[str, Any]) -> list[str]:
+        """The summary's lines on the deployment: what runs, its figures as exported (the refit pipeline's graph,
+        timed by the deployment race when it ran, else the search's figures), its verification and the race."""
+        knobs = ", ".join(f"{k}={v}" for k, v in deployment["knobs"].items())
+        final = self.final or {}
+        m = final.get("measured") or deployment["measured"]
+        where = "the exported graph, end to end from raw rows" if final.get("measured") else "in the search"
+        graph = f", graph alone {m['graph_latency_p95_ms']:.4g} ms" if "graph_latency_p95_ms" in m else ""
+        lines = [f"deployment   {deployment['backend']} {deployment['precision']} ({knobs}), "
+                 f"batch {deployment['batch_size']}: p50 {m.get('latency_p50_ms', math.nan):.4g} ms, "
+                 f"p95 {m.get('latency_p95_ms', math.nan):.4g} ms ({where}{graph}), "
+                 f"{m.get('model_size_kb', math.nan):.1f} kB"]
+        searched = deployment.get("searched")
+        if searched is not None:
+            lines.append(f"searched     {searched['backend']} {searched['precision']}: the search's deployment of "
+                         "the chosen pipeline, replaced by the deployment race's choice")
+        if final:
+            lines.append(f"refit graph  {final['verification']}")
+            if final.get("race"):
+                lines.append(f"deploy race  {final['race']['note']}")
+        if self.onnx_path is not None:
+            lines.append(f"model        {self.onnx_path}")
+        return lines
+
     def described(self) -> str:
-        """The chosen config for people (:func:`~admm_tune.space.describe`), without the knobs that do not apply to
-        its deployed graph (:data:`TREE_KNOBS` when it has no tree ensemble)."""
+        """The chosen config for people (:func:`~admm_tune.space.describe`), without the parameters that take no
+        effect (:meth:`~admm_tune.space.SearchSpace.applicable`) and the knobs that do not apply to its deployed
+        graph (:data:`TREE_KNOBS` when it has no tree ensemble)."""
         trees = (self.final or {}).get("trees", True)
-        return describe({k: v for k, v in self.best.config.items() if trees or k.split(".")[-1] not in TREE_KNOBS})
+        config = (self.final or {}).get("config") or self.best.config  # the deployment race's choice, if it ran
+        config = self.problem.space.applicable(config)
+        return describe({k: v for k, v in config.items() if trees or k.split(".")[-1] not in TREE_KNOBS})
 
     def story(self) -> list[tuple[str, str]]:
         """How the chosen candidate was chosen and what to expect of it, as ``(key, text)`` pairs (the summary's

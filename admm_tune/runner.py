@@ -34,7 +34,7 @@ from .problem import Budget, Problem, load_problem, parse_budget
 from .progress import Progress
 from .rescore import MIN_EVALUATIONS, expected_seconds, rescore
 from .result import JOURNAL_POINTER, Result, best_of, open_run
-from .settings import TIE_BREAK, best_key
+from .settings import TIE_BREAK, best_key, unit
 
 
 def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
@@ -155,7 +155,8 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
         if problem_file is not None:
             journal.set_attr("problem_file", str(problem_file))
     bar = Progress(problem.budget.evaluations, problem.budget.seconds, progress,
-                   iteration=len(journal.iterations()) if resume else 0, done=len(optimiser.records))
+                   iteration=len(journal.iterations()) if resume else 0, done=len(optimiser.records),
+                   unit=loss_unit(problem))
     clock = Clock(problem.budget.seconds, clock_start)
     if backend == "dask":
         pool: Pool = DaskPool(evaluator, scheduler, -1 if n_jobs == -1 else workers_n, problem.isolation)
@@ -201,10 +202,14 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
             if final.race is not None:
                 journal.set_attr("deployment_race", _jsonable(final.race))
         elif problem.kind == "deploy":  # the best few re-measured in interleaved rounds, in the time left
+            from .deploy_problem import chosen_text
             from .deploy_problem import race as final_race
 
             race = _jsonable(final_race(pool, journal.trials(), problem, clock.final_seconds(None)))
             journal.set_attr("race", race)
+            said = chosen_text(race)
+            if said:
+                bar.chosen(said)
     except KeyboardInterrupt:
         raise Interrupted(run_path, executor.done) from None
     finally:
@@ -224,6 +229,16 @@ def fit(problem: Problem | Mapping[str, Any] | str | Path, *,
     if run_path is not None:  # the run's files (result.json, report.html) are part of the budgeted call
         result.save(run_path, clock.report, report=report)
     return result
+
+
+def loss_unit(problem: Problem) -> str:
+    """The unit of a run's loss: a deploy run's objective's when it is minimised (a latency), else none."""
+    if problem.kind != "deploy":
+        return ""
+    from .deploy_problem import OBJECTIVES
+
+    metric = problem.objective.objective
+    return unit(metric) if OBJECTIVES[metric] == "min" else ""
 
 
 def _chosen_text(race: Mapping[str, Any]) -> str:
@@ -365,6 +380,10 @@ class _JournaledExecutor:
         """The final steps' expected seconds (refit, deployment, re-scoring) for the best so far; inf before any."""
         if self.leader_obs is None:
             return math.inf
+        if self.problem.kind == "deploy":  # its final step: the race of the finalists, then the export
+            from .deploy_problem import race_seconds
+
+            return race_seconds(self.problem, self.leader_obs)
         cv = getattr(self.problem.objective, "cv", 1)
         reserve = final_cost(self.leader_obs, cv, self.deployments, self.rows)
         if self.problem.data is not None and self.done >= MIN_EVALUATIONS:  # the re-scoring of the finalists

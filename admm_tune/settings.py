@@ -74,6 +74,11 @@ class Constraint:
     def __str__(self) -> str:
         return f"{self.metric} {'<=' if self.sense == 'max' else '>='} {self.bound:g}{unit(self.metric)}"
 
+    def broken_by(self, value: float) -> str:
+        """``value`` against the bound it breaks, with units: ``latency_p95_ms 1.276 ms > 1 ms``."""
+        sign = ">" if self.sense == "max" else "<"
+        return f"{self.metric} {value:.4g}{unit(self.metric)} {sign} {self.bound:g}{unit(self.metric)}"
+
 
 @dataclass(frozen=True)
 class Budget:

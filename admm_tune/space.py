@@ -194,6 +194,10 @@ class Algorithm:
     note: str = ""
     onnx_ops: str = "standard"
     quantizable: bool = True
+    applies: Mapping[str, Mapping[str, frozenset[Any]]] = field(default_factory=dict)
+    """Parameters that take effect only for some values of others (``applies: {kernel: [poly]}`` under ``degree``
+    in YAML): parameter → {other parameter → its values}. Such a parameter is still searched and passed; it is left
+    out where a config is described to people (:meth:`SearchSpace.applicable`)."""
 
     def param(self, name: str) -> Param:
         """Return the hyper-parameter called ``name``."""
@@ -339,6 +343,21 @@ class SearchSpace:
     def structure_of(self, config: Mapping[str, Any]) -> tuple[str, ...]:
         """The algorithm chosen in each module, in order."""
         return tuple(config[m] for m in self.module_names)
+
+    def applicable(self, config: Mapping[str, Any]) -> Config:
+        """``config`` without the parameters that take no effect given its other values (:attr:`Algorithm.applies`:
+        an SVC's ``degree`` unless its kernel is ``poly``); keys this space does not know are kept."""
+        out = dict(config)
+        for module in self.modules:
+            name = config.get(module.name)
+            if name not in module.names:
+                continue
+            algorithm = module.algorithm(name)
+            for param, conditions in algorithm.applies.items():
+                if not all(config.get(param_key(module.name, name, other)) in values
+                           for other, values in conditions.items()):
+                    out.pop(param_key(module.name, name, param), None)
+        return out
 
     def allowed(self, config: Mapping[str, Any]) -> bool:
         """Whether a (possibly partial) config hits no forbidden clause and breaks no limit."""
@@ -504,6 +523,8 @@ def _algorithm(raw: Any, path: str) -> Algorithm:
         estimator = F.string(estimator, F.join(path, "class"))
     params_raw = F.mapping(raw.get("params", {}) or {}, F.join(path, "params"))
     params = tuple(_param(k, v, F.join(F.join(path, "params"), k)) for k, v in params_raw.items())
+    applies = {k: _applies(v["applies"], params, F.join(F.join(F.join(path, "params"), k), "applies"))
+               for k, v in params_raw.items() if isinstance(v, Mapping) and "applies" in v}
     fixed = dict(F.mapping(raw.get("fixed", {}) or {}, F.join(path, "fixed")))
     clash = set(fixed) & set(params_raw)
     if clash:
@@ -512,11 +533,30 @@ def _algorithm(raw: Any, path: str) -> Algorithm:
     note = str(raw.get("note", ""))
     onnx_ops = F.string(raw.get("onnx_ops", "standard"), F.join(path, "onnx_ops"), choices=ONNX_OPS)
     quantizable = F.boolean(raw.get("quantizable", estimator is not None), F.join(path, "quantizable"))
-    return Algorithm(name, estimator, params, fixed, exportable, note, onnx_ops, quantizable)
+    return Algorithm(name, estimator, params, fixed, exportable, note, onnx_ops, quantizable, applies)
+
+
+def _applies(raw: Any, params: tuple[Param, ...], path: str) -> dict[str, frozenset[Any]]:
+    """A parameter's ``applies``: the values of other categorical parameters of its algorithm it takes effect for."""
+    raw = F.mapping(raw, path)
+    if not raw:
+        raise ProblemError(path, "needs at least one condition")
+    out = {}
+    for other, values in raw.items():
+        where = F.join(path, other)
+        param = next((p for p in params if p.name == other), None)
+        if not isinstance(param, Categorical):
+            raise ProblemError(where, "must name a categorical parameter of the same algorithm")
+        values = F.sequence(values, where)
+        unknown = [v for v in values if v not in param.choices]
+        if unknown:
+            raise ProblemError(where, f"{unknown[0]!r} is not one of {list(param.choices)}")
+        out[other] = frozenset(values)
+    return out
 
 
 def _param(name: str, raw: Any, path: str) -> Param:
-    raw = F.mapping(raw, path)
+    raw = {k: v for k, v in F.mapping(raw, path).items() if k != "applies"}  # read by _applies
     kind = F.string(raw.get("type"), F.join(path, "type"), choices=("float", "int", "categorical"))
     if kind == "categorical":
         F.only_keys(raw, ("type", "choices", "default"), path)

@@ -104,3 +104,15 @@ def test_a_refit_deployment_is_written_with_the_race_winner(tmp_path):
     from admm_tune.journal import Journal
 
     assert Journal.open(result.storage).attrs["deployment_race"]["note"] == race["note"]  # journaled
+    # What the exported graph measures decides too: a bound its own figure breaks is not met, though the search met it
+    from dataclasses import replace
+
+    from admm_tune.settings import Constraint
+
+    searched = result.best.metrics["latency_p95_ms"]
+    assert result.feasible and not result.deployed_misses()
+    result.problem = replace(result.problem, constraints=(Constraint("latency_p95_ms", 2 * searched),))
+    result.final["measured"]["latency_p95_ms"] = 3 * searched
+    assert result.deployed_misses() == list(result.problem.constraints) and not result.feasible
+    assert "as deployed (the exported graph re-timed after the refit)" in result.shortfalls()[0]
+    assert "NOT MET      latency_p95_ms <=" in result.summary()

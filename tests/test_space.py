@@ -96,3 +96,33 @@ def test_malformed_spaces_name_the_field(raw, field):
 def test_initial_values_are_admissible():
     assert Int("n", 0, 3).initial() == 2 and isinstance(Int("n", 0, 3).initial(), int)
     assert Float("x", 0.0, 1.0).initial() == 0.5
+
+
+def test_a_parameter_that_takes_no_effect_is_left_out_of_the_described_config():
+    space = SearchSpace.load("classification")
+    svc = {"scaler": "standard", "transformer": "none", "estimator": "svc"}
+    poly = space.complete(svc, {"estimator.svc.kernel": "poly"})
+    rbf = space.complete(svc, {"estimator.svc.kernel": "rbf"})
+    sigmoid = space.complete(svc, {"estimator.svc.kernel": "sigmoid"})
+    assert {"estimator.svc.degree", "estimator.svc.coef0"} <= set(space.applicable(poly))
+    assert not {"estimator.svc.degree", "estimator.svc.coef0"} & set(space.applicable(rbf))
+    assert "estimator.svc.coef0" in space.applicable(sigmoid)
+    assert "estimator.svc.degree" not in space.applicable(sigmoid)
+    assert set(space.applicable(rbf)) | {"estimator.svc.degree", "estimator.svc.coef0"} == set(rbf)  # only those
+    assert "estimator.svc.degree" in rbf  # still searched and passed to the estimator
+
+
+@pytest.mark.parametrize("applies, field, reason", [
+    ({"kernel2": ["poly"]}, "applies.kernel2", "must name a categorical parameter"),
+    ({"C": [1.0]}, "applies.C", "must name a categorical parameter"),
+    ({"kernel": ["cubic"]}, "applies.kernel", "'cubic' is not one of"),
+    ({}, "applies", "needs at least one condition"),
+])
+def test_a_malformed_applies_is_refused_naming_it(applies, field, reason):
+    raw = {"modules": [{"name": "estimator", "algorithms": [{"name": "svc", "params": {
+        "C": {"type": "float", "low": 0.1, "high": 10.0},
+        "kernel": {"type": "categorical", "choices": ["rbf", "poly"]},
+        "degree": {"type": "int", "low": 2, "high": 5, "applies": applies}}}]}]}
+    with pytest.raises(ProblemError) as err:
+        SearchSpace.from_dict(raw)
+    assert err.value.field.endswith(field) and reason in err.value.reason

@@ -299,16 +299,18 @@ class DeploymentEvaluator:
 
         field_ = contenders(self.space, final.config, base)
         winner, final.race = run_race(prepare, field_, self.data.examples, self.deployment.batch_size,
-                                      race_settings(self.deployment.timing), self.admissible)
+                                      race_settings(self.deployment.timing), self.broken)
         if winner.served is not None:  # its figures: the medians of the race's rounds, and the graph call's alone
             metrics = {k: v for k, v in winner.metrics.items() if not k.startswith("_")}
             metrics.update(self.graph_figures(winner.model, winner.session, X))
             final.deployed = Deployed(winner.model, metrics, winner.verification)
             final.config = winner.config
 
-    def admissible(self, metrics: dict[str, float]) -> bool:
-        """Whether ``metrics`` meet every constraint whose metric they hold (those a deployment measures)."""
-        return all(c.violation(metrics[c.metric]) <= 0 for c in self.constraints if c.metric in metrics)
+    def broken(self, metrics: dict[str, float]) -> list[str]:
+        """The constraints whose metric ``metrics`` hold (those a deployment measures) that they break, each with
+        its figure (``latency_p95_ms 1.2 ms > 1 ms``); empty when every one holds."""
+        return [c.broken_by(metrics[c.metric]) for c in self.constraints
+                if c.metric in metrics and c.violation(metrics[c.metric]) > 0]
 
     def fallback(self, config: Config, reason: str) -> Final | dict[str, Any]:
         """When :meth:`final` could not finish: the refit and its searched deployment if the race was what ran out,

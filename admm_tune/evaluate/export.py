@@ -139,7 +139,9 @@ def _decision_column(model: onnx.ModelProto, pipeline: Any, X_sample: Any) -> in
     classes (one column per class, as scikit-learn's)."""
     import onnxruntime
 
-    want = np.asarray(pipeline.decision_function(X_sample), dtype=np.float64)
+    with warnings.catch_warnings():  # X_sample as float32 arrays: a step fitted on named columns would warn
+        warnings.simplefilter("ignore")
+        want = np.asarray(pipeline.decision_function(X_sample), dtype=np.float64)
     if want.ndim > 1:
         return None
     session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

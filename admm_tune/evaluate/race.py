@@ -67,6 +67,8 @@ class Contender:
     rounds: list[dict[str, float]] = field(default_factory=list)
     trees: bool = True
     """Whether the graph has tree ensembles: without, ``tree_lowering`` means nothing and is not told."""
+    why_not: str = ""
+    """Why it may not win, once timed: its graph disagrees, or the constraints it breaks (empty: admissible)."""
 
     @property
     def precision(self) -> str:
@@ -134,7 +136,7 @@ def pairs(space: Any) -> int:
 
 
 def race(prepare: Callable[[Contender], None], field_: Sequence[Contender], records: list[dict[str, Any]],
-         batch: int, settings: TimingSettings, admissible: Callable[[dict[str, float]], bool]
+         batch: int, settings: TimingSettings, broken: Callable[[dict[str, float]], list[str]]
          ) -> tuple[Contender, dict[str, Any]]:
     """Compile, verify and time ``field_``; return the winner and the race as JSON-able data.
 
@@ -150,8 +152,8 @@ def race(prepare: Callable[[Contender], None], field_: Sequence[Contender], reco
     batch : int
     settings : TimingSettings
         One round's timing of one contender.
-    admissible : callable
-        Whether a contender's metrics meet every constraint a deployment measures.
+    broken : callable
+        The constraints a deployment measures that a contender's metrics break, described (empty: none).
     """
     for contender in field_:
         try:
@@ -168,8 +170,9 @@ def race(prepare: Callable[[Contender], None], field_: Sequence[Contender], reco
                 contender.rounds.append(measure_call(lambda s=served: s.predict(rows), batch, settings).metrics())
     for contender in running:
         contender.metrics.update({k: contender.median(k) for k in contender.rounds[0]})
-        ok = contender.verification.startswith("agrees") and admissible(contender.metrics)
-        contender.metrics["_admissible"] = float(ok)
+        agrees = contender.verification.startswith("agrees")
+        contender.why_not = "; ".join(broken(contender.metrics)) if agrees else "its graph disagrees with the pipeline"
+        contender.metrics["_admissible"] = float(not contender.why_not)
     winner = choose(running) or field_[0]
     return winner, summary(field_, winner)
 
@@ -196,17 +199,22 @@ def summary(field_: Sequence[Contender], winner: Contender) -> dict[str, Any]:
     alternative = min(others, key=lambda c: c.median("latency_p95_ms"), default=None)
     reference = next((c for c in timed if (c.config[BACKEND], c.precision) == REFERENCE and "default" in c.label),
                      None)
-    note = f"chosen: {winner.describe()} p95 {winner.median('latency_p95_ms') * 1e3:.1f} µs"
-    if alternative is not None:
-        note += f"; fastest alternative {alternative.describe()} {alternative.median('latency_p95_ms') * 1e3:.1f} µs"
+    note = f"chosen: {winner.describe()}" + (", ONNX Runtime fp32 at its default knobs," if reference is winner
+                                               else "") + f" p95 {_ms(winner)}"
+    if alternative is not None and alternative is not reference:
+        note += f"; fastest alternative {alternative.describe()} {_ms(alternative)}"
     if reference is not None and reference is not winner:
-        note += (f"; ONNX Runtime fp32 default knobs {reference.median('latency_p95_ms') * 1e3:.1f} µs (the choice "
-                 f"{faster(reference.median('latency_p95_ms') / winner.median('latency_p95_ms'))})")
-    elif reference is not None:
-        note += " (ONNX Runtime fp32 at its default knobs)"
+        note += (f"; ONNX Runtime fp32 at its default knobs {_ms(reference)} (the choice "
+                 f"{faster(reference.median('latency_p95_ms') / winner.median('latency_p95_ms'))}"
+                 + (f"; it may not win: {reference.why_not})" if reference.why_not else ")"))
     note += f" ({len(timed)} deployments, {ROUNDS} interleaved rounds, end to end from raw records)"
     return {"note": note, "rounds": ROUNDS,
             "contenders": [c.record(c is winner) for c in field_]}
+
+
+def _ms(contender: Contender) -> str:
+    """A contender's median p95, in ms as the rest of a run's summary gives it."""
+    return f"{contender.median('latency_p95_ms'):.4g} ms"
 
 
 def faster(ratio: float) -> str:
