@@ -67,15 +67,19 @@ def write_report(result: Any, path: str | Path) -> Path:
 def render(result: Any) -> str:
     """The report of ``result`` as an HTML string."""
     trials, trace, problem = result.trials, result.trace, result.problem
-    sections = [_problem_section(problem), _best_section(result), _figure("Convergence", _convergence(trials))]
+    chosen = result.best.trial
+    loss = f"{problem.objective.objective} (ms)" if problem.kind == "deploy" and \
+        problem.objective.objective.endswith("_ms") else "loss"
+    sections = [_problem_section(problem), _best_section(result),
+                _figure("Convergence", _convergence(trials, chosen, loss))]
     if len(trace):
         sections.append(_trace_section(trace, problem.constraints))
     if problem.kind != "deploy":  # a deploy run's loss is its latency: accuracy against latency is plotted below
-        sections.append(_figure("Score against cost, with the Pareto front", _front(trials, problem)))
+        sections.append(_figure("Score against cost, with the Pareto front", _front(trials, problem, chosen)))
     if "backend" in trials and cost_column(trials) == LATENCY:
         sections.append(_figure("Latency per backend", _per_backend(trials)))
     if problem.kind == "deploy" and "metric:accuracy" in trials:
-        sections.append(_figure("Accuracy against latency per precision and backend", _per_precision(trials)))
+        sections.append(_figure("Accuracy against latency per precision and backend", _per_precision(trials, chosen)))
     sections.append(_failures_section(trials))
     sections.append(_infeasible_section(trials, problem.constraints))
     sections.append(_trials_section(trials, problem.constraints))
@@ -126,34 +130,26 @@ def _best_section(result: Any) -> str:
     """The chosen candidate in a few rows (what was chosen, its score, its constraints, its deployment); every other
     figure folded below them."""
     best = result.best
-    state = "<span class='ok'>feasible</span>" if best.feasible else \
+    state = "<span class='ok'>feasible</span>" if result.feasible else \
+        "<span class='bad'>feasible in the search, not as exported (not met below)</span>" if best.feasible else \
         f"<span class='bad'>INFEASIBLE (violation {best.violation:.3g})</span>"
     rows: list[tuple[str, Any]] = [("chosen", _Html(f"trial {best.trial}: {html.escape(result.described())} "
                                                     f"({state})"))]
     rows += result.story()
     if result.race is not None and result.problem.kind == "deploy":
         rows.append(("final race", result.race["note"]))
-    for c in result.problem.constraints:
-        value = best.metrics.get(c.metric, float("nan"))
-        rows.append((f"constraint {c}", f"measured {value:.4g}{unit(c.metric)}"))
+    rows += result.constraint_story()
     rows += [(f"test score, {which}", f"{score:.4f}") for which, score in (result.test_scores or {}).items()]
     rows += [("not met", _Html(f"<span class='bad'>{html.escape(shortfall)}</span>"))
              for shortfall in result.shortfalls()]
+    rows += result.deployment_story()
     details: list[tuple[str, Any]] = []
     deployment = result.deployment
     if deployment is not None:
-        m = deployment["measured"]
-        rows.append(("deployment", f"{deployment['backend']} {deployment['precision']}"
-                                   + "".join(f", {k}={v}" for k, v in deployment["knobs"].items())
-                                   + f"; p95 {m.get('latency_p95_ms', float('nan')):.4g} ms end to end, "
-                                   f"{m.get('model_size_kb', float('nan')):.1f} kB"))
-        race = (deployment["final"] or {}).get("race")
-        if race:
-            rows.append(("deployment race", race["note"]))
-        details += [(k, f"{v:.4g}{unit(k)}") for k, v in m.items()]
+        details += [(f"search {k}", f"{v:.4g}{unit(k)}") for k, v in deployment["measured"].items()]
         if deployment["final"] is not None:
-            rows.append(("refit graph", deployment["final"]["verification"]))
-            details += [(f"refit graph {k}", f"{v:.4g}{unit(k)}") for k, v in deployment["final"]["measured"].items()]
+            details += [(f"exported graph {k}", f"{v:.4g}{unit(k)}")
+                        for k, v in deployment["final"]["measured"].items()]
     details += [(k, f"{v:.4g}{unit(k)}") for k, v in best.metrics.items()
                 if deployment is None or k not in deployment["measured"]]
     folded = f"<details><summary>every figure measured for the chosen candidate ({len(details)})</summary>" \
@@ -221,9 +217,14 @@ def _trials_section(trials: pd.DataFrame, constraints: Any = ()) -> str:
     cols = [c for c in ["number", "state", "step", "iteration", "structure", "loss", "feasible", "metric:cv_score",
                         "metric:fit_time_s", LATENCY, "metric:model_size_kb", "backend", "precision", "reused_fit",
                         "infeasible because", "stopped", "reason"] if c in trials]
-    table = trials[cols].rename(columns=lambda c: c.removeprefix("metric:")).to_html(
+    shown = trials[cols].replace("", np.nan)
+    same = [c for c in cols if c not in ("number", "loss") and len(trials) > 1
+            and shown[c].astype(str).nunique(dropna=False) == 1]
+    table = trials[[c for c in cols if c not in same]].rename(columns=lambda c: c.removeprefix("metric:")).to_html(
         index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0)
-    return f"<h2>Trials ({len(trials)})</h2><div class='scroll'>{table}</div>"
+    said = [f"{c.removeprefix('metric:')} {'empty' if shown[c].isna().all() else shown[c].iloc[0]}" for c in same]
+    note = f"<p>The same in every trial, so not shown: {html.escape(', '.join(said))}.</p>" if said else ""
+    return f"<h2>Trials ({len(trials)})</h2>{note}<div class='scroll'>{table}</div>"
 
 
 class _Html(str):
@@ -263,7 +264,10 @@ def _shown(best: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(best), best, np.nan)
 
 
-def _convergence(trials: pd.DataFrame) -> Any:
+def _convergence(trials: pd.DataFrame, chosen: int | None = None, loss: str = "loss") -> Any:
+    """Best feasible loss by evaluations and by time, each evaluation in grey, the chosen trial starred; the
+    loss axis stops at the 85th percentile of the losses when the worst lie far above (they would flatten the
+    line)."""
     trials = trials.sort_values("number")
     shown = _shown(_best_so_far(trials))
     # by time: in finishing order, which differs from the trials' (start) order when evaluations overlap
@@ -274,11 +278,23 @@ def _convergence(trials: pd.DataFrame) -> Any:
     done = trials["state"] == "complete"
     a.scatter(trials["number"][done] + 1, trials["loss"][done], s=10, color="#bbb", label="each evaluation")
     a.step(trials["number"] + 1, shown, where="post", color="#1f5fa8", label="best feasible")
-    a.set(xlabel="evaluations", ylabel="loss", title="best feasible loss by evaluations")
+    picked = trials[done & (trials["number"] == chosen)]
+    if len(picked):
+        a.scatter(picked["number"] + 1, picked["loss"], marker="*", s=120, color="#e08a00", zorder=3,
+                  label=f"chosen (trial {chosen})")
+    a.set(xlabel="evaluations", ylabel=loss, title="best feasible loss by evaluations")
     _integer_ticks(a)
-    a.legend(fontsize=8)
     b.step(elapsed, _shown(_best_so_far(by_end)), where="post", color="#1f5fa8")
-    b.set(xlabel="seconds", ylabel="loss", title="by time")
+    b.set(xlabel="seconds", ylabel=loss, title="by time")
+    losses = trials["loss"][done].astype(float)
+    losses = losses[np.isfinite(losses)]
+    if len(losses) >= 10:
+        low, top, high = losses.min(), losses.quantile(0.85), losses.max()
+        if high - low > 2 * (top - low) > 0:
+            margin = 0.05 * (top - low)
+            a.set_ylim(low - margin, top + margin)
+            a.set_title("best feasible loss by evaluations (the worst 15 % above the axis)", fontsize=10)
+    a.legend(fontsize=8)
     for ax in (a, b):
         ax.grid(alpha=0.3)
     return fig
@@ -308,15 +324,17 @@ def trace_figure(trace: pd.DataFrame, constraints: Any = ()) -> tuple[Any, list[
     panels, flat = [], []
     for title, series in candidates:
         series = [(label, v) for label, v in series if np.isfinite(v).any()]
-        if not series:
-            continue
-        if all(np.isfinite(v).all() and np.ptp(v) == 0 for _, v in series):
-            if title.startswith("multiplier") and len({float(v[0]) for _, v in series}) == 1:
-                flat.append(f"every μ stayed {series[0][1][0]:g}")
-            else:
-                flat += [f"{label} stayed {v[0]:g}" for label, v in series]
+        still = [(label, v) for label, v in series if np.isfinite(v).all() and np.ptp(v) == 0]
+        moved = [(label, v) for label, v in series if not any(label == s for s, _ in still)]
+        if title.startswith("multiplier") and len(still) > 1 and len({float(v[0]) for _, v in still}) == 1:
+            flat.append(f"{'every' if not moved else 'every other'} μ stayed {still[0][1][0]:g}")
         else:
-            panels.append((title, series))
+            flat += [f"{'μ of ' if title.startswith('multiplier') else ''}{label} stayed {v[0]:g}"
+                     for label, v in still]
+        if moved and title.startswith("constraint violation") and len(moved) == 1:  # its flat half is said
+            title = "constraint violation" if moved[0][0] == "violation" else "ρ"
+        if moved:
+            panels.append((title, moved))
     if not panels:
         return None, flat
     fig = _new_figure(4 * len(panels) + 1, 3.2)
@@ -350,19 +368,25 @@ LOG_SPREAD = 20.0
 """Largest over smallest value beyond which a latency axis is logarithmic."""
 
 
-def _front(trials: pd.DataFrame, problem: Any) -> Any:
+def _front(trials: pd.DataFrame, problem: Any, chosen: int | None = None) -> Any:
     cost = cost_column(trials)
     done = trials[(trials["state"] == "complete") & trials[cost].notna()]
     feasible = done["feasible"].fillna(False).astype(bool)
     score = "metric:cv_score" if "metric:cv_score" in done else "loss"
     fig = _new_figure(7, 4)
     ax = fig.subplots()
-    ax.scatter(done[cost][~feasible], done[score][~feasible], s=14, color="#d9534f", alpha=0.7, label="infeasible")
+    if (~feasible).any():
+        ax.scatter(done[cost][~feasible], done[score][~feasible], s=14, color="#d9534f", alpha=0.7,
+                   label="infeasible")
     ax.scatter(done[cost][feasible], done[score][feasible], s=14, color="#1f5fa8", alpha=0.8, label="feasible")
     front = pareto(trials)
     if len(front):  # its points ringed, so that a front of one point or of close ones shows too
         ax.plot(front[cost], front[score], drawstyle="steps-post", color="#333", lw=1, marker="o", ms=8,
                 mfc="none", label="Pareto front (all trials)")
+    picked = done[done["number"] == chosen]
+    if len(picked):
+        ax.scatter(picked[cost], picked[score], marker="*", s=160, color="#e08a00", zorder=3,
+                   label=f"chosen (trial {chosen}, search figures)")
     for c in problem.constraints:
         if f"metric:{c.metric}" == cost:
             ax.axvline(c.bound, color="#b5651d", ls="--", label=f"constraint {c}")
@@ -385,18 +409,27 @@ def _per_backend(trials: pd.DataFrame) -> Any:
     return fig
 
 
-def _per_precision(trials: pd.DataFrame) -> Any:
-    """Held-out accuracy against p50 latency of each deploy candidate: a marker per backend, a colour per precision."""
-    latency = "metric:latency_p50_ms"
+def _per_precision(trials: pd.DataFrame, chosen: int | None = None) -> Any:
+    """Held-out accuracy against p95 latency of each deploy candidate: a marker per backend, a colour per precision,
+    hollow when infeasible, the chosen one starred."""
+    latency = LATENCY
     done = trials[(trials["state"] == "complete") & trials[latency].notna()]
     fig = _new_figure(7, 4)
     ax = fig.subplots()
     markers = dict(zip(sorted(done["backend"].dropna().unique()), "os^Dvx"))
     colours = dict(zip(sorted(done["precision"].dropna().unique()), [f"C{i}" for i in range(10)]))
     for (backend, precision), group in done.groupby(["backend", "precision"]):
-        ax.scatter(group[latency], group["metric:accuracy"], s=18, alpha=0.75, marker=markers[backend],
+        ok = group["feasible"].fillna(False).astype(bool)
+        ax.scatter(group[latency][ok], group["metric:accuracy"][ok], s=18, alpha=0.75, marker=markers[backend],
                    color=colours[precision], label=f"{backend} {precision}")
-    ax.set(xlabel="latency p50 (ms)", ylabel="accuracy on the held-out rows")
+        ax.scatter(group[latency][~ok], group["metric:accuracy"][~ok], s=18, alpha=0.75, marker=markers[backend],
+                   facecolors="none", edgecolors=colours[precision],
+                   label=f"{backend} {precision}, infeasible" if (~ok).any() else None)
+    picked = done[done["number"] == chosen]
+    if len(picked):
+        ax.scatter(picked[latency], picked["metric:accuracy"], marker="*", s=160, color="#e08a00", zorder=3,
+                   label=f"chosen (trial {chosen})")
+    ax.set(xlabel="latency p95 (ms)", ylabel="accuracy on the held-out rows")
     _log_if_spread(ax, done[latency])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)

@@ -313,7 +313,10 @@ class Result:
             if problem.kind != "deploy":  # a trained model has no refit graph; its file verification is in the spec
                 final = ((outcome.get("deployment") or {}).get("final") or {})
                 result.final = {"verification": saved.get("verification", ""), "measured": saved.get("measured", {}),
-                                "pipeline": result.refit, "trees": final.get("trees", True)}
+                                "pipeline": result.refit, "trees": final.get("trees", True),
+                                **({"race": journal.attrs["deployment_race"]}
+                                   if "deployment_race" in journal.attrs else {}),
+                                **({"config": final["config"]} if final.get("config") else {})}
             result.onnx_path = run_dir / saved.get("model", "model.onnx")
         return result
 
@@ -377,18 +380,11 @@ class Result:
         if test:
             lines.append("test score   " + ", ".join(f"{k} {v:.4f}" for k, v in test.items())
                          + f" ({self.problem.objective.name}, {len(self.problem.data.y_test)} held-out rows)")
-        deployed = (self.final or {}).get("measured", {}) if self.problem.kind != "deploy" else {}
-        for c in self.problem.constraints:
-            found = b.metrics.get(c.metric, float("nan"))
-            if c.metric in deployed:  # a deployment's figure: the exported graph's, the search's beside it
-                lines.append(f"constraint   {c}: {deployed[c.metric]:.4g}{unit(c.metric)} as deployed "
-                             f"({found:.4g}{unit(c.metric)} in the search)")
-            else:
-                lines.append(f"constraint   {c}: measured {found:.4g}{unit(c.metric)}")
+        lines += [f"{key:<12} {text}" for key, text in self.constraint_story()]
         lines += [f"NOT MET      {shortfall}" for shortfall in self.shortfalls()]
-        deployment = self.deployment
-        if deployment is not None:
-            lines += self._deployment_lines(deployment)
+        lines += [f"{key:<12} {text}" for key, text in self.deployment_story()]
+        if self.deployment is not None and self.onnx_path is not None:
+            lines.append(f"model        {self.onnx_path}")
         if self.race is not None and self.problem.kind == "deploy":
             lines.append(f"final race   {self.race['note']}")
         if self.refit is not None:
@@ -409,29 +405,45 @@ class Result:
         return "\n".join(lines)
 
 
-    def _deployment_lines(self, deployment: dict[str, Any]) -> list[str]:
-        """The summary's lines on the deployment: what runs, its figures as exported (the refit pipeline's graph,
-        timed by the deployment race when it ran, else the search's figures), its verification and the race."""
+    def constraint_story(self) -> list[tuple[str, str]]:
+        """Each constraint with its figure, as ``("constraint", text)`` pairs (the summary's and the report's): the
+        exported graph's figure beside the search's for those a deployment measures, else the search's."""
+        deployed = (self.final or {}).get("measured", {}) if self.problem.kind != "deploy" else {}
+        out = []
+        for c in self.problem.constraints:
+            found = self.best.metrics.get(c.metric, math.nan)
+            if c.metric in deployed:
+                out.append(("constraint", f"{c}: {deployed[c.metric]:.4g}{unit(c.metric)} as deployed "
+                                          f"({found:.4g}{unit(c.metric)} in the search)"))
+            else:
+                out.append(("constraint", f"{c}: measured {found:.4g}{unit(c.metric)}"))
+        return out
+
+    def deployment_story(self) -> list[tuple[str, str]]:
+        """The deployment as ``(key, text)`` pairs (the summary's and the report's): what runs, its figures as
+        exported (the refit pipeline's graph, timed by the deployment race when it ran, else the search's), what
+        the search had chosen when the race replaced it, the verification and the race; empty without one."""
+        deployment = self.deployment
+        if deployment is None:
+            return []
         knobs = ", ".join(f"{k}={v}" for k, v in deployment["knobs"].items())
         final = self.final or {}
         m = final.get("measured") or deployment["measured"]
         where = "the exported graph, end to end from raw rows" if final.get("measured") else "in the search"
         graph = f", graph alone {m['graph_latency_p95_ms']:.4g} ms" if "graph_latency_p95_ms" in m else ""
-        lines = [f"deployment   {deployment['backend']} {deployment['precision']} ({knobs}), "
-                 f"batch {deployment['batch_size']}: p50 {m.get('latency_p50_ms', math.nan):.4g} ms, "
-                 f"p95 {m.get('latency_p95_ms', math.nan):.4g} ms ({where}{graph}), "
-                 f"{m.get('model_size_kb', math.nan):.1f} kB"]
+        out = [("deployment", f"{deployment['backend']} {deployment['precision']} ({knobs}), "
+                              f"batch {deployment['batch_size']}: p50 {m.get('latency_p50_ms', math.nan):.4g} ms, "
+                              f"p95 {m.get('latency_p95_ms', math.nan):.4g} ms ({where}{graph}), "
+                              f"{m.get('model_size_kb', math.nan):.1f} kB")]
         searched = deployment.get("searched")
         if searched is not None:
-            lines.append(f"searched     {searched['backend']} {searched['precision']}: the search's deployment of "
-                         "the chosen pipeline, replaced by the deployment race's choice")
+            out.append(("searched", f"{searched['backend']} {searched['precision']}: the search's deployment of "
+                                    "the chosen pipeline, replaced by the deployment race's choice"))
         if final:
-            lines.append(f"refit graph  {final['verification']}")
+            out.append(("refit graph", final["verification"]))
             if final.get("race"):
-                lines.append(f"deploy race  {final['race']['note']}")
-        if self.onnx_path is not None:
-            lines.append(f"model        {self.onnx_path}")
-        return lines
+                out.append(("deploy race", final["race"]["note"]))
+        return out
 
     def described(self) -> str:
         """The chosen config for people (:func:`~admm_tune.space.describe`), without the parameters that take no
