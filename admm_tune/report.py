@@ -108,8 +108,9 @@ def _problem_section(problem: Any) -> str:
     given = {c.get("metric") for c in constraint_list(source.get("constraints")) if isinstance(c, dict)}
     yours = [c for c in problem.constraints if c.metric in given]
     added = [c for c in problem.constraints if c.metric not in given]
-    rows = [("name", problem.name), ("description", source.get("description", "")), ("data", data),
-            ("objective", objective), ("constraints (yours)", "; ".join(str(c) for c in yours) or "none")]
+    rows = [("name", problem.name)] + ([("description", source["description"])] if source.get("description") else [])
+    rows += [("data", data), ("objective", objective),
+             ("constraints (yours)", "; ".join(str(c) for c in yours) or "none")]
     rows += [("constraint added", f"{c}: {ADDED.get(c.metric, 'added by admm_tune')}") for c in added]
     rows += [("budget", str(problem.budget)), ("seed", problem.seed)]
     if problem.deployment is not None:

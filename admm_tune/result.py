@@ -463,7 +463,7 @@ class Result:
         if self.problem.kind == "deploy":  # its loss is the objective's figure (negated for throughput)
             metric = objective.objective
             return [("objective", f"{metric} {b.metrics.get(metric, math.nan):.4g}{unit(metric)} (the search's "
-                                  "figure; the final race's below)")]
+                                  "figure; the final race re-measures the finalists)")]
         if "cv_score" not in b.metrics or not hasattr(objective, "scoring"):
             return [("loss", f"{b.loss:.6g}")]
         name, cv = objective.name, getattr(objective, "cv", 0)
