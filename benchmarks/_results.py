@@ -26,6 +26,13 @@ def finished(name: str, key: list[str]) -> tuple[Path, set[tuple]]:
     return out, set(map(tuple, done[key].to_numpy().tolist()))
 
 
+def append(out: Path, row: dict) -> None:
+    """Add ``row`` to the CSV ``out``, whose rows may hold different columns: the file is rewritten with the union
+    of the columns (appending a row whose keys differ from the header's would shift its values)."""
+    old = pd.read_csv(out, dtype={"commit": str}) if out.exists() else pd.DataFrame()
+    pd.concat([old, pd.DataFrame([row])], ignore_index=True).to_csv(out, index=False)
+
+
 def commit() -> str:
     """The short hash of the checkout's HEAD."""
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,

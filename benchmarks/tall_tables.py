@@ -265,8 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                     row = {**run_job(name, budget, seed, method), "commit": commit,
                            "load_1min": round(os.getloadavg()[0], 2)}
                     print(row, flush=True)
-                    old = pd.read_csv(out, dtype={"commit": str}) if out.exists() else pd.DataFrame(columns=KEY)
-                    pd.concat([old, pd.DataFrame([row])]).to_csv(out, index=False)
+                    results.append(out, row)
     (RESULTS / "tall_tables.md").write_text("\n".join(markdown(pd.read_csv(out, dtype={"commit": str}))) + "\n")
     return 0
 

@@ -225,8 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         row = {**run_job(*job), "commit": commit, "jobs": args.jobs, "load_1min": round(os.getloadavg()[0], 2)}
         print(row, flush=True)
         with lock:  # rows are appended as each job ends: a stopped run resumes
-            old = pd.read_csv(out, dtype={"commit": str}) if out.exists() else pd.DataFrame(columns=KEY)
-            pd.concat([old, pd.DataFrame([row])]).to_csv(out, index=False)
+            results.append(out, row)
 
     with ThreadPoolExecutor(args.jobs) as pool:  # each job is its own single-threaded process
         list(pool.map(one, todo))

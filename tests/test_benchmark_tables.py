@@ -37,7 +37,7 @@ def generated(name: str) -> str:
 
 @pytest.mark.parametrize("name", ["search_quality", "scaling", "async_quality", "deployment", "budget", "lowering",
                                   "constrained_search", "dnn_deploy", "portfolio", "rescore", "wall_time", "serving",
-                                  "tall_tables"])
+                                  "tall_tables", "sla"])
 def test_each_results_table_is_generated_from_its_csv(name):
     assert (RESULTS / f"{name}.md").read_text() == generated(name)
 
