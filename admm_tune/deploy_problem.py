@@ -53,7 +53,7 @@ from .evaluate.onnx_model import (CALIBRATIONS, DEPLOY_PRECISIONS, HINT_PRECISIO
                                   NNCF_PRESETS, OBJECTIVES, THROUGHPUT_BATCHES, EvalData, ModelError,
                                   OnnxModelEvaluator, Scorer, check_data, fixed_batch, load_model, load_scorer,
                                   read_arrays, runs_on, split_rows)
-from .evaluate.race import REFERENCE, faster
+from .evaluate.race import REFERENCE, faster, plain
 from .machine import cores
 from .problem_base import (Problem, check_contradictions, constraint_list, parse_budget, parse_constraint,
                            parse_isolation, parse_optimizer)
@@ -357,7 +357,7 @@ def race(pool: Any, trials: pd.DataFrame, problem: Any, seconds: float | None) -
         record["reference"] = {"configuration": describe(reference), "remeasured": plain}
         gain = plain / won["remeasured"] if sense > 0 else won["remeasured"] / plain
         broken = _reference_breaks(trials, problem)
-        record["note"] += (f"; ONNX Runtime fp32 at its default knobs, in the same rounds: {plain:.4g}{unit(metric)} "
+        record["note"] += (f"; ONNX Runtime fp32 at its own defaults, in the same rounds: {plain:.4g}{unit(metric)} "
                            f"(the choice {faster(gain)}" + (f"; the fp32 graph broke {broken} in the search, so "
                                                             "it cannot be chosen)" if broken else ")"))
     return record
@@ -384,13 +384,10 @@ def _reference_breaks(trials: pd.DataFrame, problem: Problem) -> str:
 
 
 def _reference(space: SearchSpace, configs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The plain deployment a deploy run's gain is told against (:data:`~admm_tune.evaluate.race.REFERENCE`, ONNX
-    Runtime at fp32 with its default knobs), when the space has it and no finalist is it."""
-    backend, precision = REFERENCE
-    if backend not in space.module(BACKEND).names or precision not in space.module(PRECISION).names:
-        return None
-    config = space.complete({BACKEND: backend, PRECISION: precision})
-    return None if config in configs or not space.allowed(config) else config
+    """The plain deployment a deploy run's gain is told against (:func:`~admm_tune.evaluate.race.plain`, ONNX
+    Runtime at fp32 with its own defaults), when the space has it and no finalist is it."""
+    config = plain(space)
+    return None if config is None or config in configs else config
 
 
 

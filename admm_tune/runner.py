@@ -360,7 +360,7 @@ class _JournaledExecutor:
         self.clock = clock
         self.terms = ConstraintTerms(problem.constraints)
         self.rows = None if problem.data is None else len(problem.data.y)
-        self.deployments = 2 + pairs(problem.space) if problem.deployment is not None else 1  # refit's, race's
+        self.deployments = 3 + pairs(problem.space) if problem.deployment is not None else 1  # refit, race, plain
         self.capacity = pool.capacity
         self.started: dict[int, tuple[Candidate, Any]] = {}  # ticket → (candidate, journal trial)
         self.done = 0

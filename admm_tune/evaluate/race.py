@@ -4,8 +4,9 @@ Deployment knobs do not change a candidate's loss, so among the search's
 feasible deployments of one pipeline its choice is as good as arbitrary.
 After the refit, :func:`race` compiles and verifies the refit pipeline's
 graph on each contender (:func:`contenders`: the search's choice, every
-backend × precision of the space at its default knobs, and for tree graphs
-every tree lowering at fp32), then times them all end to end from raw
+backend × precision of the space at its default knobs, ONNX Runtime at fp32
+with its own defaults (:func:`plain`), and for tree graphs every tree
+lowering at fp32), then times them all end to end from raw
 records, as a service calls them, in :data:`ROUNDS` interleaved rounds (a
 round times every contender once, so a burst of load hits them alike); the
 median of each figure over the rounds decides:
@@ -21,7 +22,7 @@ median of each figure over the rounds decides:
 
 The race is journaled (``deployment_race``) and summarised: the chosen
 deployment, the fastest alternative, and ONNX Runtime at fp32 with its
-default knobs.
+own defaults (what ``onnxruntime.InferenceSession(path)`` gives a user).
 """
 
 from __future__ import annotations
@@ -49,7 +50,26 @@ TREE_OPERATORS = ("TreeEnsembleClassifier", "TreeEnsembleRegressor", "TreeEnsemb
 """Operators whose lowering strategy changes the compiled graph (``tree_lowering``)."""
 
 REFERENCE = ("onnxruntime", "fp32")
-"""The plain deployment every race reports: ONNX Runtime at fp32 with its default knobs."""
+"""The plain deployment every race reports: ONNX Runtime at fp32 with its own defaults (:func:`plain`)."""
+
+PLAIN_THREADS = "intra_op_num_threads"
+"""The one knob whose ONNX Runtime default differs from the search space's: a session made without options uses
+every core for its intra-op pool, the space starts at one thread."""
+
+
+def plain(space: Any, values: Config | None = None) -> Config | None:
+    """:data:`REFERENCE` as a user gets it from ``onnxruntime.InferenceSession(path)``: fp32, every knob at
+    ONNX Runtime's default (the intra-op pool on every core the space allows), ``values`` for the rest (the ML
+    part); None when the space has no such deployment or forbids it."""
+    backend, precision = REFERENCE
+    if backend not in space.module(BACKEND).names or precision not in space.module(PRECISION).names:
+        return None
+    choice = {m: (values or {}).get(m) for m in space.module_names if m not in (BACKEND, PRECISION)}
+    config = space.complete({**choice, BACKEND: backend, PRECISION: precision}, values or {})
+    key = f"{BACKEND}.{backend}.{PLAIN_THREADS}"
+    if key in config:
+        config[key] = space.module(BACKEND).algorithm(backend).param(PLAIN_THREADS).high
+    return config if space.allowed(config) else None
 
 
 @dataclass
@@ -99,14 +119,18 @@ class Contender:
 
 
 def contenders(space: Any, config: Config, model: onnx.ModelProto) -> list[Contender]:
-    """The searched deployment of ``config``, then each backend × precision of ``space`` at default knobs, then
-    (for a graph with tree ensembles) each ``tree_lowering`` at fp32; forbidden and duplicate ones left out."""
+    """The searched deployment of ``config``, then each backend × precision of ``space`` at default knobs, ONNX
+    Runtime's own defaults (:func:`plain`), then (for a graph with tree ensembles) each ``tree_lowering`` at fp32;
+    forbidden and duplicate ones left out."""
     ml = {k: v for k, v in config.items() if k.split(".")[0] not in (BACKEND, PRECISION)}
     choice = {m: config[m] for m in space.module_names}
     out = [Contender(dict(config), "searched")]
     for backend in space.module(BACKEND).names:
         for precision in space.module(PRECISION).names:
             out.append(Contender(space.complete({**choice, BACKEND: backend, PRECISION: precision}, ml), "default"))
+    reference = plain(space, {**choice, **ml})
+    if reference is not None:
+        out.append(Contender(reference, "plain"))
     trees = any(n.op_type in TREE_OPERATORS for n in model.graph.node)
     for c in out:
         c.trees = trees
@@ -197,14 +221,14 @@ def summary(field_: Sequence[Contender], winner: Contender) -> dict[str, Any]:
     timed = [c for c in field_ if c.rounds]
     others = [c for c in timed if c is not winner and c.metrics.get("_admissible") == 1.0]
     alternative = min(others, key=lambda c: c.median("latency_p95_ms"), default=None)
-    reference = next((c for c in timed if (c.config[BACKEND], c.precision) == REFERENCE and "default" in c.label),
-                     None)
-    note = f"chosen: {winner.describe()}" + (", ONNX Runtime fp32 at its default knobs," if reference is winner
+    reference = next((c for c in timed if "plain" in c.label), None)
+    note = f"chosen: {winner.describe()}" + (", ONNX Runtime fp32 at its own defaults," if reference is winner
                                                else "") + f" p95 {_ms(winner)}"
     if alternative is not None and alternative is not reference:
         note += f"; fastest alternative {alternative.describe()} {_ms(alternative)}"
     if reference is not None and reference is not winner:
-        note += (f"; ONNX Runtime fp32 at its default knobs {_ms(reference)} (the choice "
+        note += ("; fastest alternative" if alternative is reference else ";")
+        note += (f" ONNX Runtime fp32 at its own defaults {_ms(reference)} (the choice "
                  f"{faster(reference.median('latency_p95_ms') / winner.median('latency_p95_ms'))}"
                  + (f"; it may not win: {reference.why_not})" if reference.why_not else ")"))
     note += f" ({len(timed)} deployments, {ROUNDS} interleaved rounds, end to end from raw records)"
