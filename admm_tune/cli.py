@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--scheduler", help="Dask scheduler address (default: a local cluster of --n-jobs workers)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress line")
     validate = sub.add_parser("validate", help="check a problem file; exit 2 with the field on error")
-    validate.add_argument("problem")
+    validate.add_argument("problem", help="problem YAML file")
     sub.add_parser("backends", help="list the inference backends and whether they run on this machine")
     again = sub.add_parser("resume", help="continue an interrupted run from its journal")
     again.add_argument("run_dir", help="the run directory (holds journal.db)")
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweep_cmd.add_argument("--storage", help="SQLAlchemy URL of one journal database for every run (e.g. "
                                              "postgresql://...), instead of a journal.db per run directory")
     report = sub.add_parser("report", help="write the HTML report of a run directory")
-    report.add_argument("run_dir")
+    report.add_argument("run_dir", help="the run directory (holds journal.db)")
     report.add_argument("--out", help="report file (default RUN_DIR/report.html)")
     args = parser.parse_args(argv)
     try:
