@@ -274,3 +274,18 @@ def test_refit_graph_is_verified_and_timed_and_its_loader_runs_with_categorical_
     out = subprocess.run([sys.executable, "load_model.py"], cwd=tmp_path, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and "array(" in out.stdout, out.stderr
+
+
+@pytest.mark.parametrize("estimator", ["svc", "linear_svc"])
+def test_a_classifier_without_probabilities_is_scored_on_its_deployed_decision_scores(estimator):
+    """roc_auc on a graph of decision scores: the scorer reads the graph's scores as scikit-learn's
+    ``decision_function`` (one column of two, whichever way the converter laid them out), never NaN or inverted."""
+    from sklearn.metrics import roc_auc_score
+
+    problem = load_problem(deployed(objective={"cv": 3, "scoring": "roc_auc"}, restrict={"estimator": [estimator]}))
+    ev = DeploymentEvaluator(problem.space, problem.data, problem.objective, problem.deployment, 0)
+    obs = ev(config(problem, estimator=estimator))
+    holdout = next(iter(ev.ml.holdouts.values()))
+    rows = problem.data.X.iloc[holdout.rows]
+    want = roc_auc_score(problem.data.y[holdout.rows], holdout.pipeline.decision_function(rows))
+    assert obs.ok and obs.metrics["deployed_score"] == pytest.approx(want, abs=1e-3)

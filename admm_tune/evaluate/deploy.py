@@ -62,7 +62,18 @@ from ..serving import Model
 from ..space import Config, SearchSpace
 from . import loader
 from .backends import BackendError, Session, get_backend
-from .export import ExportError, columns, export, feeds, for_precision, is_standard, restore, scores, target_scaling
+from .export import (
+    ExportError,
+    columns,
+    export,
+    feeds,
+    for_precision,
+    is_standard,
+    matching_column,
+    restore,
+    scores,
+    target_scaling,
+)
 from .pipeline import STOPPED_WORSE, Final, MLEvaluator
 from .race import Contender, contenders, race_settings
 from .race import race as run_race
@@ -453,10 +464,13 @@ class DeploymentEvaluator:
                 what = f"values (by up to {gap.max():.3g} target sd)"
         classification = self.data.task == CLASSIFICATION
         proba = classification and hasattr(pipeline, "predict_proba") and len(outputs) > 1
+        decisions = None
+        if classification and not proba and hasattr(pipeline, "decision_function") and len(outputs) > 1:
+            decisions = decision_scores(np.asarray(outputs[1], dtype=float).reshape(len(y), -1), pipeline, X)
         metrics["deployed_score"] = score_outputs(  # the objective's scorer on the graph's own outputs
             self.ml.objective.scoring, np.asarray(y), outputs[0],
             np.asarray(outputs[1]).reshape(len(y), -1) if proba else None,
-            getattr(pipeline, "classes_", None) if classification else None, weights)
+            getattr(pipeline, "classes_", None) if classification else None, weights, decisions)
         allowed = max(1, math.floor(tol.labels * len(off)))
         metrics["output_mismatch"] = float(off.sum()) / allowed
         verdict = "agrees" if off.sum() <= allowed else "DISAGREES"
@@ -473,6 +487,16 @@ class DeploymentEvaluator:
             rows = start + batch_rows(n, b)  # pad by cycling, so every call has the batch size being timed
             parts.append([np.asarray(o)[:n] for o in session.run({k: v[rows] for k, v in inputs.items()})])
         return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
+
+
+def decision_scores(raw: np.ndarray, pipeline: Any, X: Any) -> np.ndarray:
+    """A graph's decision-score output as scikit-learn's ``decision_function`` of ``pipeline`` gives it: for two
+    classes the one column that holds it (skl2onnx writes ``[s, -s]`` or ``[-s, s]`` by converter), else all."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = np.asarray(pipeline.decision_function(X), dtype=float)
+    column = matching_column(raw, want)
+    return raw if column is None else raw[:, column]
 
 
 GRAPH_FIGURES = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_mean_ms", "throughput_rps")

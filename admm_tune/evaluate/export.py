@@ -146,7 +146,15 @@ def _decision_column(model: onnx.ModelProto, pipeline: Any, X_sample: Any) -> in
         return None
     session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     graph = np.asarray(session.run(None, feeds(model, X_sample))[1], dtype=np.float64).reshape(len(want), -1)
-    return int(np.argmin([np.abs(graph[:, c] - want).sum() for c in range(graph.shape[1])]))
+    return matching_column(graph, want)
+
+
+def matching_column(raw: np.ndarray, want: np.ndarray) -> int | None:
+    """The column of ``raw`` (a graph's decision-score output, a row per row) closest to ``want`` (scikit-learn's
+    ``decision_function`` of two classes, shape ``(n,)``); None when ``want`` has a column per class."""
+    if want.ndim > 1:
+        return None
+    return int(np.argmin([np.abs(raw[:, c] - want).sum() for c in range(raw.shape[1])]))
 
 
 TARGET_KEY = "admm_tune.target"

@@ -19,9 +19,11 @@ from sklearn.metrics import get_scorer
 class _Outputs(BaseEstimator):
     """Stands for a fitted model whose outputs on the scored rows are already known."""
 
-    def __init__(self, predictions: np.ndarray, probabilities: np.ndarray | None = None) -> None:
+    def __init__(self, predictions: np.ndarray, probabilities: np.ndarray | None = None,
+                 decisions: np.ndarray | None = None) -> None:
         self.predictions = predictions
         self.probabilities = probabilities
+        self.decisions = decisions
 
     def fit(self, X: Any, y: Any = None) -> _Outputs:
         """Nothing to fit."""
@@ -37,6 +39,12 @@ class _Outputs(BaseEstimator):
             raise AttributeError("the deployed graph gives no probabilities")
         return self.probabilities
 
+    def decision_function(self, X: Any) -> np.ndarray:
+        """The known decision scores (a classifier without probabilities)."""
+        if self.decisions is None:
+            raise AttributeError("the deployed graph gives no decision scores")
+        return self.decisions
+
 
 class _ClassifierOutputs(ClassifierMixin, _Outputs):
     """Known outputs of a classifier (``classes_`` set by :func:`score_outputs`)."""
@@ -47,7 +55,8 @@ class _RegressorOutputs(RegressorMixin, _Outputs):
 
 
 def score_outputs(scoring: str, y: np.ndarray, predictions: np.ndarray, probabilities: np.ndarray | None = None,
-                  classes: np.ndarray | None = None, sample_weight: np.ndarray | None = None) -> float:
+                  classes: np.ndarray | None = None, sample_weight: np.ndarray | None = None,
+                  decisions: np.ndarray | None = None) -> float:
     """The score ``scoring`` gives outputs computed elsewhere, on the rows whose targets are ``y``.
 
     Parameters
@@ -64,6 +73,8 @@ def score_outputs(scoring: str, y: np.ndarray, predictions: np.ndarray, probabil
         The classes; None for regression.
     sample_weight : ndarray, optional
         The rows' weights, given to the scorer.
+    decisions : ndarray, optional
+        Decision scores, as scikit-learn's ``decision_function`` gives them (a classifier without probabilities).
 
     Returns
     -------
@@ -74,7 +85,8 @@ def score_outputs(scoring: str, y: np.ndarray, predictions: np.ndarray, probabil
         model: _Outputs = _RegressorOutputs(np.asarray(predictions).reshape(-1))
     else:
         model = _ClassifierOutputs(np.asarray(predictions).reshape(-1),
-                                   None if probabilities is None else np.asarray(probabilities, dtype=float))
+                                   None if probabilities is None else np.asarray(probabilities, dtype=float),
+                                   None if decisions is None else np.asarray(decisions, dtype=float))
         model.classes_ = np.asarray(classes)
     rows = np.zeros((len(y), 1))
     try:
