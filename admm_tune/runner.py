@@ -18,6 +18,7 @@ from typing import Any
 
 from joblib import effective_n_jobs
 
+from .deployment import DEPLOY_METRICS
 from .errors import Interrupted, ProblemError, RunError
 from .evaluate.deploy import DeploymentEvaluator, write_deployment
 from .evaluate.function import FunctionEvaluator
@@ -418,7 +419,7 @@ class _JournaledExecutor:
         ticket, obs = self.pool.next()
         candidate, trial = self.started.pop(ticket)
         missing = [c.metric for c in self.problem.constraints if c.metric not in obs.metrics]
-        if obs.ok and missing:
+        if obs.ok and missing and obs.fidelity >= 1.0:  # one stopped early measured nothing more, on purpose
             obs = Observation.failed(f"error: the constrained metric {missing[0]!r} was not measured", obs.duration_s)
         self.journal.finish(trial, obs, self._count(obs))
         self.seconds.setdefault(self.problem.space.structure_of(candidate.config), []).append(obs.duration_s)
@@ -474,7 +475,8 @@ def _finalize(result: Result, final: Final, batch: int, run_path: Path | None) -
                     "config": config, "trees": any(n.op_type in TREE_OPERATORS for n in deployed.model.graph.node),
                     **({"race": final.race} if final.race is not None else {})}
     result.exporter = partial(write_deployment, deployed=deployed, config=config,
-                              search_metrics=result.deployment["measured"], batch_size=batch,
+                              search_metrics={k: v for k, v in result.best.metrics.items() if k in DEPLOY_METRICS},
+                              batch_size=batch,
                               data=result.problem.data)
     if run_path is not None and result.feasible:  # never a graph that failed verification
         result.export(run_path)

@@ -523,7 +523,7 @@ def _algorithm(raw: Any, path: str) -> Algorithm:
         estimator = F.string(estimator, F.join(path, "class"))
     params_raw = F.mapping(raw.get("params", {}) or {}, F.join(path, "params"))
     params = tuple(_param(k, v, F.join(F.join(path, "params"), k)) for k, v in params_raw.items())
-    applies = {k: _applies(v["applies"], params, F.join(F.join(F.join(path, "params"), k), "applies"))
+    applies = {k: _applies(k, v["applies"], params, F.join(F.join(F.join(path, "params"), k), "applies"))
                for k, v in params_raw.items() if isinstance(v, Mapping) and "applies" in v}
     fixed = dict(F.mapping(raw.get("fixed", {}) or {}, F.join(path, "fixed")))
     clash = set(fixed) & set(params_raw)
@@ -536,8 +536,9 @@ def _algorithm(raw: Any, path: str) -> Algorithm:
     return Algorithm(name, estimator, params, fixed, exportable, note, onnx_ops, quantizable, applies)
 
 
-def _applies(raw: Any, params: tuple[Param, ...], path: str) -> dict[str, frozenset[Any]]:
-    """A parameter's ``applies``: the values of other categorical parameters of its algorithm it takes effect for."""
+def _applies(name: str, raw: Any, params: tuple[Param, ...], path: str) -> dict[str, frozenset[Any]]:
+    """Parameter ``name``'s ``applies``: the values of other categorical parameters of its algorithm it takes
+    effect for."""
     raw = F.mapping(raw, path)
     if not raw:
         raise ProblemError(path, "needs at least one condition")
@@ -545,9 +546,11 @@ def _applies(raw: Any, params: tuple[Param, ...], path: str) -> dict[str, frozen
     for other, values in raw.items():
         where = F.join(path, other)
         param = next((p for p in params if p.name == other), None)
-        if not isinstance(param, Categorical):
-            raise ProblemError(where, "must name a categorical parameter of the same algorithm")
+        if not isinstance(param, Categorical) or other == name:
+            raise ProblemError(where, "must name another categorical parameter of the same algorithm")
         values = F.sequence(values, where)
+        if not values:
+            raise ProblemError(where, "needs at least one value")
         unknown = [v for v in values if v not in param.choices]
         if unknown:
             raise ProblemError(where, f"{unknown[0]!r} is not one of {list(param.choices)}")

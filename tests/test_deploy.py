@@ -289,3 +289,18 @@ def test_a_classifier_without_probabilities_is_scored_on_its_deployed_decision_s
     rows = problem.data.X.iloc[holdout.rows]
     want = roc_auc_score(problem.data.y[holdout.rows], holdout.pipeline.decision_function(rows))
     assert obs.ok and obs.metrics["deployed_score"] == pytest.approx(want, abs=1e-3)
+
+
+def test_a_run_journals_stopped_candidates_as_complete_and_unmeasured(tmp_path):
+    """A constrained run's candidates stopped as clearly worse than the best feasible one are complete trials at a
+    lower fidelity, with no deployment figure, never feasible, never failed, and never the choice."""
+    problem = deployed(objective={"cv": 5}, restrict={"backend": ["onnxruntime"], "precision": ["fp32"]},
+                       constraints=[{"metric": "latency_p95_ms", "max": 50.0}], budget={"evaluations": 15})
+    result = admm_tune.fit(problem, run_dir=tmp_path, progress=False)
+    trials = result.trials
+    stopped = trials[trials["stopped"].notna()] if "stopped" in trials else trials[:0]
+    assert len(stopped) and result.n_failed == 0, trials[["state", "reason"]]  # CV losses are seeded: same stops
+    assert (stopped["state"] == "complete").all() and (stopped["fidelity"] < 1).all()
+    assert stopped["metric:latency_p95_ms"].isna().all() and not stopped["feasible"].astype(bool).any()
+    assert result.best.trial not in set(stopped["number"]) and result.best.feasible
+    assert "latency_p95_ms not measured" not in result.report(tmp_path / "report.html").read_text()

@@ -113,10 +113,11 @@ def test_a_parameter_that_takes_no_effect_is_left_out_of_the_described_config():
 
 
 @pytest.mark.parametrize("applies, field, reason", [
-    ({"kernel2": ["poly"]}, "applies.kernel2", "must name a categorical parameter"),
-    ({"C": [1.0]}, "applies.C", "must name a categorical parameter"),
+    ({"kernel2": ["poly"]}, "applies.kernel2", "must name another categorical parameter"),
+    ({"C": [1.0]}, "applies.C", "must name another categorical parameter"),
     ({"kernel": ["cubic"]}, "applies.kernel", "'cubic' is not one of"),
     ({}, "applies", "needs at least one condition"),
+    ({"kernel": []}, "applies.kernel", "needs at least one value"),
 ])
 def test_a_malformed_applies_is_refused_naming_it(applies, field, reason):
     raw = {"modules": [{"name": "estimator", "algorithms": [{"name": "svc", "params": {
