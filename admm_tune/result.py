@@ -385,6 +385,9 @@ class Result:
         lines += [f"{key:<12} {text}" for key, text in self.deployment_story()]
         if self.deployment is not None and self.onnx_path is not None:
             lines.append(f"model        {self.onnx_path}")
+        elif self.deployment is not None and self.run_dir is not None and self.verified:
+            lines.append("model        not written to the run directory: the result does not meet every requirement "
+                         "(NOT MET above); result.export(path) writes it")
         if self.race is not None and self.problem.kind == "deploy":
             lines.append(f"final race   {self.race['note']}")
         if self.refit is not None:
